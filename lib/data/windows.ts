@@ -1,0 +1,283 @@
+/**
+ * Packed token windows (DESIGN §3.1): the prep stage's output and the input of precompute,
+ * train and eval.
+ *
+ * On disk, a directory holding:
+ * - `windows.json` — `WindowsMeta` (format `kd-windows`, version 1); written last, so a
+ *   directory without it is incomplete.
+ * - `train.bin`, `validation.bin` — raw little-endian token ids, shape [rows, seq_len + 1],
+ *   row-major, `uint16` when vocab_size ≤ 65536 else `uint32`. Row i is the packed stream
+ *   `stream[i·L … i·L + L]` (L = seq_len): consecutive windows share one token, so every
+ *   stream token after the first is a target exactly once. input = row[0:L],
+ *   target = row[1:L+1]. No padding; the tail that does not fill a window is dropped.
+ * - `validation.stream.bin` — the whole validation stream, unpacked (same dtype), and
+ *   `validation.docs.json` — `[{ id, offset, tokens, bytes }]` per document, for
+ *   sliding-window perplexity over complete documents.
+ *
+ * The stream of a split is `doc₁ EOS doc₂ EOS … docₙ EOS`, documents in corpus order.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export type SplitName = 'train' | 'validation';
+export const SPLITS: SplitName[] = ['train', 'validation'];
+export type TokenDtype = 'uint16' | 'uint32';
+export type TokenArray = Uint16Array | Uint32Array;
+
+/** Per-split entry of `windows.json`. */
+export interface SplitMeta {
+  /** Window file name, relative to the directory. */
+  file: string;
+  /** Number of windows (rows of seq_len + 1 ids). */
+  rows: number;
+  /** Documents in the split. */
+  documents: number;
+  /** Tokens in the split's stream, EOS tokens included (before dropping the tail). */
+  tokens: number;
+  /** UTF-8 bytes of the split's document texts (for bits per byte). */
+  bytes: number;
+  /** sha256 (hex) of the window file. */
+  sha256: string;
+  /** The unpacked stream, when written (validation only). */
+  stream?: { file: string; docs_file: string; sha256: string };
+}
+
+/** `windows.json`. */
+export interface WindowsMeta {
+  format: 'kd-windows';
+  version: 1;
+  seq_len: number;
+  /** Offset between consecutive windows in the stream; always seq_len in version 1. */
+  stride: number;
+  dtype: TokenDtype;
+  eos_id: number;
+  vocab_size: number;
+  tokenizer_sha256: string;
+  /** Corpus name or path. */
+  source: string;
+  seed: number;
+  val_fraction: number;
+  splits: Record<SplitName, SplitMeta>;
+}
+
+/** One tokenized document, as handed to `writeWindows`. */
+export interface TokenizedDoc {
+  id: string;
+  ids: ArrayLike<number>;
+  /** UTF-8 bytes of the document's text. */
+  bytes: number;
+}
+
+/** Everything of `WindowsMeta` the caller decides; the rest is computed. */
+export type WindowsSpec = Omit<WindowsMeta, 'format' | 'version' | 'stride' | 'dtype' | 'splits'>;
+
+/** A split read back into memory. */
+export interface WindowSet {
+  meta: WindowsMeta;
+  split: SplitName;
+  rows: number;
+  seqLen: number;
+  /** [rows, seqLen + 1] ids, row-major. */
+  ids: TokenArray;
+}
+
+/** uint16 when every id fits (vocab ≤ 65536), else uint32. */
+export const dtypeFor = (vocabSize: number): TokenDtype => (vocabSize <= 65536 ? 'uint16' : 'uint32');
+const BYTES: Record<TokenDtype, number> = { uint16: 2, uint32: 4 };
+
+/** mulberry32: a small seeded PRNG returning floats in [0, 1); same seed, same sequence. */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Splits documents into train and validation, by document, deterministically for `seed`:
+ * round(n·valFraction) documents (at least 1, at most n − 1) drawn by a seeded shuffle go
+ * to validation. Both splits keep corpus order.
+ * @throws Error when there are fewer than 2 documents or valFraction is not in (0, 1).
+ */
+export function splitDocuments<T>(docs: T[], valFraction: number, seed: number): Record<SplitName, T[]> {
+  if (docs.length < 2) throw new Error(`corpus has ${docs.length} document(s); a train/validation split needs at least 2`);
+  if (!(valFraction > 0 && valFraction < 1)) throw new Error(`val_fraction ${valFraction} must be in (0, 1)`);
+  const order = docs.map((_, i) => i);
+  const rand = mulberry32(seed);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  const nVal = Math.min(docs.length - 1, Math.max(1, Math.round(docs.length * valFraction)));
+  const isVal = new Set(order.slice(0, nVal));
+  return {
+    train: docs.filter((_, i) => !isVal.has(i)),
+    validation: docs.filter((_, i) => isVal.has(i)),
+  };
+}
+
+/** The packed stream of a split: each document followed by `eosId`. */
+export function buildStream(docs: TokenizedDoc[], eosId: number): Uint32Array {
+  const total = docs.reduce((n, d) => n + d.ids.length + 1, 0);
+  const stream = new Uint32Array(total);
+  let at = 0;
+  for (const d of docs) {
+    stream.set(d.ids, at);
+    at += d.ids.length;
+    stream[at++] = eosId;
+  }
+  return stream;
+}
+
+/** Windows of `seqLen + 1` ids with stride `seqLen`; the partial tail is dropped. */
+export function packWindows(stream: ArrayLike<number>, seqLen: number, dtype: TokenDtype): TokenArray {
+  const rows = Math.max(0, Math.floor((stream.length - 1) / seqLen));
+  const out = dtype === 'uint16' ? new Uint16Array(rows * (seqLen + 1)) : new Uint32Array(rows * (seqLen + 1));
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j <= seqLen; j++) out[r * (seqLen + 1) + j] = stream[r * seqLen + j];
+  }
+  return out;
+}
+
+/** Input and target of window `i` (views, no copy): input = row[0:L], target = row[1:L+1]. */
+export function windowAt(set: WindowSet, i: number): { input: TokenArray; target: TokenArray } {
+  if (!Number.isInteger(i) || i < 0 || i >= set.rows) throw new Error(`window ${i} out of range [0, ${set.rows})`);
+  const row = set.ids.subarray(i * (set.seqLen + 1), (i + 1) * (set.seqLen + 1));
+  return { input: row.subarray(0, set.seqLen), target: row.subarray(1) };
+}
+
+/**
+ * Packs and writes both splits and `windows.json` into `dir` (which must exist). Files are
+ * written under temporary names and renamed; `windows.json` comes last.
+ * @throws Error naming the split when it is too short for one window or an id is ≥ vocab_size.
+ */
+export function writeWindows(dir: string, spec: WindowsSpec, splits: Record<SplitName, TokenizedDoc[]>): WindowsMeta {
+  const dtype = dtypeFor(spec.vocab_size);
+  const entries = {} as Record<SplitName, SplitMeta>;
+  for (const split of SPLITS) {
+    const docs = splits[split];
+    const stream = buildStream(docs, spec.eos_id);
+    const bad = stream.find((id) => id >= spec.vocab_size);
+    if (bad !== undefined) throw new Error(`${dir}: ${split} split has token id ${bad} ≥ vocab_size ${spec.vocab_size}`);
+    const windows = packWindows(stream, spec.seq_len, dtype);
+    if (windows.length === 0) {
+      throw new Error(`${dir}: ${split} split too small for one window (${stream.length} tokens < seq_len + 1 = ${spec.seq_len + 1})`);
+    }
+    const file = `${split}.bin`;
+    entries[split] = {
+      file, rows: windows.length / (spec.seq_len + 1), documents: docs.length, tokens: stream.length,
+      bytes: docs.reduce((n, d) => n + d.bytes, 0), sha256: writeAtomic(join(dir, file), bytesOf(windows)),
+    };
+    if (split === 'validation') entries[split].stream = writeStream(dir, split, docs, stream, dtype);
+  }
+  const meta: WindowsMeta = { format: 'kd-windows', version: 1, ...spec, stride: spec.seq_len, dtype, splits: entries };
+  writeAtomic(join(dir, 'windows.json'), Buffer.from(JSON.stringify(meta, null, 2) + '\n'));
+  return meta;
+}
+
+function writeStream(dir: string, split: SplitName, docs: TokenizedDoc[], stream: Uint32Array, dtype: TokenDtype): SplitMeta['stream'] {
+  const file = `${split}.stream.bin`;
+  const docsFile = `${split}.docs.json`;
+  const typed = dtype === 'uint16' ? Uint16Array.from(stream) : stream;
+  const sha256 = writeAtomic(join(dir, file), bytesOf(typed));
+  let offset = 0;
+  const list = docs.map((d) => {
+    const entry = { id: d.id, offset, tokens: d.ids.length, bytes: d.bytes };
+    offset += d.ids.length + 1; // + the EOS after it
+    return entry;
+  });
+  writeAtomic(join(dir, docsFile), Buffer.from(JSON.stringify(list) + '\n'));
+  return { file, docs_file: docsFile, sha256 };
+}
+
+/** Little-endian bytes of a typed array (every platform Node supports is little-endian). */
+function bytesOf(a: TokenArray): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** Writes to a temporary name, then renames; returns the sha256 of the bytes. */
+function writeAtomic(path: string, data: Buffer): string {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data);
+  renameSync(tmp, path);
+  return createHash('sha256').update(data).digest('hex');
+}
+
+/**
+ * Reads `windows.json` of a window directory.
+ * @throws Error naming the file when it is missing or not a kd-windows v1 file.
+ */
+export function readWindowsMeta(dir: string): WindowsMeta {
+  const path = join(dir, 'windows.json');
+  if (!existsSync(path)) throw new Error(`${path}: not found (not a prep output directory?)`);
+  let meta: WindowsMeta;
+  try {
+    meta = JSON.parse(readFileSync(path, 'utf8')) as WindowsMeta;
+  } catch {
+    throw new Error(`${path}: invalid JSON`);
+  }
+  if (meta.format !== 'kd-windows' || meta.version !== 1) {
+    throw new Error(`${path}: not a kd-windows version 1 file (format ${meta.format}, version ${meta.version})`);
+  }
+  return meta;
+}
+
+/**
+ * Reads one split's windows into memory (a plain read, no mmap).
+ * @returns ids [rows, seqLen + 1] of the split's dtype.
+ * @throws Error naming the file when it is missing, empty (`empty window file`) or not
+ *   shorter than rows·(L+1)·bytes (`truncated window file (expected N bytes, found M)`) or longer.
+ */
+export function readWindows(dir: string, split: SplitName): WindowSet {
+  const meta = readWindowsMeta(dir);
+  const entry = meta.splits[split];
+  const path = join(dir, entry.file);
+  const data = readSized(path, entry.rows * (meta.seq_len + 1) * BYTES[meta.dtype], 'window file');
+  return { meta, split, rows: entry.rows, seqLen: meta.seq_len, ids: typedView(data, meta.dtype) };
+}
+
+/** A document of an unpacked stream: `tokens` ids at `offset`, followed by one EOS. */
+export interface StreamDoc {
+  id: string;
+  offset: number;
+  tokens: number;
+  bytes: number;
+}
+
+/**
+ * Reads the unpacked stream of a split (validation) and its document list.
+ * @throws Error naming the file when the split has no stream or a file is missing or truncated.
+ */
+export function readStream(dir: string, split: SplitName = 'validation'): { ids: TokenArray; docs: StreamDoc[] } {
+  const meta = readWindowsMeta(dir);
+  const stream = meta.splits[split].stream;
+  if (!stream) throw new Error(`${join(dir, 'windows.json')}: ${split} split has no unpacked stream`);
+  const path = join(dir, stream.file);
+  const data = readSized(path, meta.splits[split].tokens * BYTES[meta.dtype], 'stream file');
+  const docsPath = join(dir, stream.docs_file);
+  if (!existsSync(docsPath)) throw new Error(`${docsPath}: not found`);
+  return { ids: typedView(data, meta.dtype), docs: JSON.parse(readFileSync(docsPath, 'utf8')) as StreamDoc[] };
+}
+
+/** Reads a file that must be exactly `expected` bytes long. */
+function readSized(path: string, expected: number, what: string): Buffer {
+  if (!existsSync(path)) throw new Error(`${path}: not found`);
+  const found = statSync(path).size;
+  if (found === 0) throw new Error(`${path}: empty ${what}`);
+  if (found < expected) throw new Error(`${path}: truncated ${what} (expected ${expected} bytes, found ${found})`);
+  if (found > expected) throw new Error(`${path}: oversized ${what} (expected ${expected} bytes, found ${found})`);
+  return readFileSync(path);
+}
+
+/** Typed view of little-endian ids; copies only when the buffer is not aligned. */
+function typedView(data: Buffer, dtype: TokenDtype): TokenArray {
+  const aligned = data.byteOffset % BYTES[dtype] === 0 ? data : new Uint8Array(data);
+  return dtype === 'uint16'
+    ? new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 2)
+    : new Uint32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4);
+}

@@ -1,0 +1,100 @@
+/**
+ * A Hugging Face `tokenizer.json` loaded through the `tokenizers` Node binding (the HF Rust
+ * implementation), so ids match what Python/Rust `tokenizers` and `transformers` produce.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import tokenizers from 'tokenizers';
+import type { Tokenizer as HfTokenizer } from 'tokenizers';
+
+/** Token names tried, in order, when no EOS token is named explicitly. */
+export const EOS_CANDIDATES = ['<|endoftext|>', '</s>', '<|end_of_text|>', '<eos>'];
+
+/** Documents per `encodeBatch` call of the binding; bounds the memory of one call. */
+const BATCH = 64;
+
+/**
+ * A loaded tokenizer. Encoding never adds special tokens (no BOS/EOS from a post-processor):
+ * document boundaries are the window packer's business (DESIGN §3.1).
+ */
+export class Tokenizer {
+  /** Number of ids the tokenizer can emit: largest id (model vocab or added token) + 1. */
+  readonly vocabSize: number;
+  /** Id of the end-of-text token, also used as BOS between packed documents. */
+  readonly eosId: number;
+
+  private constructor(
+    /** Path of the loaded tokenizer.json. */
+    readonly path: string,
+    /** sha256 (hex) of the tokenizer.json file bytes. */
+    readonly sha256: string,
+    private readonly hf: HfTokenizer,
+    eosToken?: string,
+  ) {
+    const ids = Object.values(hf.getVocab(true));
+    this.vocabSize = ids.reduce((m, id) => Math.max(m, id), -1) + 1;
+    this.eosId = findEos(hf, path, eosToken);
+  }
+
+  /**
+   * Loads a tokenizer.json.
+   * @param eosToken the EOS token's text (default: the first of `EOS_CANDIDATES` present).
+   * @throws Error `"<path>: tokenizer.json not found"`, or naming the file when it does not
+   *   parse or has no EOS token.
+   */
+  static load(path: string, eosToken?: string): Tokenizer {
+    if (!existsSync(path)) throw new Error(`${path}: tokenizer.json not found`);
+    const bytes = readFileSync(path);
+    let hf: HfTokenizer;
+    try {
+      hf = tokenizers.Tokenizer.fromString(bytes.toString('utf8'));
+    } catch (e) {
+      throw new Error(`${path}: not a valid tokenizer.json (${firstLine(e)})`);
+    }
+    return new Tokenizer(path, createHash('sha256').update(bytes).digest('hex'), hf, eosToken);
+  }
+
+  /** Token ids of `text`, without special tokens added. */
+  async encode(text: string): Promise<number[]> {
+    const enc = await this.hf.encode(text, null, { addSpecialTokens: false });
+    return enc.getIds();
+  }
+
+  /** Token ids of each text (the binding encodes a batch in parallel threads). */
+  async encodeBatch(texts: string[]): Promise<number[][]> {
+    const out: number[][] = [];
+    for (let i = 0; i < texts.length; i += BATCH) {
+      const encs = await this.hf.encodeBatch(texts.slice(i, i + BATCH), { addSpecialTokens: false });
+      for (const enc of encs) out.push(enc.getIds());
+    }
+    return out;
+  }
+
+  /** Text of `ids`; special tokens are kept unless `skipSpecial`. */
+  async decode(ids: ArrayLike<number>, skipSpecial = false): Promise<string> {
+    return this.hf.decode(Array.from(ids), skipSpecial);
+  }
+
+  /** The token string of one id (byte-level form, e.g. `Ġthe`), or null if the id is unused. */
+  idToToken(id: number): string | null {
+    return this.hf.idToToken(id);
+  }
+}
+
+/** Loads a tokenizer.json; see `Tokenizer.load`. */
+export function loadTokenizer(path: string, eosToken?: string): Tokenizer {
+  return Tokenizer.load(path, eosToken);
+}
+
+function findEos(hf: HfTokenizer, path: string, eosToken?: string): number {
+  const names = eosToken === undefined ? EOS_CANDIDATES : [eosToken];
+  for (const name of names) {
+    const id = hf.tokenToId(name);
+    if (id !== null && id !== undefined) return id;
+  }
+  throw new Error(`${path}: no EOS token (looked for ${names.join(', ')})`);
+}
+
+function firstLine(e: unknown): string {
+  return String(e instanceof Error ? e.message : e).split('\n')[0];
+}
