@@ -1,0 +1,58 @@
+/**
+ * Reads facts about an ONNX decoder without loading its weights: IO names and vocabulary size
+ * (for the vocab checks of DESIGN §6 and the manifest of §3.2).
+ */
+import { describeValueInfo, onnx, OnnxTypes, toNumber } from './proto.js';
+import { GRAPH, scanFields, viewGraph } from './raw.js';
+
+/** TensorProto fields that hold the data itself; skipped so only name/dims/type get decoded. */
+const TENSOR_DATA_FIELDS = new Set([4, 5, 6, 7, 9, 10, 11, 13]);
+
+/** Graph field number in ModelProto. */
+const MODEL_GRAPH = 7;
+
+function graphBytes(bytes: Uint8Array): Uint8Array {
+  const f = scanFields(bytes).find((x) => x.no === MODEL_GRAPH && x.wire === 2)!;
+  return bytes.subarray(f.payload, f.end);
+}
+
+/** Name, dims and type of every initializer, without copying or decoding their data. */
+function initializerHeaders(g: Uint8Array): Map<string, OnnxTypes.TensorProto> {
+  const out = new Map<string, OnnxTypes.TensorProto>();
+  for (const f of scanFields(g).filter((x) => x.no === GRAPH.initializer && x.wire === 2)) {
+    const t = g.subarray(f.payload, f.end);
+    const parts = scanFields(t).filter((x) => !TENSOR_DATA_FIELDS.has(x.no)).map((x) => t.subarray(x.start, x.end));
+    const header = onnx.TensorProto.decode(Buffer.concat(parts));
+    out.set(header.name, header);
+  }
+  return out;
+}
+
+function nodes(g: Uint8Array): OnnxTypes.NodeProto[] {
+  return scanFields(g).filter((x) => x.no === GRAPH.node && x.wire === 2)
+    .map((x) => onnx.NodeProto.decode(g.subarray(x.payload, x.end)));
+}
+
+/**
+ * The vocabulary size (rows of the logits' last axis) of a decoder model: the `logits` output's
+ * last dim when it is concrete, else the rows of the table gathered by `input_ids`
+ * (Gather, or com.microsoft GatherBlockQuantized for int4 models).
+ * @throws Error "<source>: not an ONNX model (…)" or "<source>: cannot determine the vocabulary size (…)".
+ */
+export function vocabSizeOf(modelBytes: Uint8Array, source = 'model'): number {
+  const view = viewGraph(modelBytes, source);
+  const logits = view.outputs.find((o) => o.name === 'logits');
+  const last = logits ? describeValueInfo(logits).dims.at(-1) : undefined;
+  if (typeof last === 'number' && last > 0) return last;
+  const g = graphBytes(modelBytes);
+  const embed = nodes(g).find((n) => /^Gather(BlockQuantized)?$/.test(n.opType) && n.input[1] === 'input_ids');
+  const table = embed ? initializerHeaders(g).get(embed.input[0]) : undefined;
+  if (table && table.dims.length === 2) return toNumber(table.dims[0]);
+  throw new Error(`${source}: cannot determine the vocabulary size (logits last dim is ${last ?? 'missing'} and no embedding initializer gathers input_ids)`);
+}
+
+/** Graph input and output names, in declaration order. */
+export function ioNamesOf(modelBytes: Uint8Array, source = 'model'): { inputs: string[]; outputs: string[] } {
+  const view = viewGraph(modelBytes, source);
+  return { inputs: view.inputs.map((i) => i.name), outputs: view.outputs.map((o) => o.name) };
+}

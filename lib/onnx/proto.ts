@@ -1,0 +1,99 @@
+/**
+ * ONNX protobuf access: the generated `onnx-proto` classes (ONNX 1.10 schema), builders for
+ * tensors / value infos / attributes, and atomic model file I/O.
+ */
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { endianness } from 'node:os';
+import onnxProto from 'onnx-proto';
+import type { onnx as OnnxTypes } from 'onnx-proto';
+
+/** The generated ONNX message classes (`onnx.ModelProto`, `onnx.GraphProto`, ...). */
+export const onnx = onnxProto.onnx;
+export type { OnnxTypes };
+
+/** ONNX `TensorProto.DataType` codes used in this project. */
+export const DT = {
+  FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, BOOL: 9, FLOAT16: 10, DOUBLE: 11,
+} as const;
+
+// Raw tensor bytes are written as the host lays them out; ONNX requires little-endian.
+if (endianness() !== 'LE') throw new Error('lib/onnx/proto.ts: big-endian hosts are not supported');
+
+/** protobufjs decodes int64 fields as `Long` when the `long` package is present. */
+export function toNumber(v: number | { toNumber(): number } | null | undefined): number {
+  if (v === null || v === undefined) return 0;
+  return typeof v === 'number' ? v : v.toNumber();
+}
+
+const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+
+/** A float32 initializer with the given dims (row-major `data`, length = product of dims). */
+export function floatTensor(name: string, dims: number[], data: Float32Array): OnnxTypes.ITensorProto {
+  return { name, dims, dataType: DT.FLOAT, rawData: bytesOf(data) };
+}
+
+/** An int64 initializer; `dims` defaults to [values.length] (pass [] for a scalar). */
+export function int64Tensor(name: string, values: number[], dims = [values.length]): OnnxTypes.ITensorProto {
+  return { name, dims, dataType: DT.INT64, rawData: bytesOf(BigInt64Array.from(values.map(BigInt))) };
+}
+
+/** A graph input/output declaration; string dims are symbolic (e.g. 'batch_size'). */
+export function valueInfo(name: string, elemType: number, dims: (number | string)[]): OnnxTypes.IValueInfoProto {
+  const dim = dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d }));
+  return { name, type: { tensorType: { elemType, shape: { dim } } } };
+}
+
+/** Element type and dims (numbers, symbolic names, or '?' when unknown) of a value info. */
+export function describeValueInfo(vi: OnnxTypes.IValueInfoProto): { elemType: number; dims: (number | string)[] } {
+  const tt = vi.type?.tensorType;
+  const dims = (tt?.shape?.dim ?? []).map((d) =>
+    d.dimParam ? d.dimParam : d.dimValue !== null && d.dimValue !== undefined ? toNumber(d.dimValue) : '?');
+  return { elemType: tt?.elemType ?? 0, dims };
+}
+
+/** Attribute builders (ONNX `AttributeProto` with its type tag set). */
+export const attr = {
+  int: (name: string, i: number): OnnxTypes.IAttributeProto => ({ name, type: 2, i }),
+  float: (name: string, f: number): OnnxTypes.IAttributeProto => ({ name, type: 1, f }),
+  ints: (name: string, ints: number[]): OnnxTypes.IAttributeProto => ({ name, type: 7, ints }),
+  tensor: (name: string, t: OnnxTypes.ITensorProto): OnnxTypes.IAttributeProto => ({ name, type: 4, t }),
+};
+
+/** Serializes a model to protobuf bytes. */
+export function encodeModel(model: OnnxTypes.IModelProto): Uint8Array {
+  return onnx.ModelProto.encode(model).finish();
+}
+
+/**
+ * Parses ONNX model bytes.
+ * @throws Error "<source>: not an ONNX model (…)" when the bytes are not a ModelProto with a graph.
+ */
+export function decodeModel(bytes: Uint8Array, source = 'model'): OnnxTypes.ModelProto {
+  let model: OnnxTypes.ModelProto;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch (e) {
+    throw new Error(`${source}: not an ONNX model (${(e as Error).message})`);
+  }
+  if (!model.graph) throw new Error(`${source}: not an ONNX model (no graph)`);
+  return model;
+}
+
+/**
+ * Reads a model file's bytes.
+ * @throws Error "<path>: ONNX file not found" when the file does not exist.
+ */
+export function readOnnx(path: string): Uint8Array {
+  if (!existsSync(path)) throw new Error(`${path}: ONNX file not found`);
+  return readFileSync(path);
+}
+
+/**
+ * Writes model bytes atomically: to `<path>.tmp-<pid>` first, then renamed, so a crash never
+ * leaves a truncated file under the final name.
+ */
+export function writeOnnx(path: string, bytes: Uint8Array): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, bytes);
+  renameSync(tmp, path);
+}
