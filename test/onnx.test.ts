@@ -255,6 +255,7 @@ describe('openOnnxSession and file I/O', () => {
     const h = await openOnnxSession(path, { device: 'cpu', threads: 1 });
     expect(h.executionProvider).toBe('cpu');
     expect(h.source).toBe(path);
+    await expect(openOnnxSession(path, { device: 'cpu', threads: 0 })).rejects.toThrow(`${path}: threads must be an integer ≥ 1, got 0`);
   });
 
   it('positionIdsFromMask follows HF (cumsum − 1, 1 where masked)', () => {
@@ -265,5 +266,20 @@ describe('openOnnxSession and file I/O', () => {
     const cfg = tiny(true), w = testWeights(cfg, 1);
     w.delete('model.layers.1.mlp.up_proj.weight');
     expect(() => exportLlamaOnnx(cfg, w, { source: 'ckpt' })).toThrow("ckpt: missing tensor 'model.layers.1.mlp.up_proj.weight'");
+  });
+});
+
+describe('TF.js LlamaModel vs exported ONNX', () => {
+  it.each([true, false])('logits agree within 1e-4 (tie_word_embeddings=%s)', async (tie) => {
+    const tf = await import('@tensorflow/tfjs-core');
+    const { initBackend } = await import('../lib/backend/select.js');
+    const { LlamaModel } = await import('../lib/model/llama.js');
+    await initBackend('cpu');
+    const cfg = tiny(tie), w = testWeights(cfg, 11), B = 2, L = 9, ids = randomIds(B * L, cfg.vocab_size, 12);
+    const model = new LlamaModel(cfg, w);
+    const expected = tf.tidy(() => model.forward(tf.tensor2d(ids, [B, L], 'int32')).dataSync() as Float32Array);
+    model.variables().forEach((v) => v.dispose());
+    const { logits } = await runLogits(await openOnnxSession(exportLlamaOnnx(cfg, w), { device: 'cpu' }), ids, B, L);
+    expect(maxAbsDiff(logits, expected)).toBeLessThan(1e-4);
   });
 });

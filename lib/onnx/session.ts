@@ -48,11 +48,16 @@ async function create(model: string | Uint8Array, eps: string[], threads?: numbe
   return typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options);
 }
 
+/** Why CUDA failed to load in this process; later 'auto' opens go straight to CPU without retrying. */
+let cudaFailure: string | undefined;
+
 /**
  * Opens an ONNX model with onnxruntime-node.
  * Pass a path (not bytes) when the model has external data, so ORT finds it next to the file.
+ * With device 'auto', a CUDA provider that fails to load is reported once on stderr and the
+ * session runs on CPU.
  * @throws Error "<path>: teacher ONNX not found"; "<path>: not an ONNX model (…)"; "<path>:
- *   CUDA execution provider is not available (…)" for device 'cuda'.
+ *   CUDA execution provider is not available (…)" for device 'cuda'; a bad `threads` value.
  */
 export async function openOnnxSession(pathOrBytes: string | Uint8Array, opts: OpenSessionOptions = {}): Promise<OnnxSession> {
   const source = typeof pathOrBytes === 'string' ? pathOrBytes : opts.source ?? 'model';
@@ -60,14 +65,18 @@ export async function openOnnxSession(pathOrBytes: string | Uint8Array, opts: Op
   const device = opts.device ?? 'auto';
   let session: ort.InferenceSession | undefined;
   let executionProvider: ExecutionProvider = 'cpu';
-  if (device !== 'cpu') {
+  if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) {
+    throw new Error(`${source}: threads must be an integer ≥ 1, got ${opts.threads}`);
+  }
+  if (device === 'cuda' || (device === 'auto' && cudaFailure === undefined)) {
     try {
       session = await create(pathOrBytes, ['cuda', 'cpu'], opts.threads);
       executionProvider = 'cuda';
     } catch (e) {
       if (/protobuf parsing failed/i.test(firstLine(e))) throw loadError(source, e);
       if (device === 'cuda') throw new Error(`${source}: CUDA execution provider is not available (${firstLine(e)})`);
-      process.stderr.write(`kd: CUDA execution provider unavailable (${firstLine(e)}); using CPU\n`);
+      cudaFailure = firstLine(e);
+      process.stderr.write(`kd: CUDA execution provider unavailable (${cudaFailure}); using CPU\n`);
     }
   }
   if (!session) {
