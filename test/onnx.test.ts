@@ -1,6 +1,6 @@
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeHalf, encodeHalf } from '../lib/logits/fp16.js';
 import { LlamaConfig, resolveLlamaConfig } from '../lib/model/config.js';
@@ -9,9 +9,9 @@ import { NamedTensors } from '../lib/model/tensors.js';
 import { GraphBuilder } from '../lib/onnx/graph-builder.js';
 import {
   addScoringOutputs, addTopKOutputs, exportLlamaOnnx, ioNamesOf, openOnnxSession, positionIdsFromMask,
-  runLogits, runScoring, runTopK, vocabSizeOf, writeOnnx,
+  externalDataFiles, readOnnx, runLogits, runScoring, runTopK, vocabSizeOf, writeDerivedOnnx, writeOnnx,
 } from '../lib/onnx/index.js';
-import { attr, DT, encodeModel, floatTensor, valueInfo } from '../lib/onnx/proto.js';
+import { attr, decodeModel, DT, encodeModel, floatTensor, onnx, valueInfo } from '../lib/onnx/proto.js';
 
 const tiny = (tie: boolean): LlamaConfig => resolveLlamaConfig({
   vocab_size: 97, hidden_size: 32, intermediate_size: 48, num_hidden_layers: 2,
@@ -237,6 +237,26 @@ describe('graph surgery on other decoders', () => {
   });
 });
 
+/** Moves initializers ≥ 1 KiB into one external data file, as onnx.save_model does for > 2 GB models. */
+function toExternalData(bytes: Uint8Array, dataPath: string): Uint8Array {
+  const model = decodeModel(bytes), chunks: Uint8Array[] = [];
+  let offset = 0;
+  const graph = model.graph!;
+  graph.initializer = (graph.initializer ?? []).map((t) => {
+    const raw = t.rawData ?? new Uint8Array(0);
+    if (raw.length < 1024) return t;
+    chunks.push(raw);
+    const entries = { location: basename(dataPath), offset: String(offset), length: String(raw.length) };
+    offset += raw.length;
+    return onnx.TensorProto.create({
+      name: t.name, dims: t.dims, dataType: t.dataType, dataLocation: 1,
+      externalData: Object.entries(entries).map(([key, value]) => ({ key, value })),
+    });
+  });
+  writeFileSync(dataPath, Buffer.concat(chunks));
+  return encodeModel(model);
+}
+
 describe('openOnnxSession and file I/O', () => {
   const dir = mkdtempSync(join(tmpdir(), 'kd-onnx-'));
 
@@ -256,6 +276,23 @@ describe('openOnnxSession and file I/O', () => {
     expect(h.executionProvider).toBe('cpu');
     expect(h.source).toBe(path);
     await expect(openOnnxSession(path, { device: 'cpu', threads: 0 })).rejects.toThrow(`${path}: threads must be an integer ≥ 1, got 0`);
+  });
+
+  it('a derived model of an external-data teacher runs from another directory', async () => {
+    const cfg = tiny(false), w = testWeights(cfg, 2), bytes = exportLlamaOnnx(cfg, w);
+    const src = join(dir, 'teacher'), out = join(dir, 'out');
+    mkdirSync(src);
+    mkdirSync(out);
+    writeOnnx(join(src, 'model.onnx'), toExternalData(bytes, join(src, 'model.onnx_data')));
+    const opts = { k: 3, temperatures: [1, 2] };
+    const topk = addTopKOutputs(readOnnx(join(src, 'model.onnx')), opts);
+    expect(externalDataFiles(topk)).toEqual(['model.onnx_data']);
+    writeDerivedOnnx(join(src, 'model.onnx'), topk, join(out, 'topk.onnx'));
+    expect(statSync(join(out, 'model.onnx_data')).ino).toBe(statSync(join(src, 'model.onnx_data')).ino); // a hard link, not a copy
+    const ids = randomIds(2 * 5, cfg.vocab_size, 9);
+    const got = await runTopK(await openOnnxSession(join(out, 'topk.onnx'), { device: 'cpu' }), ids, 2, 5);
+    const want = await runTopK(await openOnnxSession(addTopKOutputs(bytes, opts), { device: 'cpu' }), ids, 2, 5);
+    expect(got).toEqual(want);
   });
 
   it('positionIdsFromMask follows HF (cumsum − 1, 1 where masked)', () => {

@@ -3,7 +3,7 @@
  * (for the vocab checks of DESIGN §6 and the manifest of §3.2).
  */
 import { describeValueInfo, onnx, OnnxTypes, toNumber } from './proto.js';
-import { GRAPH, scanFields, viewGraph } from './raw.js';
+import { GRAPH, readVarint, scanFields, viewGraph } from './raw.js';
 
 /** TensorProto fields that hold the data itself; skipped so only name/dims/type get decoded. */
 const TENSOR_DATA_FIELDS = new Set([4, 5, 6, 7, 9, 10, 11, 13]);
@@ -55,4 +55,28 @@ export function vocabSizeOf(modelBytes: Uint8Array, source = 'model'): number {
 export function ioNamesOf(modelBytes: Uint8Array, source = 'model'): { inputs: string[]; outputs: string[] } {
   const view = viewGraph(modelBytes, source);
   return { inputs: view.inputs.map((i) => i.name), outputs: view.outputs.map((o) => o.name) };
+}
+
+/** TensorProto fields: external_data entries and data_location (1 = EXTERNAL). */
+const TENSOR_EXTERNAL_DATA = 13, TENSOR_DATA_LOCATION = 14;
+
+/**
+ * Relative paths of the external data files that the top-level graph's initializers reference
+ * (e.g. `model.onnx_data`), sorted and without duplicates; [] for a self-contained model.
+ */
+export function externalDataFiles(modelBytes: Uint8Array, source = 'model'): string[] {
+  viewGraph(modelBytes, source); // validates the bytes with a one-line error
+  const g = graphBytes(modelBytes);
+  const files = new Set<string>();
+  for (const f of scanFields(g).filter((x) => x.no === GRAPH.initializer && x.wire === 2)) {
+    const t = g.subarray(f.payload, f.end);
+    const fields = scanFields(t);
+    const loc = fields.find((x) => x.no === TENSOR_DATA_LOCATION);
+    if (!loc || readVarint(t, loc.payload)[0] !== 1) continue;
+    for (const e of fields.filter((x) => x.no === TENSOR_EXTERNAL_DATA && x.wire === 2)) {
+      const entry = onnx.StringStringEntryProto.decode(t.subarray(e.payload, e.end));
+      if (entry.key === 'location') files.add(entry.value);
+    }
+  }
+  return [...files].sort();
 }

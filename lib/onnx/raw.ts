@@ -24,7 +24,8 @@ const MODEL_GRAPH = 7, MODEL_OPSET = 8;
 /** GraphProto field numbers (onnx.proto). */
 export const GRAPH = { node: 1, initializer: 5, input: 11, output: 12 } as const;
 
-function readVarint(buf: Uint8Array, pos: number): [value: number, next: number] {
+/** Reads a base-128 varint at `pos`; returns its value and the position after it. */
+export function readVarint(buf: Uint8Array, pos: number): [value: number, next: number] {
   let value = 0, scale = 1;
   for (let i = 0; i < 10; i++) {
     if (pos >= buf.length) throw new Error('truncated varint');

@@ -1,0 +1,42 @@
+/**
+ * Writing derived models (graph surgery results) so ORT can still find the original's external
+ * data: ORT resolves `location` relative to the model file and refuses paths (and symlinks)
+ * that leave the model's directory, and onnxruntime-node cannot take external data for a
+ * model opened from bytes.
+ */
+import { constants, copyFileSync, existsSync, linkSync, mkdirSync, renameSync } from 'node:fs';
+import { dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
+import { externalDataFiles } from './inspect.js';
+import { writeOnnx } from './proto.js';
+
+/** Hard link (free, same file system) or else a copy (reflink where the file system can). */
+function linkOrCopy(original: string, target: string): void {
+  mkdirSync(dirname(target), { recursive: true });
+  try {
+    linkSync(original, target);
+  } catch {
+    const tmp = `${target}.tmp-${process.pid}`;
+    copyFileSync(original, tmp, constants.COPYFILE_FICLONE);
+    renameSync(tmp, target);
+  }
+}
+
+/**
+ * Writes `bytes` (a model derived from the one at `srcPath`) atomically to `destPath`. When the
+ * directories differ, each external data file is hard-linked (copied across file systems) into
+ * the destination directory first, so the model only appears once it is loadable.
+ * @throws Error naming `srcPath` for an external data location outside the model directory or a
+ *   missing external data file.
+ */
+export function writeDerivedOnnx(srcPath: string, bytes: Uint8Array, destPath: string): void {
+  const srcDir = dirname(resolve(srcPath)), destDir = dirname(resolve(destPath));
+  for (const loc of externalDataFiles(bytes, srcPath)) {
+    if (isAbsolute(loc) || normalize(loc).split(sep).includes('..')) {
+      throw new Error(`${srcPath}: external data location '${loc}' is outside the model directory`);
+    }
+    const original = join(srcDir, loc), target = join(destDir, loc);
+    if (!existsSync(original)) throw new Error(`${srcPath}: external data file '${loc}' not found next to the model`);
+    if (srcDir !== destDir && !existsSync(target)) linkOrCopy(original, target);
+  }
+  writeOnnx(destPath, bytes);
+}
