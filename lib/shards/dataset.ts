@@ -1,0 +1,89 @@
+/**
+ * A logit dataset directory opened for reading (the trainer's entry point): manifest plus
+ * its shards, checked for presence and size up front, rows streamed shard by shard.
+ */
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { layoutOf, readManifest, verifyShard, type LogitManifest, type ShardEntry } from './manifest.js';
+import { readShard } from './reader.js';
+import type { LogitRow, ShardLayout } from './schema.js';
+
+/** One shard of an opened dataset: its manifest entry and absolute-or-relative path. */
+export interface DatasetShard {
+  entry: ShardEntry;
+  path: string;
+}
+
+/** An opened logit dataset. */
+export interface LogitDataset {
+  dir: string;
+  manifest: LogitManifest;
+  /** Shapes of every row (from the manifest). */
+  layout: ShardLayout;
+  shards: DatasetShard[];
+  /** All rows of all shards in manifest order; one shard in memory at a time. */
+  rows(): AsyncIterable<LogitRow>;
+  /** All rows at once (small datasets, tests). */
+  readAll(): Promise<LogitRow[]>;
+}
+
+/** Options of {@link openLogitDataset}. */
+export interface OpenOptions {
+  /** Also check every shard's sha256 (reads every byte once). Default false. */
+  verify?: boolean;
+}
+
+/** Throws unless the shard file exists with the listed size. */
+async function checkPresent(path: string, entry: ShardEntry): Promise<void> {
+  let size: number;
+  try {
+    size = (await stat(path)).size;
+  } catch {
+    throw new Error(`${path}: shard listed in manifest.json is missing`);
+  }
+  if (size !== entry.bytes) {
+    throw new Error(`${path}: truncated or corrupt shard (${size} bytes, manifest says ${entry.bytes})`);
+  }
+}
+
+/** Reads one shard and checks its row count and first sample id against the manifest entry. */
+async function readListed(shard: DatasetShard, layout: ShardLayout): Promise<LogitRow[]> {
+  const rows = await readShard(shard.path, layout);
+  const { entry, path } = shard;
+  if (rows.length !== entry.rows) {
+    throw new Error(`${path}: shard does not match manifest (rows=${rows.length} expected ${entry.rows})`);
+  }
+  if (rows[0].sample_id.toString() !== entry.first_sample_id) {
+    throw new Error(`${path}: shard does not match manifest (first_sample_id=${rows[0].sample_id} expected ${entry.first_sample_id})`);
+  }
+  return rows;
+}
+
+/**
+ * Opens the dataset in `dir`: reads and validates manifest.json, then checks that every
+ * listed shard exists with the listed size (and sha256 with `verify`). Errors are one line
+ * naming the file: missing/invalid manifest, `"<dir>/shard-00002.parquet: shard listed in
+ * manifest.json is missing"`, `"…: truncated or corrupt shard (…)"`. Reading rows also
+ * fails with one line on a shard whose shapes, row count or first sample id differ.
+ */
+export async function openLogitDataset(dir: string, opts: OpenOptions = {}): Promise<LogitDataset> {
+  const manifest = await readManifest(dir);
+  const layout = layoutOf(manifest);
+  const shards = manifest.shards.map((entry) => ({ entry, path: join(dir, entry.file) }));
+  for (const s of shards) {
+    await checkPresent(s.path, s.entry);
+    if (opts.verify) {
+      const problem = await verifyShard(dir, s.entry);
+      if (problem !== null) throw new Error(problem);
+    }
+  }
+  async function* rows(): AsyncGenerator<LogitRow> {
+    for (const s of shards) yield* await readListed(s, layout);
+  }
+  async function readAll(): Promise<LogitRow[]> {
+    const out: LogitRow[] = [];
+    for (const s of shards) for (const row of await readListed(s, layout)) out.push(row);
+    return out;
+  }
+  return { dir, manifest, layout, shards, rows, readAll };
+}

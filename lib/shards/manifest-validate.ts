@@ -1,0 +1,115 @@
+/**
+ * Field-by-field validation of a parsed manifest.json (types in manifest.ts). Every problem
+ * is one line: `"<where>: missing field 'k'"`, `"<where>: field 'k' must be a positive
+ * integer (got -1)"`, `"<where>: not a kd-logits manifest (format 'x')"`.
+ */
+import type { LogitManifest } from './manifest.js';
+
+type Kind = 'object' | 'string' | 'posint' | 'nonnegint' | 'strings' | 'array' | 'id';
+
+const WHAT: Record<Kind, string> = {
+  object: 'an object', string: 'a non-empty string', posint: 'a positive integer',
+  nonnegint: 'a non-negative integer', strings: 'an array of strings', array: 'an array',
+  id: 'an integer (number or decimal string)',
+};
+
+/** Required fields in check order; parents before children. */
+const FIELDS: [string, Kind][] = [
+  ['teacher', 'object'], ['teacher.path', 'string'], ['teacher.sha256', 'string'],
+  ['teacher.dtype', 'string'], ['teacher.execution_provider', 'string'],
+  ['teacher.input_names', 'strings'], ['teacher.output_names', 'strings'],
+  ['tokenizer', 'object'], ['tokenizer.sha256', 'string'], ['tokenizer.vocab_size', 'posint'],
+  ['tokenizer.real_vocab_size', 'posint'],
+  ['windows', 'object'], ['windows.source', 'string'], ['windows.sha256', 'string'],
+  ['seq_len', 'posint'], ['k', 'posint'], ['mode', 'string'], ['temperatures', 'array'],
+  ['encoding', 'object'], ['encoding.ids', 'string'], ['encoding.values', 'string'], ['encoding.layout', 'string'],
+  ['shards', 'array'], ['totals', 'object'], ['totals.rows', 'nonnegint'], ['totals.positions', 'nonnegint'],
+  ['totals.bytes', 'nonnegint'], ['tool_version', 'string'], ['created_at', 'string'],
+];
+
+const SHARD_FIELDS: [string, Kind][] = [
+  ['file', 'string'], ['rows', 'posint'], ['first_sample_id', 'id'], ['bytes', 'nonnegint'], ['sha256', 'string'],
+];
+
+const ONE_OF: [string, readonly string[]][] = [
+  ['mode', ['topk', 'sampled']], ['encoding.ids', ['uint16', 'uint32']],
+  ['encoding.values', ['float16', 'float32']], ['encoding.layout', ['packed-le']],
+];
+
+function get(obj: unknown, path: string): unknown {
+  let cur = obj;
+  for (const key of path.split('.')) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string, unknown>)[key];
+  }
+  return cur;
+}
+
+function isKind(v: unknown, kind: Kind): boolean {
+  switch (kind) {
+    case 'object': return v !== null && typeof v === 'object' && !Array.isArray(v);
+    case 'string': return typeof v === 'string' && v.length > 0;
+    case 'posint': return Number.isSafeInteger(v) && (v as number) > 0;
+    case 'nonnegint': return Number.isSafeInteger(v) && (v as number) >= 0;
+    case 'strings': return Array.isArray(v) && v.every((s) => typeof s === 'string');
+    case 'array': return Array.isArray(v);
+    case 'id': return Number.isSafeInteger(v) || (typeof v === 'string' && /^-?\d+$/.test(v));
+  }
+}
+
+function checkFields(obj: unknown, fields: [string, Kind][], where: string, prefix = ''): void {
+  for (const [path, kind] of fields) {
+    const v = get(obj, path);
+    if (v === undefined) throw new Error(`${where}: missing field '${prefix}${path}'`);
+    if (!isKind(v, kind)) throw new Error(`${where}: field '${prefix}${path}' must be ${WHAT[kind]} (got ${JSON.stringify(v)})`);
+  }
+}
+
+function checkShards(m: LogitManifest, where: string): void {
+  const seen = new Set<string>();
+  m.shards.forEach((s, i) => {
+    checkFields(s, SHARD_FIELDS, where, `shards[${i}].`);
+    if (/[/\\]/.test(s.file) || s.file.startsWith('.')) throw new Error(`${where}: shards[${i}].file '${s.file}' must be a plain file name`);
+    if (seen.has(s.file)) throw new Error(`${where}: shard '${s.file}' is listed twice`);
+    seen.add(s.file);
+  });
+  const rows = m.shards.reduce((a, s) => a + s.rows, 0);
+  const bytes = m.shards.reduce((a, s) => a + s.bytes, 0);
+  if (rows !== m.totals.rows) throw new Error(`${where}: totals.rows ${m.totals.rows} != ${rows}, the sum over shards`);
+  if (bytes !== m.totals.bytes) throw new Error(`${where}: totals.bytes ${m.totals.bytes} != ${bytes}, the sum over shards`);
+}
+
+/**
+ * Validates a parsed manifest in place and returns it typed, with every
+ * `first_sample_id` normalised to a decimal string. Throws one-line errors prefixed
+ * with `where` (normally `"<dir>/manifest.json"`).
+ */
+export function validateManifest(obj: unknown, where: string): LogitManifest {
+  if (!isKind(obj, 'object')) throw new Error(`${where}: not a kd-logits manifest (not a JSON object)`);
+  const format = get(obj, 'format');
+  if (format !== 'kd-logits') throw new Error(`${where}: not a kd-logits manifest (format ${JSON.stringify(format)})`);
+  const version = get(obj, 'version');
+  if (version !== 1) throw new Error(`${where}: unsupported kd-logits manifest version ${JSON.stringify(version)} (this tool reads 1)`);
+  checkFields(obj, FIELDS, where);
+  for (const [path, allowed] of ONE_OF) {
+    const v = get(obj, path);
+    if (!allowed.includes(v as string)) throw new Error(`${where}: field '${path}' must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`);
+  }
+  const m = obj as LogitManifest;
+  const temps = m.temperatures as unknown[];
+  if (temps.length === 0 || !temps.every((t) => typeof t === 'number' && Number.isFinite(t) && t > 0)) {
+    throw new Error(`${where}: field 'temperatures' must be a non-empty array of positive numbers (got ${JSON.stringify(temps)})`);
+  }
+  if (m.tokenizer.real_vocab_size > m.tokenizer.vocab_size) {
+    throw new Error(`${where}: tokenizer.real_vocab_size ${m.tokenizer.real_vocab_size} > vocab_size ${m.tokenizer.vocab_size}`);
+  }
+  if (m.k > m.tokenizer.real_vocab_size) {
+    throw new Error(`${where}: k ${m.k} > tokenizer.real_vocab_size ${m.tokenizer.real_vocab_size}`);
+  }
+  if (m.encoding.ids === 'uint16' && m.tokenizer.real_vocab_size > 0x10000) {
+    throw new Error(`${where}: encoding.ids uint16 cannot hold real_vocab_size ${m.tokenizer.real_vocab_size}`);
+  }
+  checkShards(m, where);
+  for (const s of m.shards) s.first_sample_id = String(s.first_sample_id);
+  return m;
+}

@@ -1,0 +1,136 @@
+/**
+ * manifest.json of a logit dataset (DESIGN §3.2): the type, atomic write, validated read,
+ * and shard hashing.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from './atomic.js';
+import { validateManifest } from './manifest-validate.js';
+import type { IdDtype, ShardLayout, ValueDtype } from './schema.js';
+
+/** File name of the manifest inside a dataset directory. */
+export const MANIFEST_FILE = 'manifest.json';
+
+/** One shard file of the dataset. */
+export interface ShardEntry {
+  /** Plain file name inside the dataset directory, e.g. `shard-00000.parquet`. */
+  file: string;
+  rows: number;
+  /** sample_id of the shard's first row, as a decimal string (int64-exact). */
+  first_sample_id: string;
+  /** File size in bytes. */
+  bytes: number;
+  /** Lowercase hex sha256 of the file. */
+  sha256: string;
+}
+
+/** The manifest. Field names are snake_case as stored on disk. */
+export interface LogitManifest {
+  format: 'kd-logits';
+  version: 1;
+  teacher: {
+    /** Path of the teacher .onnx as given by the user. */
+    path: string;
+    /** sha256 over the .onnx file and its external data. */
+    sha256: string;
+    /** 'fp32' | 'fp16' | 'int4'. */
+    dtype: string;
+    /** Execution provider actually used, e.g. 'cuda' or 'cpu'. */
+    execution_provider: string;
+    input_names: string[];
+    output_names: string[];
+  };
+  tokenizer: {
+    /** sha256 of tokenizer.json. */
+    sha256: string;
+    /** Vocab size as the model sees it (logit width, may include padding rows). */
+    vocab_size: number;
+    /** Number of real tokens; ids ≥ this never carry probability mass. */
+    real_vocab_size: number;
+  };
+  /** The token windows (prep output) the logits were computed on. */
+  windows: { source: string; sha256: string };
+  seq_len: number;
+  k: number;
+  mode: 'topk' | 'sampled';
+  /** Stored temperatures τ, in `log_z` column order. */
+  temperatures: number[];
+  encoding: { ids: IdDtype; values: ValueDtype; layout: 'packed-le' };
+  shards: ShardEntry[];
+  /** rows = Σ shard rows, bytes = Σ shard bytes, positions = windows × seq_len. */
+  totals: { rows: number; positions: number; bytes: number };
+  tool_version: string;
+  /** ISO 8601 time the dataset was completed. */
+  created_at: string;
+}
+
+/** Zero-padded shard file name: `shard-00007.parquet`. */
+export function shardFileName(index: number): string {
+  return `shard-${String(index).padStart(5, '0')}.parquet`;
+}
+
+/** The per-row shapes every shard of the dataset must have. */
+export function layoutOf(m: LogitManifest): ShardLayout {
+  return { seqLen: m.seq_len, k: m.k, numTemps: m.temperatures.length, idDtype: m.encoding.ids, valueDtype: m.encoding.values };
+}
+
+/**
+ * Validates `m` and writes `<dir>/manifest.json` atomically (tmp + fsync + rename).
+ * Throws the validation error (one line) without touching the existing file.
+ */
+export async function writeManifest(dir: string, m: LogitManifest): Promise<void> {
+  const path = join(dir, MANIFEST_FILE);
+  const copy = validateManifest(structuredClone(m), path);
+  await writeFileAtomic(path, JSON.stringify(copy, null, 2) + '\n');
+}
+
+/**
+ * Reads and validates `<dir>/manifest.json`. One-line errors:
+ * `"<dir>/manifest.json: not found"`, `"…: invalid JSON (…)"`, `"…: not a kd-logits
+ * manifest (format …)"`, `"…: missing field 'k'"`, `"…: field 'k' must be …"`.
+ */
+export async function readManifest(dir: string): Promise<LogitManifest> {
+  const path = join(dir, MANIFEST_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(code === 'ENOENT' ? `${path}: not found (not a logit dataset directory?)` : `${path}: cannot read (${code})`);
+  }
+  let obj: unknown;
+  try {
+    obj = JSON.parse(text);
+  } catch (err) {
+    throw new Error(`${path}: invalid JSON (${(err as Error).message})`);
+  }
+  return validateManifest(obj, path);
+}
+
+/** Lowercase hex sha256 of a file, streamed (constant memory). */
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/**
+ * Checks a listed shard on disk: exists, size and sha256 match the entry. Returns null
+ * when it does, else a one-line problem naming the file (`"<dir>/shard-00001.parquet:
+ * sha256 mismatch (…)"`), so a resumed run can redo it and `inspect` can report it.
+ */
+export async function verifyShard(dir: string, entry: ShardEntry): Promise<string | null> {
+  const path = join(dir, entry.file);
+  let size: number;
+  try {
+    size = (await stat(path)).size;
+  } catch {
+    return `${path}: missing`;
+  }
+  if (size !== entry.bytes) return `${path}: ${size} bytes, manifest says ${entry.bytes}`;
+  const sha = await sha256File(path);
+  if (sha !== entry.sha256) return `${path}: sha256 mismatch (file ${sha.slice(0, 12)}…, manifest ${entry.sha256.slice(0, 12)}…)`;
+  return null;
+}

@@ -1,0 +1,91 @@
+/**
+ * Shard reader: one Parquet shard → LogitRow[], with the shard's shapes checked against
+ * what the manifest expects before any row is decoded.
+ */
+import { readFile } from 'node:fs/promises';
+import { gunzipSync } from 'node:zlib';
+import { parquetMetadata, parquetReadObjects, type FileMetaData } from 'hyparquet';
+import { unpackRow } from './packing.js';
+import { COLUMNS, SHARD_KV_KEY, SHARD_LAYOUT, checkLayout, shardKv, type LogitRow, type ShardLayout } from './schema.js';
+
+const MAGIC = 0x31524150; // 'PAR1' little-endian
+
+/** Decompressors beyond hyparquet's built-in SNAPPY. */
+const DECOMPRESSORS = { GZIP: (input: Uint8Array) => new Uint8Array(gunzipSync(input)) };
+
+function corrupt(path: string, why: string): Error {
+  return new Error(`${path}: truncated or corrupt shard (${why})`);
+}
+
+function mismatch(path: string, why: string): Error {
+  return new Error(`${path}: shard does not match manifest (${why})`);
+}
+
+/** Footer metadata, or a truncated/corrupt error. */
+function footer(path: string, file: ArrayBuffer): FileMetaData {
+  const view = new DataView(file);
+  if (file.byteLength < 12) throw corrupt(path, `${file.byteLength} bytes`);
+  if (view.getUint32(0, true) !== MAGIC) throw corrupt(path, 'not a Parquet file: no PAR1 header');
+  if (view.getUint32(file.byteLength - 4, true) !== MAGIC) throw corrupt(path, 'no PAR1 footer: file cut short?');
+  try {
+    return parquetMetadata(file);
+  } catch (err) {
+    throw corrupt(path, (err as Error).message);
+  }
+}
+
+/** Compares the file's `kd.shard` metadata with the expected layout; throws on any difference. */
+function checkKv(path: string, meta: FileMetaData, expect: ShardLayout): void {
+  const entry = meta.key_value_metadata?.find((kv) => kv.key === SHARD_KV_KEY);
+  if (entry?.value === undefined) throw mismatch(path, `no '${SHARD_KV_KEY}' metadata: not a kd-logits shard`);
+  let got: Record<string, unknown>;
+  try {
+    got = JSON.parse(entry.value) as Record<string, unknown>;
+  } catch {
+    throw corrupt(path, `'${SHARD_KV_KEY}' metadata is not JSON`);
+  }
+  const want = shardKv(expect) as unknown as Record<string, unknown>;
+  const diffs = Object.keys(want)
+    .filter((key) => got[key] !== want[key])
+    .map((key) => `${key}=${JSON.stringify(got[key])} expected ${JSON.stringify(want[key])}`);
+  if (diffs.length > 0) throw mismatch(path, diffs.join(', '));
+  const names = meta.schema.slice(1).map((el) => el.name);
+  const missing = COLUMNS.filter((c) => !names.includes(c));
+  if (missing.length > 0) throw mismatch(path, `missing column ${missing.join(', ')}; layout ${SHARD_LAYOUT}`);
+}
+
+/**
+ * Reads every row of the shard at `path`.
+ *
+ * `expect` gives the shapes from the manifest ({@link ShardLayout}, e.g. via `layoutOf`).
+ * Rows come back in file order with ids widened to Uint32Array and fp16 logits decoded to
+ * Float32Array (exact). Errors (one line): `"<path>: truncated or corrupt shard (…)"` for a
+ * short, cut or damaged file; `"<path>: shard does not match manifest (k=16 expected 32)"`
+ * for a shard written with other shapes or not by kd; ENOENT-style errors name the path.
+ */
+export async function readShard(path: string, expect: ShardLayout): Promise<LogitRow[]> {
+  checkLayout(expect, path);
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(path);
+  } catch (err) {
+    throw new Error(`${path}: cannot read shard (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+  const meta = footer(path, file);
+  checkKv(path, meta, expect);
+  let raw: Record<string, unknown>[];
+  try {
+    raw = await parquetReadObjects({ file, metadata: meta, compressors: DECOMPRESSORS, utf8: false, columns: [...COLUMNS] });
+  } catch (err) {
+    throw corrupt(path, (err as Error).message);
+  }
+  if (raw.length !== Number(meta.num_rows)) throw corrupt(path, `${raw.length} rows decoded, footer says ${meta.num_rows}`);
+  return raw.map((r, i) => {
+    try {
+      return unpackRow(r, expect, `row ${i}`);
+    } catch (err) {
+      throw mismatch(path, (err as Error).message);
+    }
+  });
+}
