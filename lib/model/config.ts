@@ -20,8 +20,6 @@ export interface LlamaConfig {
   bos_token_id?: number;
   eos_token_id?: number;
   torch_dtype?: string;
-  /** Probability of dropping attention/residual activations during training (0 = off). */
-  attention_dropout?: number;
 }
 
 export const LLAMA_DEFAULTS: LlamaConfig = {
@@ -39,7 +37,6 @@ export const LLAMA_DEFAULTS: LlamaConfig = {
   tie_word_embeddings: true,
   hidden_act: 'silu',
   torch_dtype: 'float32',
-  attention_dropout: 0,
 };
 
 /** HF config keys we read; any other key in a user's config.json is kept but ignored. */

@@ -1,0 +1,36 @@
+import type { Argv } from 'yargs';
+import { TrainConfig } from '../train/config.js';
+
+/** The yargs options of every TrainConfig field, each described once (defaults shown from `d`). */
+export function trainOptions<T>(y: Argv<T>, d: TrainConfig): Argv<T> {
+  return y
+    .option('config', { type: 'string', describe: 'JSON file of config keys (snake_case); flags override it' })
+    .option('data', { type: 'string', describe: 'logit dataset directory written by precompute' })
+    .option('prep', { type: 'string', describe: `prep output directory: windows and tokenizer.json (default ${d.prep})` })
+    .option('out', { type: 'string', describe: `output directory (default ${d.out})` })
+    .option('model', { type: 'string', coerce: (s: string) => JSON.parse(s), describe: 'model architecture as JSON of HF LlamaConfig fields, e.g. \'{"hidden_size":128}\'' })
+    .option('init-from', { type: 'string', describe: 'start from this HF Llama checkpoint directory' })
+    .option('seed', { type: 'number', describe: `seed of the init and the data order (default ${d.seed})` })
+    .option('batch-size', { type: 'number', describe: `windows per micro-batch (default ${d.batch_size})` })
+    .option('grad-accum', { type: 'number', describe: `micro-batches per optimizer step (default ${d.grad_accum})` })
+    .option('epochs', { type: 'number', describe: `passes over the training data (default ${d.epochs})` })
+    .option('max-steps', { type: 'number', describe: `stop after N optimizer steps, 0 = no limit (default ${d.max_steps})` })
+    .option('lr', { type: 'number', describe: `peak learning rate (default ${d.lr})` })
+    .option('min-lr', { type: 'number', describe: `final learning rate of the cosine decay (default ${d.min_lr})` })
+    .option('warmup-steps', { type: 'number', describe: `linear warmup steps (default ${d.warmup_steps})` })
+    .option('weight-decay', { type: 'number', describe: `AdamW decoupled weight decay (default ${d.weight_decay})` })
+    .option('beta1', { type: 'number', describe: `AdamW β1 (default ${d.beta1})` })
+    .option('beta2', { type: 'number', describe: `AdamW β2 (default ${d.beta2})` })
+    .option('grad-clip', { type: 'number', describe: `global gradient-norm clip, 0 = off (default ${d.grad_clip})` })
+    .option('alpha', { type: 'number', describe: `weight of the distillation term; 0 = hard targets only (default ${d.alpha})` })
+    .option('temperature', { type: 'number', describe: `distillation temperature τ (default ${d.temperature})` })
+    .option('temperature-schedule', { choices: ['constant', 'step'], describe: `constant, or step: max(τ − 0.5·epoch, 1) (default ${d.temperature_schedule})` })
+    .option('loss', { type: 'string', describe: `divergence: forward_kl, reverse_kl, jsd, tvd, skew_kl (default ${d.loss})` })
+    .option('topk-mode', { choices: ['tail', 'renormalize'], describe: `tail: exact rest-of-vocab bucket; renormalize: teacher renormalised over top-k (default ${d.topk_mode})` })
+    .option('eval-every', { type: 'number', describe: `validate every N steps, 0 = per epoch only (default ${d.eval_every})` })
+    .option('eval-windows', { type: 'number', describe: `validation windows per evaluation, 0 = all (default ${d.eval_windows})` })
+    .option('backend', { choices: ['auto', 'node-gpu', 'node', 'wasm', 'cpu'], describe: `TF.js backend (default ${d.backend}: fastest present)` })
+    .option('resume', { type: 'boolean', describe: 'continue from the training state in --out' })
+    .option('quiet', { type: 'boolean', describe: 'no progress bar or summary' })
+    .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' });
+}

@@ -1,0 +1,137 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { LlamaConfig, headDim } from './config.js';
+import { fromHfLayout, fusedShapes, toHfLayout } from './hf-layout.js';
+import { initLlamaWeights } from './init.js';
+import { embeddingLookup, linear } from './ops.js';
+import { applyRope, ropeTables } from './rope.js';
+import { NamedTensors } from './tensors.js';
+
+/**
+ * A Llama-architecture causal LM (RMSNorm, RoPE, SwiGLU MLP, grouped-query attention, optional
+ * tied embeddings) in TF.js, numerically equal to HF `LlamaForCausalLM` in float32.
+ * Weights live in tf.Variables with fused [in, out] layouts (see hf-layout.ts).
+ */
+export class LlamaModel {
+  readonly cfg: LlamaConfig;
+  readonly params: Map<string, tf.Variable>;
+  private rope = new Map<number, Record<'cos' | 'sin' | 'cosQ' | 'sinQ' | 'mask', tf.Tensor2D>>();
+
+  /**
+   * @param weights HF-named host tensors (`model.embed_tokens.weight`, …); random (seeded) when omitted.
+   * @throws Error when a tensor is missing or its shape disagrees with `cfg`.
+   */
+  constructor(cfg: LlamaConfig, weights?: NamedTensors, seed = 0, source = 'weights') {
+    this.cfg = cfg;
+    const fused = fromHfLayout(cfg, weights ?? initLlamaWeights(cfg, seed), source);
+    this.params = new Map(fusedShapes(cfg).map(([name, shape]) => {
+      const t = fused.get(name)!;
+      return [name, tf.variable(tf.tensor(t.data, shape), true, `kd/${name}`)];
+    }));
+  }
+
+  /** Trainable variables in a stable order. */
+  variables(): tf.Variable[] {
+    return [...this.params.values()];
+  }
+
+  /**
+   * Next-token logits for every position.
+   * @param inputIds int32 [B, L], L ≤ max_position_embeddings
+   * @returns [B·L, vocab_size] float32 (row b·L + t predicts the token after position t)
+   * @throws Error when L exceeds max_position_embeddings.
+   */
+  logits(inputIds: tf.Tensor2D): tf.Tensor2D {
+    const [B, L] = inputIds.shape;
+    if (L > this.cfg.max_position_embeddings) {
+      throw new Error(`sequence length ${L} exceeds max_position_embeddings ${this.cfg.max_position_embeddings}`);
+    }
+    let h: tf.Tensor2D = embeddingLookup(this.p('embed') as tf.Tensor2D, tf.reshape(inputIds, [-1]) as tf.Tensor1D); // [N, d]
+    for (let i = 0; i < this.cfg.num_hidden_layers; i++) {
+      h = tf.add(h, this.attention(this.rmsNorm(h, `${i}.ln1`), i, B, L));
+      h = tf.add(h, this.mlp(this.rmsNorm(h, `${i}.ln2`), i));
+    }
+    h = this.rmsNorm(h, 'norm');
+    const head = this.cfg.tie_word_embeddings ? tf.transpose(this.p('embed')) : this.p('lm_head');
+    return linear(h, head as tf.Tensor2D) as tf.Tensor2D; // [N, V]
+  }
+
+  /** @returns logits [B, L, vocab_size] (see `logits`). */
+  forward(inputIds: tf.Tensor2D): tf.Tensor3D {
+    const [B, L] = inputIds.shape;
+    return tf.reshape(this.logits(inputIds), [B, L, this.cfg.vocab_size]);
+  }
+
+  /** RMSNorm: x / √(mean(x²) + ε) · w (Zhang & Sennrich 2019, eq. 4). x [N, d] → [N, d]. */
+  private rmsNorm(x: tf.Tensor2D, name: string): tf.Tensor2D {
+    const ms = tf.mean(tf.square(x), -1, true);
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, this.cfg.rms_norm_eps))), this.p(name));
+  }
+
+  /**
+   * Causal grouped-query self-attention. x [B·L, d] → [B·L, d].
+   * The G = H/KV query heads that share a key/value head are stacked along the rows, so each
+   * (batch, kv head) pair is one [G·L, hd]·[hd, L] product: fewer, larger matMuls, no repeated K/V.
+   */
+  private attention(x: tf.Tensor2D, layer: number, B: number, L: number): tf.Tensor2D {
+    const H = this.cfg.num_attention_heads, KV = this.cfg.num_key_value_heads, hd = headDim(this.cfg);
+    const G = H / KV;
+    const { cos, sin, mask, cosQ, sinQ } = this.tables(L, G);
+    const qkv = linear(x, this.p(`${layer}.wqkv`) as tf.Tensor2D); // [N, (H + 2·KV)·hd]
+    const [q, k, v] = tf.split(qkv, [H * hd, KV * hd, KV * hd], 1);
+    const group = (t: tf.Tensor, g: number) => // [N, KV·g·hd] → [B·KV, g·L, hd]
+      tf.reshape(tf.transpose(tf.reshape(t, [B, L, KV, g, hd]), [0, 2, 3, 1, 4]), [B * KV, g * L, hd]) as tf.Tensor3D;
+    const qh = applyRope(group(tf.mul(q, 1 / Math.sqrt(hd)), G), cosQ, sinQ); // scale folded into q
+    const kh = applyRope(group(k, 1), cos, sin);
+    const scores = tf.matMul(qh, kh, false, true); // [B·KV, G·L, L]
+    const probs = tf.softmax(tf.add(scores, mask)) as tf.Tensor3D;
+    const out = tf.matMul(probs, group(v, 1)); // [B·KV, G·L, hd]
+    const merged = tf.reshape(tf.transpose(tf.reshape(out, [B, KV, G, L, hd]), [0, 3, 1, 2, 4]), [B * L, H * hd]);
+    return linear(merged, this.p(`${layer}.wo`) as tf.Tensor2D) as tf.Tensor2D;
+  }
+
+  /** SwiGLU MLP: down(silu(gate(x)) ⊙ up(x)) (Shazeer 2020, eq. 6). x [N, d] → [N, d]. */
+  private mlp(x: tf.Tensor2D, layer: number): tf.Tensor2D {
+    const f = this.cfg.intermediate_size;
+    const [gate, up] = tf.split(linear(x, this.p(`${layer}.wgu`) as tf.Tensor2D), [f, f], 1);
+    const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
+    return linear(act, this.p(`${layer}.wdown`) as tf.Tensor2D) as tf.Tensor2D;
+  }
+
+  /** RoPE tables (plain, and repeated G times for stacked query heads) and the causal mask, built once. */
+  private tables(L: number, G: number) {
+    const key = L * 1024 + G;
+    let t = this.rope.get(key);
+    if (!t) {
+      const hd = headDim(this.cfg);
+      const { cos, sin } = ropeTables(L, hd, this.cfg.rope_theta);
+      const mask = new Float32Array(G * L * L);
+      for (let r = 0; r < G * L; r++) for (let j = (r % L) + 1; j < L; j++) mask[r * L + j] = -1e9;
+      const repeat = (a: Float32Array) => { const o = new Float32Array(G * a.length); for (let g = 0; g < G; g++) o.set(a, g * a.length); return o; };
+      t = tf.tidy(() => ({
+        cos: tf.keep(tf.tensor2d(cos, [L, hd])), sin: tf.keep(tf.tensor2d(sin, [L, hd])),
+        cosQ: tf.keep(tf.tensor2d(repeat(cos), [G * L, hd])), sinQ: tf.keep(tf.tensor2d(repeat(sin), [G * L, hd])),
+        mask: tf.keep(tf.tensor2d(mask, [G * L, L])),
+      }));
+      this.rope.set(key, t);
+    }
+    return t;
+  }
+
+  private p(name: string): tf.Variable {
+    return this.params.get(name)!;
+  }
+
+  /** Current weights as HF-named host tensors ([out, in] linear weights). */
+  toNamedTensors(): NamedTensors {
+    const fused: NamedTensors = new Map();
+    for (const [name, v] of this.params) fused.set(name, { shape: v.shape, data: v.dataSync() as Float32Array });
+    return toHfLayout(this.cfg, fused);
+  }
+
+  /** Frees variables and cached tables. */
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+    for (const t of this.rope.values()) tf.dispose(Object.values(t));
+    this.rope.clear();
+  }
+}

@@ -1,0 +1,52 @@
+import * as tf from '@tensorflow/tfjs-core';
+
+/*
+ * Differentiable primitives with gradients written for speed on every backend, the wasm one in
+ * particular: there, a 2-D matMul with transposeA/B runs ~7-10x slower than a plain one after an
+ * explicit transpose, and gather's gradient (UnsortedSegmentSum) is missing. (Batched matMuls are
+ * slow on wasm either way; slicing them into 2-D products measured no faster, so attention keeps
+ * tf.matMul.)
+ */
+
+/**
+ * Plain matrix product a·b with a gradient that uses explicit transposes.
+ * @param a [M, K]  @param b [K, N]  @returns [M, N]
+ */
+export const matMul2d = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [a, b, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+  save([a, b]);
+  return {
+    value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
+    gradFunc: (dy: tf.Tensor, [sa, sb]: tf.Tensor[]) => [
+      tf.matMul(dy as tf.Tensor2D, tf.transpose(sb as tf.Tensor2D)), // dA = dY·Bᵀ  [M, K]
+      tf.matMul(tf.transpose(sa as tf.Tensor2D), dy as tf.Tensor2D), // dB = Aᵀ·dY  [K, N]
+    ],
+  };
+}) as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
+
+/**
+ * Dense layer without bias on the last axis: x·w.
+ * @param x [..., in]  @param w [in, out] (the transpose of torch's Linear weight)  @returns [..., out]
+ */
+export function linear(x: tf.Tensor, w: tf.Tensor2D): tf.Tensor {
+  const lead = x.shape.slice(0, -1);
+  const y = matMul2d(tf.reshape(x, [-1, w.shape[0]]) as tf.Tensor2D, w);
+  return tf.reshape(y, [...lead, w.shape[1]]);
+}
+
+/**
+ * Row lookup table[ids] whose gradient is a scatter-add (ScatterNd sums duplicate ids).
+ * @param table [V, D] @param ids int32 [N] @returns [N, D]
+ */
+export const embeddingLookup = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [table, ids, save] = args as [tf.Tensor, tf.Tensor, tf.GradSaveFunc];
+  save([ids]);
+  const shape = table.shape as [number, number];
+  return {
+    value: tf.gather(table, ids),
+    gradFunc: (dy: tf.Tensor, [sIds]: tf.Tensor[]) => [
+      tf.scatterND(tf.reshape(sIds, [-1, 1]), dy, shape),
+      tf.zerosLike(sIds),
+    ],
+  };
+}) as (table: tf.Tensor2D, ids: tf.Tensor1D) => tf.Tensor2D;

@@ -1,0 +1,47 @@
+import { mulberry32 } from '../util/random.js';
+
+/** Top-k soft labels of one batch, host side (see DESIGN §3.2 for the definitions). */
+export interface TeacherBatch {
+  k: number;
+  /** Stored temperatures τ, aligned with the last axis of logZ. */
+  temperatures: number[];
+  /** [B·L·k] top-k ids per position, sorted by descending logit. */
+  ids: Int32Array;
+  /** [B·L·k] z_i − max z. */
+  logits: Float32Array;
+  /** [B·L·|τ|] logsumexp(z/τ) − max(z)/τ. */
+  logZ: Float32Array;
+}
+
+/** One micro-batch of B windows of L positions, host side. */
+export interface Batch {
+  B: number;
+  L: number;
+  /** [B·L] int32 token ids. */
+  inputIds: Int32Array;
+  /** [B·L] next-token ids; −100 = no target at this position. */
+  targets: Int32Array;
+  teacher?: TeacherBatch;
+}
+
+/** Number of positions with a target (≠ −100). */
+export function countTargets(b: Batch): number {
+  let n = 0;
+  for (const t of b.targets) if (t !== -100) n++;
+  return n;
+}
+
+/**
+ * Deterministic order of `rows` examples for `epoch`: a Fisher–Yates shuffle seeded by (seed, epoch),
+ * so the data position of any step is a pure function of the step (exact resume, equal data across
+ * baseline and distilled runs).
+ */
+export function epochOrder(rows: number, seed: number, epoch: number): Uint32Array {
+  const order = new Uint32Array(rows).map((_, i) => i);
+  const rand = mulberry32((seed * 2654435761 + epoch * 40503 + 1) >>> 0);
+  for (let i = rows - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [order[i], order[j]] = [order[j], order[i]];
+  }
+  return order;
+}

@@ -1,0 +1,84 @@
+import { BACKENDS, BackendChoice } from '../backend/select.js';
+import { FieldCheck, isBool, isInt, isNum, isOneOf, isString, optional, resolveConfig } from '../cli/config.js';
+import { LlamaConfig } from '../model/config.js';
+
+/** Training configuration shared by `kd train` (student) and `kd teacher train`. */
+export interface TrainConfig {
+  /** Logit dataset written by precompute (student); null trains on the prep windows with CE only (teacher). */
+  data: string | null;
+  /** Prep output directory: validation windows and tokenizer.json (and training windows when data is null). */
+  prep: string;
+  /** Output directory: HF checkpoint, per-epoch checkpoints, metrics.jsonl, train.json. */
+  out: string;
+  /** Model architecture from scratch: HF LlamaConfig fields (vocab_size defaults to the tokenizer's). */
+  model: Partial<LlamaConfig>;
+  /** Start from this HF Llama checkpoint directory instead of a fresh init. */
+  init_from: string | null;
+  /** Seed of the weight init and the data order. */
+  seed: number;
+  /** Windows per micro-batch. */
+  batch_size: number;
+  /** Micro-batches per optimizer step (gradient accumulation, normalised by token count). */
+  grad_accum: number;
+  /** Passes over the training data. */
+  epochs: number;
+  /** Stop after this many optimizer steps (0 = epochs decide). */
+  max_steps: number;
+  /** Peak learning rate, reached after warmup_steps, then cosine decay to min_lr. */
+  lr: number;
+  min_lr: number;
+  warmup_steps: number;
+  /** AdamW decoupled weight decay (matrices only). */
+  weight_decay: number;
+  beta1: number;
+  beta2: number;
+  /** Global gradient-norm clip (0 = off). */
+  grad_clip: number;
+  /** Weight of the distillation term; 0 trains on the hard targets alone (baseline / teacher). */
+  alpha: number;
+  /** Distillation temperature τ (the schedule's start for 'step'). */
+  temperature: number;
+  /** 'constant', or 'step': the seed article's max(τ − 0.5·epoch, 1). */
+  temperature_schedule: 'constant' | 'step';
+  /** Divergence: forward_kl (default), reverse_kl, jsd, tvd, skew_kl. */
+  loss: string;
+  /** Top-k handling: 'tail' (exact tail bucket) or 'renormalize' (teacher renormalised over top-k). */
+  topk_mode: 'tail' | 'renormalize';
+  /** Evaluate validation loss every N optimizer steps (0 = only per epoch). */
+  eval_every: number;
+  /** Validation windows used by each evaluation (0 = all). */
+  eval_windows: number;
+  /** TF.js backend: auto picks node-gpu, node, wasm, cpu in that order. */
+  backend: BackendChoice;
+  /** Continue from the training state in `out` when there is one. */
+  resume: boolean;
+  /** No progress bar or summary. */
+  quiet: boolean;
+}
+
+export const TRAIN_DEFAULTS: TrainConfig = {
+  data: null, prep: 'runs/prep', out: 'runs/student', model: {}, init_from: null, seed: 0,
+  batch_size: 16, grad_accum: 1, epochs: 1, max_steps: 0,
+  lr: 3e-3, min_lr: 3e-4, warmup_steps: 20, weight_decay: 0.1, beta1: 0.9, beta2: 0.95, grad_clip: 1,
+  alpha: 0.8, temperature: 2, temperature_schedule: 'constant', loss: 'forward_kl', topk_mode: 'tail',
+  eval_every: 0, eval_windows: 64, backend: 'auto', resume: false, quiet: false,
+};
+
+const CHECKS: Record<keyof TrainConfig, FieldCheck> = {
+  data: optional(isString), prep: isString, out: isString,
+  model: (v) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? undefined : 'must be an object of LlamaConfig fields'),
+  init_from: optional(isString), seed: isInt(0, 2 ** 32 - 1),
+  batch_size: isInt(1, 4096), grad_accum: isInt(1, 4096), epochs: isInt(1, 10000), max_steps: isInt(0),
+  lr: isNum(0, 10), min_lr: isNum(0, 10), warmup_steps: isInt(0), weight_decay: isNum(0, 10),
+  beta1: isNum(0, 1), beta2: isNum(0, 1), grad_clip: isNum(0, 1e6),
+  alpha: isNum(0, 1), temperature: isNum(0.05, 100), temperature_schedule: isOneOf('constant', 'step'),
+  loss: isString, topk_mode: isOneOf('tail', 'renormalize'),
+  eval_every: isInt(0), eval_windows: isInt(0), backend: isOneOf('auto', ...BACKENDS), resume: isBool, quiet: isBool,
+};
+
+export const TRAIN_KEYS = Object.keys(CHECKS) as (keyof TrainConfig)[];
+
+/** Defaults + `partial`, validated. @throws Error naming `source` on unknown keys or bad values. */
+export function resolveTrainConfig(partial: Record<string, unknown>, source = 'train config', defaults = TRAIN_DEFAULTS): TrainConfig {
+  return resolveConfig(defaults, CHECKS, partial, source);
+}

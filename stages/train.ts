@@ -1,0 +1,61 @@
+/**
+ * train: the student learns from a logit dataset alone (the teacher .onnx is never opened) with
+ * α·τ²·KD + (1 − α)·CE (DESIGN §4); α = 0 gives the baseline student on the same windows.
+ */
+import { join } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { flagsToConfig, readConfigFile } from '../lib/cli/config.js';
+import { trainOptions } from '../lib/cli/train-options.js';
+import { openLogitDataset } from '../lib/shards/index.js';
+import { loadTokenizer } from '../lib/tokenizer/tokenizer.js';
+import { resolveTrainConfig, TRAIN_DEFAULTS, TRAIN_KEYS } from '../lib/train/config.js';
+import { validationData } from '../lib/train/data.js';
+import { makeLossFn } from '../lib/train/loss.js';
+import { shardData } from '../lib/train/shard-data.js';
+import { train, TrainSummary } from '../lib/train/trainer.js';
+
+/** Default student: ~1M parameters with the tokenizer's vocabulary and tied embeddings. */
+export const STUDENT_DEFAULTS = {
+  ...TRAIN_DEFAULTS, data: 'runs/logits', out: 'runs/student',
+  model: { hidden_size: 128, intermediate_size: 352, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 },
+};
+
+/** Trains a student from `cfg.data`; see the module comment. */
+export async function run(partial: Record<string, unknown>, source = 'train config'): Promise<TrainSummary> {
+  const cfg = resolveTrainConfig(partial, source, STUDENT_DEFAULTS);
+  if (!cfg.data) throw new Error(`${source}: data (a logit dataset directory from precompute) is required`);
+  const ds = await openLogitDataset(cfg.data);
+  const tokenizerPath = join(cfg.prep, 'tokenizer.json');
+  const tokenizer = loadTokenizer(tokenizerPath);
+  if (ds.manifest.tokenizer.sha256 !== tokenizer.sha256) {
+    throw new Error(`${join(cfg.data, 'manifest.json')}: logits were computed with another tokenizer than ${tokenizerPath} (sha256 differs)`);
+  }
+  const summary = await train(cfg, {
+    train: await shardData(ds),
+    validation: validationData(cfg.prep),
+    tokenizer: tokenizerPath,
+    realVocab: ds.manifest.tokenizer.real_vocab_size,
+    lossFn: makeLossFn(cfg, ds.manifest.tokenizer.real_vocab_size, ds.manifest.temperatures),
+    provenance: { role: cfg.alpha > 0 ? 'distilled student' : 'baseline student', logits: join(cfg.data, 'manifest.json'), teacher: ds.manifest.teacher },
+  });
+  if (!cfg.quiet) {
+    process.stderr.write([
+      `student trained (α=${cfg.alpha}): ${summary.steps} steps, ${summary.tokens_seen.toLocaleString('en-US')} tokens in ${summary.seconds.toFixed(0)} s (${summary.tokens_per_s.toFixed(0)} tokens/s, backend ${summary.backend})`,
+      `  parameters ${summary.parameters.toLocaleString('en-US')}, validation loss ${summary.val_loss.toFixed(4)} (ppl ${summary.val_ppl.toFixed(2)}) → ${summary.out}`, '',
+    ].join('\n'));
+  }
+  return summary;
+}
+
+type Args = Record<string, unknown> & { config?: string; json?: boolean };
+
+export const command: CommandModule<object, Args> = {
+  command: 'train',
+  describe: 'Train the student from a logit dataset (α·τ²·KD + (1−α)·CE); α = 0 trains the baseline',
+  builder: (y: Argv<object>) => trainOptions(y, STUDENT_DEFAULTS) as Argv<Args>,
+  handler: async (argv) => {
+    const fromFile = argv.config ? readConfigFile(argv.config) : {};
+    const summary = await run({ ...fromFile, ...flagsToConfig(argv, TRAIN_KEYS) }, argv.config ?? 'train config');
+    if (argv.json) process.stdout.write(JSON.stringify(summary) + '\n');
+  },
+};
