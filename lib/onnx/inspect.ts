@@ -80,3 +80,16 @@ export function externalDataFiles(modelBytes: Uint8Array, source = 'model'): str
   }
   return [...files].sort();
 }
+
+/**
+ * Parameters of a model: elements of its initializers of rank ≥ 2 plus rank-1 weights (norms),
+ * i.e. everything but scalar constants. A tied embedding stored once counts once.
+ */
+export function parameterCountOf(modelBytes: Uint8Array, source = 'model'): number {
+  viewGraph(modelBytes, source); // validates the bytes
+  let n = 0;
+  for (const t of initializerHeaders(graphBytes(modelBytes)).values()) {
+    if (t.dims.length >= 1 && t.dataType !== onnx.TensorProto.DataType.INT64) n += t.dims.reduce((a, d) => a * toNumber(d), 1);
+  }
+  return n;
+}

@@ -51,34 +51,41 @@ async function create(model: string | Uint8Array, eps: string[], threads?: numbe
 /** Why CUDA failed to load in this process; later 'auto' opens go straight to CPU without retrying. */
 let cudaFailure: string | undefined;
 
+/** Errors that come from the CUDA provider itself, not from the model. */
+const isProviderError = (msg: string): boolean => /cuda|execution provider|shared librar/i.test(msg);
+
+/** CUDA (with CPU for unsupported nodes) when asked or, for 'auto', when it loads; else undefined. */
+async function tryCuda(model: string | Uint8Array, device: Device, source: string, threads?: number) {
+  if (device === 'cpu' || (device === 'auto' && cudaFailure !== undefined)) return undefined;
+  try {
+    return await create(model, ['cuda', 'cpu'], threads);
+  } catch (e) {
+    const msg = firstLine(e);
+    if (!isProviderError(msg)) throw loadError(source, e);
+    if (device === 'cuda') throw new Error(`${source}: CUDA execution provider is not available (${msg})`);
+    cudaFailure = msg;
+    process.stderr.write(`kd: CUDA execution provider unavailable (${msg}); using CPU\n`);
+    return undefined;
+  }
+}
+
 /**
  * Opens an ONNX model with onnxruntime-node.
  * Pass a path (not bytes) when the model has external data, so ORT finds it next to the file.
  * With device 'auto', a CUDA provider that fails to load is reported once on stderr and the
  * session runs on CPU.
  * @throws Error "<path>: teacher ONNX not found"; "<path>: not an ONNX model (…)"; "<path>:
- *   CUDA execution provider is not available (…)" for device 'cuda'; a bad `threads` value.
+ *   CUDA execution provider is not available (…)" for device 'cuda'; "<path>: failed to load
+ *   ONNX model (…)" for other ORT errors; a bad `threads` value.
  */
 export async function openOnnxSession(pathOrBytes: string | Uint8Array, opts: OpenSessionOptions = {}): Promise<OnnxSession> {
   const source = typeof pathOrBytes === 'string' ? pathOrBytes : opts.source ?? 'model';
   if (typeof pathOrBytes === 'string' && !existsSync(pathOrBytes)) throw new Error(`${source}: teacher ONNX not found`);
-  const device = opts.device ?? 'auto';
-  let session: ort.InferenceSession | undefined;
-  let executionProvider: ExecutionProvider = 'cpu';
   if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) {
     throw new Error(`${source}: threads must be an integer ≥ 1, got ${opts.threads}`);
   }
-  if (device === 'cuda' || (device === 'auto' && cudaFailure === undefined)) {
-    try {
-      session = await create(pathOrBytes, ['cuda', 'cpu'], opts.threads);
-      executionProvider = 'cuda';
-    } catch (e) {
-      if (/protobuf parsing failed/i.test(firstLine(e))) throw loadError(source, e);
-      if (device === 'cuda') throw new Error(`${source}: CUDA execution provider is not available (${firstLine(e)})`);
-      cudaFailure = firstLine(e);
-      process.stderr.write(`kd: CUDA execution provider unavailable (${cudaFailure}); using CPU\n`);
-    }
-  }
+  let session = await tryCuda(pathOrBytes, opts.device ?? 'auto', source, opts.threads);
+  const executionProvider: ExecutionProvider = session ? 'cuda' : 'cpu';
   if (!session) {
     try {
       session = await create(pathOrBytes, ['cpu'], opts.threads);
