@@ -9,7 +9,6 @@ import * as teacher from '../stages/teacher.js';
 import * as precompute from '../stages/precompute.js';
 import * as train from '../stages/train.js';
 import * as evaluate from '../stages/eval.js';
-import * as inspect from '../stages/inspect.js';
 
 try {
   await yargs(hideBin(process.argv))
@@ -20,8 +19,7 @@ try {
     .command(precompute.command)
     .command(train.command)
     .command(evaluate.command)
-    .command(inspect.command)
-    .demandCommand(1, 'name a stage: prep, teacher, precompute, train, eval or inspect')
+    .demandCommand(1, 'name a stage: prep, teacher, precompute, train or eval')
     .strictOptions()
     .fail((msg, err) => { throw err ?? new Error(msg); })
     .help()

@@ -1,0 +1,139 @@
+/**
+ * eval: the seed article's table from measurements — parameters, validation perplexity (token-
+ * weighted, DESIGN §5), bits per byte, tokens/s in the same runtime (ONNX Runtime, same batch shape)
+ * and memory (weights bytes, peak RSS of a child process per model) for the teacher, the baseline
+ * student and the distilled student. Writes report.json and report.md.
+ */
+import { cpus, totalmem } from 'node:os';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { FieldCheck, flagsToConfig, isInt, isString, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
+import { createProgress } from '../lib/cli/progress.js';
+import { loadCheckpoint } from '../lib/model/checkpoint.js';
+import { countParameters, resolveLlamaConfig } from '../lib/model/config.js';
+import { evaluateOnnxIsolated, OnnxEvalResult } from '../lib/metrics/onnx-eval.js';
+import { exportLlamaOnnx, parameterCountOf, readOnnx, writeOnnx } from '../lib/onnx/index.js';
+import { readJson, writeFileAtomic } from '../lib/util/fs.js';
+
+export interface EvalConfig {
+  /** Prep output directory (validation windows). */
+  prep: string;
+  /** Report directory. */
+  out: string;
+  /** Teacher .onnx. */
+  teacher: string | null;
+  /** Baseline student checkpoint directory (trained with α = 0). */
+  baseline: string | null;
+  /** Distilled student checkpoint directory. */
+  distilled: string | null;
+  /** Windows per forward, the same for every model. */
+  batch_size: number;
+  /** First N validation windows (0 = all). */
+  max_windows: number;
+}
+
+export const EVAL_DEFAULTS: EvalConfig = {
+  prep: 'runs/prep', out: 'runs/demo', teacher: null, baseline: null, distilled: null, batch_size: 8, max_windows: 0,
+};
+
+const CHECKS: Record<keyof EvalConfig, FieldCheck> = {
+  prep: isString, out: isString, teacher: optional(isString), baseline: optional(isString), distilled: optional(isString),
+  batch_size: isInt(1, 4096), max_windows: isInt(0),
+};
+
+/** One row of the report. */
+export interface ModelReport extends OnnxEvalResult {
+  parameters: number;
+  weights_bytes: number;
+  onnx: string;
+  /** From the checkpoint's train.json, when there is one. */
+  training?: Record<string, unknown>;
+}
+
+export type Report = Record<string, ModelReport | Record<string, unknown>>;
+
+/** Evaluates every model given; see the module comment. */
+export async function run(partial: Record<string, unknown>, source = 'eval config'): Promise<Report> {
+  const cfg = resolveConfig(EVAL_DEFAULTS, CHECKS, partial, source);
+  const roles = (['teacher', 'baseline', 'distilled'] as const).filter((r) => cfg[r]);
+  if (roles.length === 0) throw new Error(`${source}: nothing to evaluate (give --teacher, --baseline and/or --distilled)`);
+  mkdirSync(join(cfg.out, 'onnx'), { recursive: true });
+  const report: Report = {};
+  const progress = createProgress('eval', roles.length, 'models');
+  for (const [i, role] of roles.entries()) {
+    const { onnx, parameters, training } = asOnnx(cfg[role]!, join(cfg.out, 'onnx', `${role}.onnx`));
+    const measured = await evaluateOnnxIsolated(onnx, { prep: cfg.prep, batchSize: cfg.batch_size, maxWindows: cfg.max_windows });
+    report[role] = { parameters, weights_bytes: statSync(onnx).size, onnx, ...measured, ...(training ? { training } : {}) };
+    progress.update(i + 1, `${role} ppl ${measured.ppl.toFixed(2)}`);
+  }
+  progress.stop();
+  report.conditions = conditions(cfg, report);
+  writeFileAtomic(join(cfg.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
+  const md = markdown(report, roles);
+  writeFileAtomic(join(cfg.out, 'report.md'), md);
+  process.stderr.write(md);
+  return report;
+}
+
+/** An .onnx path as is, or a checkpoint directory exported to `target`. */
+function asOnnx(path: string, target: string): { onnx: string; parameters: number; training?: Record<string, unknown> } {
+  if (!existsSync(path)) throw new Error(`${path}: model not found`);
+  if (statSync(path).isDirectory()) {
+    const { cfg, weights } = loadCheckpoint(path);
+    writeOnnx(target, exportLlamaOnnx(cfg, weights));
+    const trainJson = join(path, 'train.json');
+    const training = existsSync(trainJson) ? readJson<{ summary: Record<string, unknown>; config: Record<string, unknown> }>(trainJson) : undefined;
+    return { onnx: target, parameters: countParameters(cfg), training: training && { ...training.summary, alpha: training.config.alpha, temperature: training.config.temperature, loss: training.config.loss, topk_mode: training.config.topk_mode } };
+  }
+  const config = join(dirname(path), 'config.json');
+  const parameters = existsSync(config) ? countParameters(resolveLlamaConfig(readJson(config), config)) : parameterCountOf(readOnnx(path), path);
+  return { onnx: path, parameters };
+}
+
+function conditions(cfg: EvalConfig, report: Report): Record<string, unknown> {
+  const windows = readJson<{ source: string; seq_len: number; splits: { validation: { rows: number; tokens: number } } }>(join(cfg.prep, 'windows.json'));
+  const any = Object.values(report)[0] as ModelReport;
+  return {
+    data: windows.source, seq_len: windows.seq_len, validation_windows: cfg.max_windows || windows.splits.validation.rows,
+    scored_tokens: any.scored_tokens, batch_shape: `${cfg.batch_size}×${windows.seq_len}`, runtime: `onnxruntime-node (${any.execution_provider})`,
+    machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
+  };
+}
+
+function markdown(report: Report, roles: readonly string[]): string {
+  const rows = roles.map((r) => {
+    const m = report[r] as ModelReport;
+    const t = m.training as Record<string, number> | undefined;
+    return `| ${r} | ${(m.parameters / 1e6).toFixed(2)} M | ${m.ppl.toFixed(2)} | ${m.bpb.toFixed(3)} | ${m.tokens_per_s.toFixed(0)} | ${(m.weights_bytes / 2 ** 20).toFixed(1)} MiB | ${(m.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB | ${t ? `${t.steps} steps, ${Number(t.tokens_seen).toLocaleString('en-US')} tokens, α=${t.alpha}, τ=${t.temperature}` : ''} |`;
+  });
+  const c = report.conditions as Record<string, unknown>;
+  return [
+    '| model | params | val PPL | bits/byte | tokens/s | weights | peak RSS | training |',
+    '|---|---:|---:|---:|---:|---:|---:|---|',
+    ...rows, '',
+    `Validation: ${c.validation_windows} windows of ${c.seq_len} tokens (${c.scored_tokens} scored) from ${c.data}; speed on ${c.runtime}, batch ${c.batch_shape}; ${c.machine}.`, '',
+  ].join('\n');
+}
+
+type Args = Record<string, unknown> & { config?: string; json?: boolean };
+
+export const command: CommandModule<object, Args> = {
+  command: 'eval',
+  describe: 'Perplexity, bits/byte, tokens/s and memory of teacher, baseline and distilled student → report.md/json',
+  builder: (y: Argv<object>) => y
+    .option('config', { type: 'string', describe: 'JSON file of config keys (snake_case); flags override it' })
+    .option('prep', { type: 'string', describe: `prep output directory (default ${EVAL_DEFAULTS.prep})` })
+    .option('out', { type: 'string', describe: `report directory (default ${EVAL_DEFAULTS.out})` })
+    .option('teacher', { type: 'string', describe: 'teacher .onnx (or checkpoint directory)' })
+    .option('baseline', { type: 'string', describe: 'baseline student: checkpoint directory or .onnx' })
+    .option('distilled', { type: 'string', describe: 'distilled student: checkpoint directory or .onnx' })
+    .option('batch-size', { type: 'number', describe: `windows per forward, same for every model (default ${EVAL_DEFAULTS.batch_size})` })
+    .option('max-windows', { type: 'number', describe: 'first N validation windows, 0 = all (default 0)' })
+    .option('json', { type: 'boolean', describe: 'print report.json on stdout' }) as Argv<Args>,
+  handler: async (argv) => {
+    const fromFile = argv.config ? readConfigFile(argv.config) : {};
+    const report = await run({ ...fromFile, ...flagsToConfig(argv, Object.keys(CHECKS)) }, argv.config ?? 'eval config');
+    if (argv.json) process.stdout.write(JSON.stringify(report) + '\n');
+  },
+};
