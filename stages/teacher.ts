@@ -1,14 +1,16 @@
 /**
  * teacher: `kd teacher train` trains a Llama teacher with cross-entropy on the prep windows;
  * `kd teacher export` writes a checkpoint as ONNX with Optimum's IO names
- * (input_ids, attention_mask, position_ids → logits).
+ * (input_ids, attention_mask, position_ids → logits); `kd teacher ship` stores a trained
+ * checkpoint compactly (fp16 safetensors + config + tokenizer + training log) for committing
+ * under data/.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { flagsToConfig, isString, readConfigFile, resolveConfig } from '../lib/cli/config.js';
 import { readWindows } from '../lib/data/windows.js';
-import { loadCheckpoint } from '../lib/model/checkpoint.js';
+import { loadCheckpoint, saveCheckpoint } from '../lib/model/checkpoint.js';
 import { exportLlamaOnnx, writeOnnx } from '../lib/onnx/index.js';
 import { loadTokenizer } from '../lib/tokenizer/tokenizer.js';
 import { resolveTrainConfig, TRAIN_DEFAULTS, TRAIN_KEYS, TrainConfig } from '../lib/train/config.js';
@@ -58,6 +60,22 @@ export function runExport(partial: Record<string, unknown>, source = 'export con
   return { out: cfg.out, bytes: statSync(cfg.out).size };
 }
 
+/**
+ * Copies a trained checkpoint to `out` as fp16 safetensors with config.json, tokenizer.json and the
+ * training log (train.json, metrics.jsonl). @returns total bytes written.
+ */
+export function runShip(partial: Record<string, unknown>, source = 'ship config'): { out: string; bytes: number } {
+  const cfg = resolveConfig<ExportConfig>({ checkpoint: 'runs/teacher', out: 'data/teacher' }, { checkpoint: isString, out: isString }, partial, source);
+  const { cfg: modelCfg, weights } = loadCheckpoint(cfg.checkpoint);
+  saveCheckpoint(cfg.out, modelCfg, weights, { dtype: 'F16', tokenizer: join(cfg.checkpoint, 'tokenizer.json') });
+  for (const f of ['train.json', 'metrics.jsonl']) {
+    if (existsSync(join(cfg.checkpoint, f))) copyFileSync(join(cfg.checkpoint, f), join(cfg.out, f));
+  }
+  const bytes = ['config.json', 'model.safetensors', 'tokenizer.json', 'train.json', 'metrics.jsonl']
+    .filter((f) => existsSync(join(cfg.out, f))).reduce((n, f) => n + statSync(join(cfg.out, f)).size, 0);
+  return { out: cfg.out, bytes };
+}
+
 export function formatTrainSummary(role: string, s: TrainSummary): string {
   return [
     `${role} trained: ${s.steps} steps, ${s.tokens_seen.toLocaleString('en-US')} tokens in ${s.seconds.toFixed(0)} s (${s.tokens_per_s.toFixed(0)} tokens/s, backend ${s.backend})`,
@@ -72,10 +90,15 @@ export const command: CommandModule<object, Args> = {
   command: 'teacher <action>',
   describe: 'Train the teacher with cross-entropy (train) or write a checkpoint as ONNX (export)',
   builder: (y: Argv<object>) => trainOptions(y
-    .positional('action', { choices: ['train', 'export'] as const, describe: 'train: CE training on the prep windows; export: checkpoint → ONNX' })
-    .option('checkpoint', { type: 'string', describe: 'export: HF checkpoint directory (default data/teacher)' }), TEACHER_DEFAULTS) as Argv<Args>,
+    .positional('action', { choices: ['train', 'export', 'ship'] as const, describe: 'train: CE training on the prep windows; export: checkpoint → ONNX; ship: checkpoint → fp16 copy for data/' })
+    .option('checkpoint', { type: 'string', describe: 'export/ship: HF checkpoint directory (default data/teacher for export, runs/teacher for ship)' }), TEACHER_DEFAULTS) as Argv<Args>,
   handler: async (argv) => {
     const fromFile = argv.config ? readConfigFile(argv.config) : {};
+    if (argv.action === 'ship') {
+      const r = runShip({ ...fromFile, ...flagsToConfig(argv, ['checkpoint', 'out']) }, argv.config ?? 'ship config');
+      process.stderr.write(`teacher ship: ${r.out} (${(r.bytes / 2 ** 20).toFixed(1)} MiB with fp16 weights)\n`);
+      return;
+    }
     if (argv.action === 'export') {
       const r = runExport({ ...fromFile, ...flagsToConfig(argv, ['checkpoint', 'out']) }, argv.config ?? 'export config');
       process.stderr.write(`teacher export: ${r.out} (${(r.bytes / 2 ** 20).toFixed(1)} MiB, fp32, inputs input_ids/attention_mask/position_ids → logits)\n`);

@@ -1,0 +1,49 @@
+# kd — offline knowledge distillation. Every target runs `kd` stages (pipelines/kd.ts) with the
+# shipped defaults; see README.md. `make precompute && make train` works after `make prep`.
+KD := npx tsx pipelines/kd.ts
+export ONNXRUNTIME_NODE_INSTALL ?= skip
+
+.PHONY: install prep teacher teacher-onnx precompute train baseline eval demo test bench clean
+
+node_modules: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch node_modules
+
+install: node_modules
+
+prep: node_modules
+	$(KD) prep --out runs/prep
+
+# Retrain the default teacher (about an hour on 2 CPU cores) and ship it as fp16 to data/teacher.
+teacher: node_modules
+	$(KD) teacher train --prep runs/prep --out runs/teacher-train --max-steps 450 --warmup-steps 30 --eval-every 50 --eval-windows 128
+	$(KD) teacher ship --checkpoint runs/teacher-train --out data/teacher
+
+runs/teacher/model.onnx: data/teacher/model.safetensors data/teacher/config.json | node_modules
+	$(KD) teacher export --checkpoint data/teacher --out runs/teacher/model.onnx
+
+teacher-onnx: runs/teacher/model.onnx
+
+precompute: runs/teacher/model.onnx
+	$(KD) precompute --config pipelines/configs/precompute.json
+
+train: node_modules
+	$(KD) train --config pipelines/configs/student.json --out runs/student
+
+baseline: node_modules
+	$(KD) train --config pipelines/configs/student.json --alpha 0 --out runs/baseline
+
+eval: node_modules
+	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --out runs/eval
+
+demo: node_modules
+	npx tsx pipelines/demo.ts
+
+test: node_modules
+	npx vitest run
+
+bench: node_modules
+	npx tsx scripts/bench.ts
+
+clean:
+	rm -rf runs
