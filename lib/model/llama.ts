@@ -6,6 +6,8 @@ import { embeddingLookup, linear } from './ops.js';
 import { applyRope, ropeTables } from './rope.js';
 import { NamedTensors } from './tensors.js';
 
+let nextModelId = 0;
+
 /**
  * A Llama-architecture causal LM (RMSNorm, RoPE, SwiGLU MLP, grouped-query attention, optional
  * tied embeddings) in TF.js, numerically equal to HF `LlamaForCausalLM` in float32.
@@ -23,9 +25,10 @@ export class LlamaModel {
   constructor(cfg: LlamaConfig, weights?: NamedTensors, seed = 0, source = 'weights') {
     this.cfg = cfg;
     const fused = fromHfLayout(cfg, weights ?? initLlamaWeights(cfg, seed), source);
+    const scope = `kd${nextModelId++}`; // variable names are global to the tf engine
     this.params = new Map(fusedShapes(cfg).map(([name, shape]) => {
       const t = fused.get(name)!;
-      return [name, tf.variable(tf.tensor(t.data, shape), true, `kd/${name}`)];
+      return [name, tf.tidy(() => tf.variable(tf.tensor(t.data, shape), true, `${scope}/${name}`))];
     }));
   }
 
