@@ -8,3 +8,4 @@ export {
 export { externalDataFiles, ioNamesOf, parameterCountOf, vocabSizeOf } from './inspect.js';
 export { writeDerivedOnnx } from './files.js';
 export { decodeModel, encodeModel, readOnnx, writeOnnx } from './proto.js';
+export { onnxMatMulGflops } from './matmul-ceiling.js';
