@@ -23,7 +23,9 @@ export interface TeacherSignal {
  *   (1 − Σ p, 1 − Σ q); needs `TeacherSignal.logZ`. With k = V it is the full-vocab loss.
  * - `renormalize`: the teacher is renormalised over its top-k; the student is its
  *   full-vocab log-softmax gathered at those ids (not renormalised), so the student is
- *   still pushed to move mass out of the tail.
+ *   still pushed to move mass out of the tail. The student's buckets then sum to < 1:
+ *   forward KL, skew KL and TVD stay ≥ 0, but reverse KL and JSD can go below 0
+ *   (use `tail` mode with those).
  */
 export type TopKMode = 'tail' | 'renormalize';
 
