@@ -9,6 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSyn
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Argv, CommandModule } from 'yargs';
+import { flagsToConfig, readConfigFile } from '../lib/cli/config.js';
 import { loadCorpus, type Document } from '../lib/data/corpus.js';
 import { splitDocuments, writeWindows, SPLITS, type SplitName, type TokenizedDoc } from '../lib/data/windows.js';
 import { loadTokenizer, type Tokenizer } from '../lib/tokenizer/tokenizer.js';
@@ -180,22 +181,7 @@ export function formatSummary(s: PrepSummary): string {
 
 // ---- CLI -------------------------------------------------------------------------------
 
-/** CLI flags (kebab-case) → config keys. */
-const FLAGS: Record<string, keyof PrepConfig> = {
-  corpus: 'corpus', tokenizer: 'tokenizer', 'vocab-size': 'vocab_size', 'seq-len': 'seq_len',
-  'val-fraction': 'val_fraction', seed: 'seed', out: 'out', 'max-documents': 'max_documents', quiet: 'quiet',
-};
-
 interface PrepArgs { config?: string; json?: boolean; [flag: string]: unknown }
-
-function readConfigFile(path: string): Record<string, unknown> {
-  if (!existsSync(path)) throw new Error(`${path}: config file not found`);
-  try {
-    return JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
-  } catch {
-    throw new Error(`${path}: invalid JSON`);
-  }
-}
 
 /** `kd prep`: flags override `--config FILE` (JSON with PrepConfig keys), which overrides defaults. */
 export const command: CommandModule<object, PrepArgs> = {
@@ -215,7 +201,7 @@ export const command: CommandModule<object, PrepArgs> = {
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' }) as Argv<PrepArgs>,
   handler: async (argv) => {
     const fromFile = argv.config ? readConfigFile(argv.config) : {};
-    const fromFlags = Object.fromEntries(Object.entries(FLAGS).map(([flag, key]) => [key, argv[flag]]).filter(([, v]) => v !== undefined));
+    const fromFlags = flagsToConfig(argv, KEYS);
     const cfg = resolvePrepConfig({ ...fromFile, ...fromFlags }, argv.config ?? 'prep config');
     const summary = await run(cfg);
     if (argv.json) process.stdout.write(JSON.stringify(summary) + '\n');

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 
 /** A range/type check for one config field: returns an error fragment ("must be …") or undefined. */
 export type FieldCheck = (value: unknown) => string | undefined;
@@ -30,15 +31,16 @@ export function resolveConfig<T extends object>(defaults: T, checks: Record<keyo
   return cfg;
 }
 
-/** Reads a JSON config file of snake_case keys. @throws Error naming the file. */
+/** Reads a JSON or YAML (.yaml/.yml) config file of snake_case keys. @throws Error naming the file. */
 export function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
   try { text = readFileSync(path, 'utf8'); } catch { throw new Error(`${path}: config file not found`); }
+  const yaml = /\.ya?ml$/i.test(path);
   try {
-    const parsed = JSON.parse(text);
+    const parsed = yaml ? parseYaml(text) : JSON.parse(text);
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
     return parsed as Record<string, unknown>;
-  } catch (e) { throw new Error(`${path}: not a JSON object (${(e as Error).message})`); }
+  } catch (e) { throw new Error(`${path}: not a ${yaml ? 'YAML mapping' : 'JSON object'} (${(e as Error).message.split('\n')[0]})`); }
 }
 
 /** Converts yargs' camel/kebab flags to config keys: `--max-steps` → max_steps; drops unset ones. */
