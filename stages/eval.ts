@@ -8,7 +8,7 @@ import { cpus, totalmem } from 'node:os';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { FieldCheck, flagsToConfig, isInt, isString, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
+import { FieldCheck, flagsToConfig, isBool, isInt, isString, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { loadCheckpoint } from '../lib/model/checkpoint.js';
 import { countParameters, resolveLlamaConfig } from '../lib/model/config.js';
@@ -31,15 +31,17 @@ export interface EvalConfig {
   batch_size: number;
   /** First N validation windows (0 = all). */
   max_windows: number;
+  /** No progress bar and no printed table. */
+  quiet: boolean;
 }
 
 export const EVAL_DEFAULTS: EvalConfig = {
-  prep: 'runs/prep', out: 'runs/demo', teacher: null, baseline: null, distilled: null, batch_size: 8, max_windows: 0,
+  prep: 'runs/prep', out: 'runs/demo', teacher: null, baseline: null, distilled: null, batch_size: 8, max_windows: 0, quiet: false,
 };
 
 const CHECKS: Record<keyof EvalConfig, FieldCheck> = {
   prep: isString, out: isString, teacher: optional(isString), baseline: optional(isString), distilled: optional(isString),
-  batch_size: isInt(1, 4096), max_windows: isInt(0),
+  batch_size: isInt(1, 4096), max_windows: isInt(0), quiet: isBool,
 };
 
 /** One row of the report. */
@@ -60,7 +62,7 @@ export async function run(partial: Record<string, unknown>, source = 'eval confi
   if (roles.length === 0) throw new Error(`${source}: nothing to evaluate (give --teacher, --baseline and/or --distilled)`);
   mkdirSync(join(cfg.out, 'onnx'), { recursive: true });
   const report: Report = {};
-  const progress = createProgress('eval', roles.length, 'models');
+  const progress = createProgress('eval', roles.length, 'models', cfg.quiet);
   for (const [i, role] of roles.entries()) {
     const { onnx, parameters, training } = asOnnx(cfg[role]!, join(cfg.out, 'onnx', `${role}.onnx`));
     const measured = await evaluateOnnxIsolated(onnx, { prep: cfg.prep, batchSize: cfg.batch_size, maxWindows: cfg.max_windows });
@@ -72,7 +74,7 @@ export async function run(partial: Record<string, unknown>, source = 'eval confi
   writeFileAtomic(join(cfg.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
   const md = markdown(report, roles);
   writeFileAtomic(join(cfg.out, 'report.md'), md);
-  process.stderr.write(md);
+  if (!cfg.quiet) process.stderr.write(md);
   return report;
 }
 
@@ -130,6 +132,7 @@ export const command: CommandModule<object, Args> = {
     .option('distilled', { type: 'string', describe: 'distilled student: checkpoint directory or .onnx' })
     .option('batch-size', { type: 'number', describe: `windows per forward, same for every model (default ${EVAL_DEFAULTS.batch_size})` })
     .option('max-windows', { type: 'number', describe: 'first N validation windows, 0 = all (default 0)' })
+    .option('quiet', { type: 'boolean', describe: 'no progress bar and no printed table' })
     .option('json', { type: 'boolean', describe: 'print report.json on stdout' }) as Argv<Args>,
   handler: async (argv) => {
     const fromFile = argv.config ? readConfigFile(argv.config) : {};

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run as prep } from '../stages/prep.js';
@@ -23,9 +23,11 @@ describe('end to end: prep → teacher → precompute → train → eval', () =>
     const pre = await precompute({ teacher: onnx, prep: p, out: logits, k: 8, max_windows: 48, rows_per_shard: 32, quiet: true, device: 'cpu' });
     expect(pre.shards).toBe(2);
     expect(readdirSync(logits).sort()).toEqual(['manifest.json', 'shard-00000.parquet', 'shard-00001.parquet']);
+    renameSync(onnx, `${onnx}.away`); // training must not need the teacher
     const student = { prep: p, data: logits, model, max_steps: 4, batch_size: 8, eval_windows: 16, quiet: true, backend: 'wasm' as const };
     const baseline = await trainStudent({ ...student, alpha: 0, out: join(dir, 'baseline') });
     const distilled = await trainStudent({ ...student, alpha: 0.8, temperature: 2, out: join(dir, 'distilled') });
+    renameSync(`${onnx}.away`, onnx);
     expect(baseline.steps).toBe(4);
     expect(distilled.steps).toBe(4);
     for (const out of ['baseline', 'distilled']) {
@@ -33,7 +35,7 @@ describe('end to end: prep → teacher → precompute → train → eval', () =>
         expect(existsSync(join(dir, out, f))).toBe(true);
       }
     }
-    const report = await evaluate({ prep: p, out: join(dir, 'report'), teacher: onnx, baseline: join(dir, 'baseline'), distilled: join(dir, 'distilled'), max_windows: 16 });
+    const report = await evaluate({ prep: p, out: join(dir, 'report'), teacher: onnx, baseline: join(dir, 'baseline'), distilled: join(dir, 'distilled'), max_windows: 16, quiet: true });
     const json = JSON.parse(readFileSync(join(dir, 'report', 'report.json'), 'utf8'));
     for (const role of ['teacher', 'baseline', 'distilled']) {
       expect(Number.isFinite(json[role].ppl)).toBe(true);

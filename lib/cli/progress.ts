@@ -21,7 +21,7 @@ export function createProgress(label: string, total: number, unit: string, quiet
         if (done / total + 1e-9 < nextMark && done < total) return;
         while (nextMark <= done / total) nextMark += 0.1;
         const rate = done / Math.max(1e-3, (Date.now() - start) / 1000);
-        process.stderr.write(`${label}: ${done}/${total} ${unit} (${Math.round((100 * done) / total)}%), ${rate.toFixed(0)} ${unit}/s ${info}\n`);
+        process.stderr.write(`${label}: ${done}/${total} ${unit} (${Math.round((100 * done) / total)}%), ${rate.toFixed(rate < 10 ? 2 : 0)} ${unit}/s ${info}\n`);
       },
       stop() {},
     };
@@ -34,7 +34,7 @@ export function createProgress(label: string, total: number, unit: string, quiet
   return {
     update(done, info = '') {
       const rate = done / Math.max(1e-3, (Date.now() - start) / 1000);
-      bar.update(done, { rate: rate.toFixed(0), info });
+      bar.update(done, { rate: rate.toFixed(rate < 10 ? 2 : 0), info });
     },
     stop() { bar.stop(); },
   };
