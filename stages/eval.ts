@@ -31,17 +31,22 @@ export interface EvalConfig {
   batch_size: number;
   /** First N validation windows (0 = all). */
   max_windows: number;
+  /**
+   * Sliding-window stride over each validation document (windows of seq_len predictions);
+   * null = seq_len / 2; 0 = score the packed validation windows instead.
+   */
+  stride: number | null;
   /** No progress bar and no printed table. */
   quiet: boolean;
 }
 
 export const EVAL_DEFAULTS: EvalConfig = {
-  prep: 'runs/prep', out: 'runs/demo', teacher: null, baseline: null, distilled: null, batch_size: 8, max_windows: 0, quiet: false,
+  prep: 'runs/prep', out: 'runs/demo', teacher: null, baseline: null, distilled: null, batch_size: 8, max_windows: 0, stride: null, quiet: false,
 };
 
 const CHECKS: Record<keyof EvalConfig, FieldCheck> = {
   prep: isString, out: isString, teacher: optional(isString), baseline: optional(isString), distilled: optional(isString),
-  batch_size: isInt(1, 4096), max_windows: isInt(0), quiet: isBool,
+  batch_size: isInt(1, 4096), max_windows: isInt(0), stride: optional(isInt(0)), quiet: isBool,
 };
 
 /** One row of the report. */
@@ -61,16 +66,18 @@ export async function run(partial: Record<string, unknown>, source = 'eval confi
   const roles = (['teacher', 'baseline', 'distilled'] as const).filter((r) => cfg[r]);
   if (roles.length === 0) throw new Error(`${source}: nothing to evaluate (give --teacher, --baseline and/or --distilled)`);
   mkdirSync(join(cfg.out, 'onnx'), { recursive: true });
+  const seqLen = readJson<{ seq_len: number }>(join(cfg.prep, 'windows.json'), 'windows.json').seq_len;
+  const stride = cfg.stride ?? Math.max(1, Math.floor(seqLen / 2));
   const report: Report = {};
   const progress = createProgress('eval', roles.length, 'models', cfg.quiet);
   for (const [i, role] of roles.entries()) {
     const { onnx, parameters, training } = asOnnx(cfg[role]!, join(cfg.out, 'onnx', `${role}.onnx`));
-    const measured = await evaluateOnnxIsolated(onnx, { prep: cfg.prep, batchSize: cfg.batch_size, maxWindows: cfg.max_windows });
+    const measured = await evaluateOnnxIsolated(onnx, { prep: cfg.prep, batchSize: cfg.batch_size, maxWindows: cfg.max_windows, stride });
     report[role] = { parameters, weights_bytes: statSync(onnx).size, onnx, ...measured, ...(training ? { training } : {}) };
     progress.update(i + 1, `${role} ppl ${measured.ppl.toFixed(2)}`);
   }
   progress.stop();
-  report.conditions = conditions(cfg, report);
+  report.conditions = conditions(cfg, report, stride);
   writeFileAtomic(join(cfg.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
   const md = markdown(report, roles);
   writeFileAtomic(join(cfg.out, 'report.md'), md);
@@ -93,11 +100,12 @@ function asOnnx(path: string, target: string): { onnx: string; parameters: numbe
   return { onnx: path, parameters };
 }
 
-function conditions(cfg: EvalConfig, report: Report): Record<string, unknown> {
+function conditions(cfg: EvalConfig, report: Report, stride: number): Record<string, unknown> {
   const windows = readJson<{ source: string; seq_len: number; splits: { validation: { rows: number; tokens: number } } }>(join(cfg.prep, 'windows.json'));
   const any = Object.values(report)[0] as ModelReport;
   return {
-    data: windows.source, seq_len: windows.seq_len, validation_windows: cfg.max_windows || windows.splits.validation.rows,
+    data: windows.source, seq_len: windows.seq_len,
+    scoring: stride > 0 ? `each validation document by sliding windows of ${windows.seq_len} predictions, stride ${stride}${cfg.max_windows ? ` (first ${cfg.max_windows} documents)` : ''}` : `${cfg.max_windows || windows.splits.validation.rows} packed validation windows of ${windows.seq_len} tokens`,
     scored_tokens: any.scored_tokens, batch_shape: `${cfg.batch_size}×${windows.seq_len}`, runtime: `onnxruntime-node (${any.execution_provider})`,
     machine: `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
   };
@@ -114,7 +122,7 @@ function markdown(report: Report, roles: readonly string[]): string {
     '| model | params | val PPL | bits/byte | tokens/s | weights | peak RSS | training |',
     '|---|---:|---:|---:|---:|---:|---:|---|',
     ...rows, '',
-    `Validation: ${c.validation_windows} windows of ${c.seq_len} tokens (${c.scored_tokens} scored) from ${c.data}; speed on ${c.runtime}, batch ${c.batch_shape}; ${c.machine}.`, '',
+    `Validation perplexity over ${c.scored_tokens} scored tokens of ${c.data}: ${c.scoring}. Speed on ${c.runtime}, batch ${c.batch_shape}; ${c.machine}.`, '',
   ].join('\n');
 }
 
@@ -132,6 +140,7 @@ export const command: CommandModule<object, Args> = {
     .option('distilled', { type: 'string', describe: 'distilled student: checkpoint directory or .onnx' })
     .option('batch-size', { type: 'number', describe: `windows per forward, same for every model (default ${EVAL_DEFAULTS.batch_size})` })
     .option('max-windows', { type: 'number', describe: 'first N validation windows, 0 = all (default 0)' })
+    .option('stride', { type: 'number', describe: 'sliding-window stride over validation documents; 0 = packed windows (default seq_len / 2)' })
     .option('quiet', { type: 'boolean', describe: 'no progress bar and no printed table' })
     .option('json', { type: 'boolean', describe: 'print report.json on stdout' }) as Argv<Args>,
   handler: async (argv) => {

@@ -35,7 +35,7 @@ describe('end to end: prep → teacher → precompute → train → eval', () =>
         expect(existsSync(join(dir, out, f))).toBe(true);
       }
     }
-    const report = await evaluate({ prep: p, out: join(dir, 'report'), teacher: onnx, baseline: join(dir, 'baseline'), distilled: join(dir, 'distilled'), max_windows: 16, quiet: true });
+    const report = await evaluate({ prep: p, out: join(dir, 'report'), teacher: onnx, baseline: join(dir, 'baseline'), distilled: join(dir, 'distilled'), max_windows: 16, stride: 0, quiet: true });
     const json = JSON.parse(readFileSync(join(dir, 'report', 'report.json'), 'utf8'));
     for (const role of ['teacher', 'baseline', 'distilled']) {
       expect(Number.isFinite(json[role].ppl)).toBe(true);

@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { readWindows } from '../data/windows.js';
+import { readStream, readWindows } from '../data/windows.js';
 import { addScoringOutputs, openOnnxSession, readOnnx, runScoring } from '../onnx/index.js';
 import { PerplexityAccumulator } from './perplexity.js';
+import { slidingWindows } from './sliding-window.js';
 
 /** Measurements of one ONNX model on the validation windows. */
 export interface OnnxEvalResult {
@@ -24,10 +25,18 @@ export interface OnnxEvalResult {
 export interface OnnxEvalOptions {
   prep: string;
   batchSize: number;
-  /** First N validation windows (0 = all). */
+  /** First N validation windows (0 = all); with `stride`, first N documents. */
   maxWindows: number;
+  /**
+   * 0: score the packed validation windows (every target once, context restarts at each window).
+   * S > 0: score each validation document by sliding windows of seq_len tokens with stride S.
+   */
+  stride?: number;
   threads?: number;
 }
+
+/** One batch to score: ids [B, L] and labels [B, L] (−100 = not scored). */
+interface ScoringBatch { B: number; L: number; ids: BigInt64Array; labels: BigInt64Array }
 
 /**
  * Perplexity and throughput of an ONNX LM on the prep validation windows, in this process.
@@ -37,29 +46,68 @@ export interface OnnxEvalOptions {
 export async function evaluateOnnx(modelPath: string, o: OnnxEvalOptions): Promise<OnnxEvalResult> {
   const windows = readWindows(o.prep, 'validation');
   const h = await openOnnxSession(addScoringOutputs(readOnnx(modelPath), modelPath), { device: 'auto', source: modelPath, threads: o.threads });
-  const L = windows.seqLen, n = o.maxWindows > 0 ? Math.min(o.maxWindows, windows.rows) : windows.rows;
   const acc = new PerplexityAccumulator();
   let seconds = 0, positions = 0;
-  for (let b0 = 0; b0 < n; b0 += o.batchSize) {
-    const B = Math.min(o.batchSize, n - b0);
-    const ids = new BigInt64Array(B * L), labels = new BigInt64Array(B * L);
-    for (let b = 0; b < B; b++) for (let t = 0; t < L; t++) {
-      ids[b * L + t] = BigInt(windows.ids[(b0 + b) * (L + 1) + t]);
-      labels[b * L + t] = BigInt(windows.ids[(b0 + b) * (L + 1) + t + 1]);
-    }
+  const batches = o.stride ? slidingBatches(o, windows.seqLen) : packedBatches(o, windows);
+  for (const { B, L, ids, labels } of batches) {
     const t0 = performance.now();
     const logp = await runScoring(h, ids, labels, B, L);
     seconds += (performance.now() - t0) / 1000;
     positions += B * L;
-    let nll = 0;
-    for (const v of logp) nll -= v;
-    acc.add(nll, B * L);
+    let nll = 0, scored = 0;
+    for (let i = 0; i < logp.length; i++) if (labels[i] !== -100n) { nll -= logp[i]; scored++; }
+    acc.add(nll, scored);
   }
   const split = windows.meta.splits.validation;
   return {
     ppl: acc.perplexity, nll: acc.meanNll, bpb: acc.bitsPerByte(split.bytes / split.tokens), scored_tokens: acc.tokens,
     tokens_per_s: positions / seconds, execution_provider: h.executionProvider, peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
   };
+}
+
+/** The packed validation windows in batches: inputs row[0:L], labels row[1:L+1]. */
+function* packedBatches(o: OnnxEvalOptions, w: ReturnType<typeof readWindows>): Generator<ScoringBatch> {
+  const L = w.seqLen, n = o.maxWindows > 0 ? Math.min(o.maxWindows, w.rows) : w.rows;
+  for (let b0 = 0; b0 < n; b0 += o.batchSize) {
+    const B = Math.min(o.batchSize, n - b0);
+    const ids = new BigInt64Array(B * L), labels = new BigInt64Array(B * L);
+    for (let b = 0; b < B; b++) for (let t = 0; t < L; t++) {
+      ids[b * L + t] = BigInt(w.ids[(b0 + b) * (L + 1) + t]);
+      labels[b * L + t] = BigInt(w.ids[(b0 + b) * (L + 1) + t + 1]);
+    }
+    yield { B, L, ids, labels };
+  }
+}
+
+/**
+ * Each validation document (its tokens and the EOS after it) by sliding windows of W = seq_len + 1
+ * tokens (W − 1 predictions, the training context), stride S; windows are right-padded to a common
+ * length with unscored positions, which a causal model cannot see.
+ */
+function* slidingBatches(o: OnnxEvalOptions, seqLen: number): Generator<ScoringBatch> {
+  const { ids: stream, docs } = readStream(o.prep, 'validation');
+  const W = seqLen + 1, L = seqLen;
+  const pending: { doc: ArrayLike<number>; begin: number; end: number; scoreFrom: number }[] = [];
+  const flush = (): ScoringBatch => {
+    const B = pending.length, ids = new BigInt64Array(B * L), labels = new BigInt64Array(B * L).fill(-100n);
+    pending.forEach(({ doc, begin, end, scoreFrom }, b) => {
+      for (let t = begin; t < end - 1; t++) {
+        ids[b * L + t - begin] = BigInt(doc[t]);
+        if (t + 1 >= scoreFrom) labels[b * L + t - begin] = BigInt(doc[t + 1]);
+      }
+    });
+    pending.length = 0;
+    return { B, L, ids, labels };
+  };
+  const n = o.maxWindows > 0 ? Math.min(o.maxWindows, docs.length) : docs.length;
+  for (const d of docs.slice(0, n)) {
+    const doc = stream.subarray(d.offset, d.offset + d.tokens + 1); // + EOS
+    for (const win of slidingWindows(doc.length, W, o.stride!)) {
+      pending.push({ doc, ...win });
+      if (pending.length === o.batchSize) yield flush();
+    }
+  }
+  if (pending.length) yield flush();
 }
 
 const WORKER = fileURLToPath(new URL('./onnx-eval-worker.ts', import.meta.url));
