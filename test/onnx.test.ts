@@ -4,7 +4,8 @@ import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeHalf, encodeHalf } from '../lib/logits/fp16.js';
 import { LlamaConfig, resolveLlamaConfig } from '../lib/model/config.js';
-import { initLlamaWeights, mulberry32 } from '../lib/model/init.js';
+import { initLlamaWeights } from '../lib/model/init.js';
+import { mulberry32 } from '../lib/util/random.js';
 import { NamedTensors } from '../lib/model/tensors.js';
 import { GraphBuilder } from '../lib/onnx/graph-builder.js';
 import {

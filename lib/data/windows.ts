@@ -19,6 +19,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { mulberry32 } from '../util/random.js';
 
 export type SplitName = 'train' | 'validation';
 export const SPLITS: SplitName[] = ['train', 'validation'];
@@ -85,18 +86,6 @@ export interface WindowSet {
 /** uint16 when every id fits (vocab ≤ 65536), else uint32. */
 export const dtypeFor = (vocabSize: number): TokenDtype => (vocabSize <= 65536 ? 'uint16' : 'uint32');
 const BYTES: Record<TokenDtype, number> = { uint16: 2, uint32: 4 };
-
-/** mulberry32: a small seeded PRNG returning floats in [0, 1); same seed, same sequence. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Splits documents into train and validation, by document, deterministically for `seed`:

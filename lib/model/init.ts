@@ -2,8 +2,6 @@ import { LlamaConfig, llamaTensorShapes } from './config.js';
 import { HostTensor, NamedTensors } from './tensors.js';
 import { mulberry32, normalSampler } from '../util/random.js';
 
-export { mulberry32 } from '../util/random.js';
-
 /**
  * Random initial weights for a Llama model, deterministic in `seed`, as HF-named host tensors.
  * Linear and embedding weights ~ N(0, 0.02²) as in HF `initializer_range`; output projections
