@@ -1,5 +1,9 @@
 /** Public API of lib/onnx: the only place in kd that talks to onnxruntime and ONNX protobufs. */
-export { exportLlamaOnnx, type ExportLlamaOptions } from './export-llama.js';
+export {
+  buildLlamaModel, exportLlamaOnnx, writeLlamaOnnx, ONNX_DTYPES, ONNX_IOS, type ExportLlamaOptions, type OnnxDtype, type OnnxIo,
+} from './export-llama.js';
+export { splitExternalData, writeOnnxExternal } from './external-data.js';
+export { dequantizeInt4, pack4, quantizeInt4, unpack4, type Int4Weight } from './int4.js';
 export { addScoringOutputs, addTopKOutputs, SCORING_OUTPUT, TOPK_OUTPUTS, type TopKSurgeryOptions } from './topk-graph.js';
 export {
   buildFeeds, openOnnxSession, positionIdsFromMask, runLogits, runScoring, runTopK,

@@ -32,6 +32,16 @@ export function floatTensor(name: string, dims: number[], data: Float32Array): O
   return { name, dims, dataType: DT.FLOAT, rawData: bytesOf(data) };
 }
 
+/** An fp16 initializer from IEEE binary16 bit patterns (see `lib/logits/fp16.ts`). */
+export function halfTensor(name: string, dims: number[], bits: Uint16Array): OnnxTypes.ITensorProto {
+  return { name, dims, dataType: DT.FLOAT16, rawData: bytesOf(bits) };
+}
+
+/** A uint8 initializer (e.g. packed 4-bit weights). */
+export function uint8Tensor(name: string, dims: number[], data: Uint8Array): OnnxTypes.ITensorProto {
+  return { name, dims, dataType: DT.UINT8, rawData: data };
+}
+
 /** An int64 initializer; `dims` defaults to [values.length] (pass [] for a scalar). */
 export function int64Tensor(name: string, values: number[], dims = [values.length]): OnnxTypes.ITensorProto {
   return { name, dims, dataType: DT.INT64, rawData: bytesOf(BigInt64Array.from(values.map(BigInt))) };

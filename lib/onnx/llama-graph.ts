@@ -1,0 +1,235 @@
+/**
+ * The Llama forward pass (HF `LlamaForCausalLM` semantics) as ONNX nodes, in three precisions
+ * and with or without a KV cache. `export-llama.ts` declares the graph IO around it.
+ *
+ * Precision (`dtype`):
+ * - fp32: everything float32.
+ * - fp16: weights, residual stream, projections, attention MatMuls and logits in float16; as in
+ *   HF's fp16 models, RMSNorm statistics, the rotary tables and the attention softmax (with its
+ *   mask) are float32 between Casts.
+ * - int4: float32 activations; every q/k/v/o/gate/up/down weight is block-quantized to 4 bits for
+ *   `com.microsoft.MatMulNBits` (see `int4.ts`); the embedding, the norms and the LM head stay
+ *   float32 (quantizing the head moves every logit, and the embedding is a Gather, not a MatMul).
+ */
+import { headDim, LlamaConfig } from '../model/config.js';
+import { HostTensor, NamedTensors } from '../model/tensors.js';
+import { encodeHalf } from '../logits/fp16.js';
+import { GraphBuilder } from './graph-builder.js';
+import { quantizeInt4 } from './int4.js';
+import { attr, DT, floatTensor, halfTensor, OnnxTypes, uint8Tensor } from './proto.js';
+
+export type OnnxDtype = 'fp32' | 'fp16' | 'int4';
+
+export const OPSET = 17;
+/** Additive bias for masked attention scores (float32): large but finite, so a fully masked row is never NaN. */
+const MASK_BIAS = -1e9;
+
+/** What the graph reads besides input_ids and attention_mask. */
+export interface LlamaGraphIo {
+  /** position_ids is an input ('input') or cumsum(attention_mask) − 1 ('derived', genai style). */
+  positions: 'input' | 'derived';
+  /** past_key_values.N.key/value inputs and present.N.key/value outputs. */
+  past: boolean;
+  /** use_cache_branch input (merged decoders): false makes the graph ignore the past. */
+  useCacheBranch: boolean;
+}
+
+export interface LlamaGraphOptions {
+  dtype: OnnxDtype;
+  io: LlamaGraphIo;
+  /** int4 only: quantization block along K (power of two ≥ 16). */
+  blockSize: number;
+  /** int4 only: symmetric (zero point 8, none stored) or asymmetric (per-block zero points). */
+  symmetric: boolean;
+}
+
+/** Returns `src` [rows, cols] transposed to [cols, rows]. */
+function transpose2d(src: HostTensor): Float32Array {
+  const [rows, cols] = src.shape;
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) out[c * rows + r] = src.data[r * cols + c];
+  }
+  return out;
+}
+
+export class LlamaGraph {
+  readonly g = new GraphBuilder(OPSET);
+  /** Element type of activations and of the KV cache. */
+  readonly act: number;
+  readonly hd: number;
+  private cos = '';
+  private sin = '';
+  private maskBias = '';
+  /** Number of past positions (int64 scalar) and, for merged decoders, the end of the past to use ([1]). */
+  private pastLen = '';
+  private pastEnd = '';
+
+  constructor(readonly cfg: LlamaConfig, readonly weights: NamedTensors, readonly o: LlamaGraphOptions) {
+    this.hd = headDim(cfg);
+    this.act = o.dtype === 'fp16' ? DT.FLOAT16 : DT.FLOAT;
+  }
+
+  private tensor(name: string, dims: number[], data: Float32Array, half: boolean): string {
+    this.g.initializers.push(half ? halfTensor(name, dims, encodeHalf(data)) : floatTensor(name, dims, data));
+    return name;
+  }
+
+  /** A weight as stored (norm weights, the embedding table), in the activation type. */
+  weight(name: string): string {
+    const t = this.weights.get(name)!;
+    return this.tensor(name, t.shape, t.data, this.o.dtype === 'fp16');
+  }
+
+  private cast(x: string, to: number): string {
+    return this.g.op('Cast', [x], [attr.int('to', to)]);
+  }
+
+  /** y = x·Wᵀ with W [out, in] (HF layout): MatMul with `<name>.T` [in, out], or MatMulNBits for int4. */
+  linear(x: string, name: string): string {
+    const t = this.weights.get(name)!, [n, k] = t.shape;
+    if (this.o.dtype !== 'int4') return this.g.op('MatMul', [x, this.tensor(`${name}.T`, [k, n], transpose2d(t), this.o.dtype === 'fp16')]);
+    const q = quantizeInt4(t.data, n, k, this.o.blockSize, this.o.symmetric);
+    const inputs = [x, `${name}.q4`, `${name}.scales`];
+    this.g.initializers.push(uint8Tensor(inputs[1], [n, q.kBlocks, q.blockSize / 2], q.packed), floatTensor(inputs[2], [n, q.kBlocks], q.scales));
+    if (q.zeroPoints) {
+      inputs.push(`${name}.zero_points`);
+      this.g.initializers.push(uint8Tensor(inputs[3], [n, Math.ceil(q.kBlocks / 2)], q.zeroPoints));
+    }
+    const out = this.g.fresh('MatMulNBits');
+    const attrs = [attr.int('K', k), attr.int('N', n), attr.int('bits', 4), attr.int('block_size', q.blockSize)];
+    this.g.nodes.push({ opType: 'MatMulNBits', domain: 'com.microsoft', name: `${out}_node`, input: inputs, output: [out], attribute: attrs });
+    return out;
+  }
+
+  /** HF LlamaRMSNorm: statistics in float32 (Pow→ReduceMean→Add→Sqrt→Div is the pattern ORT fuses), then · weight. */
+  rmsNorm(x: string, weightName: string): string {
+    const g = this.g, half = this.act === DT.FLOAT16;
+    const x32 = half ? this.cast(x, DT.FLOAT) : x;
+    const variance = g.reduce('ReduceMean', g.op('Pow', [x32, g.float([2], [])]), [-1], true);
+    const std = g.op('Sqrt', [g.op('Add', [variance, g.float([this.cfg.rms_norm_eps], [])])]);
+    const normed = g.op('Div', [x32, std]);
+    return g.op('Mul', [half ? this.cast(normed, DT.FLOAT16) : normed, this.weight(weightName)]);
+  }
+
+  /** Sequence length L, total length T = mask width, past length P = T − L; causal + padding bias [B, 1, 1, L, T]. */
+  buildMask(): void {
+    const g = this.g, dim = (x: string, i: number) => g.op('Gather', [g.op('Shape', [x]), g.int64([i], [])], [attr.int('axis', 0)]);
+    const len = dim('input_ids', 1), total = dim('attention_mask', 1);
+    this.pastLen = g.op('Sub', [total, len]);
+    const keys = g.op('Range', [g.int64([0], []), total, g.int64([1], [])]); // [T]
+    const queries = g.op('Range', [this.pastLen, total, g.int64([1], [])]); // [L], absolute positions
+    const causal = g.op('GreaterOrEqual', [g.unsqueeze(queries, [1]), g.unsqueeze(keys, [0])]); // [L, T]
+    const pad = g.unsqueeze(this.cast('attention_mask', DT.BOOL), [1, 2, 3]); // [B, 1, 1, 1, T]
+    this.maskBias = g.op('Where', [g.op('And', [causal, pad]), g.float([0], []), g.float([MASK_BIAS], [])]);
+    if (this.o.io.useCacheBranch) {
+      // Optimum's merged decoder runs the no-past branch when use_cache_branch is false; the past
+      // is then ignored, which slicing it to length 0 reproduces without an If node.
+      const pastDim = g.op('Gather', [g.op('Shape', ['past_key_values.0.key']), g.int64([2])], [attr.int('axis', 0)]); // [1]
+      this.pastEnd = g.op('Mul', [pastDim, this.cast('use_cache_branch', DT.INT64)]);
+    }
+  }
+
+  /** position_ids [B, L]: the input, or HF's cumsum(mask) − 1 (1 where masked) over the last L columns. */
+  positions(): string {
+    if (this.o.io.positions === 'input') return 'position_ids';
+    const g = this.g, m = this.cast('attention_mask', DT.INT64);
+    const cs = g.op('Sub', [g.op('CumSum', [m, g.int64([1], [])]), g.int64([1], [])]);
+    const all = g.op('Where', [g.op('Equal', [m, g.int64([0], [])]), g.int64([1], []), cs]); // [B, T]
+    const total = g.op('Shape', ['attention_mask']);
+    return g.op('Slice', [all, g.unsqueeze(this.pastLen, [0]), g.op('Slice', [total, g.int64([1]), g.int64([2])]), g.int64([1])]);
+  }
+
+  /** cos/sin tables [B, L, 1, head_dim] from positions (computed in float32 as HF does, then cast). */
+  buildRope(positions: string): void {
+    const g = this.g, half = this.hd / 2;
+    const invFreq = Array.from({ length: half }, (_, i) => 1 / this.cfg.rope_theta ** ((2 * i) / this.hd));
+    const pos = g.unsqueeze(this.cast(positions, DT.FLOAT), [2]); // [B, L, 1]
+    const freqs = g.op('Mul', [pos, g.float(invFreq)]); // [B, L, hd/2]
+    const emb = g.op('Concat', [freqs, freqs], [attr.int('axis', -1)]); // [B, L, hd]
+    const table = (op: string) => {
+      const t = g.unsqueeze(g.op(op, [emb]), [2]);
+      return this.act === DT.FLOAT ? t : this.cast(t, this.act);
+    };
+    this.cos = table('Cos');
+    this.sin = table('Sin');
+  }
+
+  /** HF apply_rotary_pos_emb on x [B, L, heads, hd]: x·cos + rotate_half(x)·sin. */
+  rope(x: string): string {
+    const g = this.g, half = this.hd / 2;
+    const [x1, x2] = g.opN('Split', [x, g.int64([half, half])], 2, [attr.int('axis', -1)]);
+    const rotated = g.op('Concat', [g.op('Neg', [x2]), x1], [attr.int('axis', -1)]);
+    return g.op('Add', [g.op('Mul', [x, this.cos]), g.op('Mul', [rotated, this.sin])]);
+  }
+
+  /** k or v [B, KV, L, hd] after the cache: Concat(past, new) along the sequence, as output `present.i.*`. */
+  private withPast(x4: string, i: number, kind: 'key' | 'value'): string {
+    if (!this.o.io.past) return x4;
+    const g = this.g;
+    let past = `past_key_values.${i}.${kind}`;
+    if (this.o.io.useCacheBranch) past = g.op('Slice', [past, g.int64([0]), this.pastEnd, g.int64([2])]);
+    return g.named(`present.${i}.${kind}`, 'Concat', [past, x4], [attr.int('axis', 2)]);
+  }
+
+  /**
+   * Self-attention with GQA by grouping q heads instead of repeating k/v: q head h = kv·G + g
+   * uses kv head h / G, exactly HF repeat_kv's assignment. Softmax runs in float32.
+   */
+  attention(x: string, p: string, i: number): string {
+    const g = this.g, cfg = this.cfg, hd = this.hd;
+    const kvh = cfg.num_key_value_heads, groups = cfg.num_attention_heads / kvh;
+    const heads = (name: string, n: number) => g.op('Reshape', [this.linear(x, name), g.int64([0, 0, n, hd])]);
+    const q = this.rope(heads(`${p}.q_proj.weight`, cfg.num_attention_heads)); // [B, L, H, hd]
+    const k = this.rope(heads(`${p}.k_proj.weight`, kvh)); // [B, L, KV, hd]
+    const v = heads(`${p}.v_proj.weight`, kvh);
+    const q5 = g.op('Transpose', [g.op('Reshape', [q, g.int64([0, 0, kvh, groups, hd])])],
+      [attr.ints('perm', [0, 2, 3, 1, 4])]); // [B, KV, G, L, hd]
+    const perm = (t: string, pm: number[]) => g.op('Transpose', [t], [attr.ints('perm', pm)]);
+    const kT5 = g.unsqueeze(this.o.io.past
+      ? perm(this.withPast(perm(k, [0, 2, 1, 3]), i, 'key'), [0, 1, 3, 2]) // [B, KV, L, hd] → cache → [B, KV, hd, T]
+      : perm(k, [0, 2, 3, 1]), [2]); // [B, KV, 1, hd, T]
+    const v5 = g.unsqueeze(this.withPast(perm(v, [0, 2, 1, 3]), i, 'value'), [2]); // [B, KV, 1, T, hd]
+    let scores = g.op('MatMul', [q5, kT5]); // [B, KV, G, L, T]
+    if (this.act !== DT.FLOAT) scores = this.cast(scores, DT.FLOAT);
+    scores = g.op('Add', [g.op('Mul', [scores, g.float([1 / Math.sqrt(hd)], [])]), this.maskBias]);
+    let probs = g.op('Softmax', [scores], [attr.int('axis', -1)]);
+    if (this.act !== DT.FLOAT) probs = this.cast(probs, this.act);
+    const ctx = perm(g.op('MatMul', [probs, v5]), [0, 3, 1, 2, 4]); // [B, L, KV, G, hd]
+    const merged = g.op('Reshape', [ctx, g.int64([0, 0, cfg.hidden_size])]); // [B, L, D]
+    return this.linear(merged, `${p}.o_proj.weight`);
+  }
+
+  /** down(silu(gate(x)) · up(x)). */
+  mlp(x: string, p: string): string {
+    const g = this.g;
+    const gate = this.linear(x, `${p}.gate_proj.weight`);
+    const act = g.op('Mul', [gate, g.op('Sigmoid', [gate])]);
+    return this.linear(g.op('Mul', [act, this.linear(x, `${p}.up_proj.weight`)]), `${p}.down_proj.weight`);
+  }
+
+  layer(h: string, i: number): string {
+    const p = `model.layers.${i}`;
+    const attn = this.attention(this.rmsNorm(h, `${p}.input_layernorm.weight`), `${p}.self_attn`, i);
+    const h2 = this.g.op('Add', [h, attn]);
+    return this.g.op('Add', [h2, this.mlp(this.rmsNorm(h2, `${p}.post_attention_layernorm.weight`), `${p}.mlp`)]);
+  }
+
+  /** The whole forward pass; the final MatMul writes the graph output `logits` [B, L, V] (activation type). */
+  build(): OnnxTypes.INodeProto[] {
+    const g = this.g, embed = this.weight('model.embed_tokens.weight');
+    this.buildMask();
+    this.buildRope(this.positions());
+    let h = g.op('Gather', [embed, 'input_ids'], [attr.int('axis', 0)]); // [B, L, D]
+    for (let i = 0; i < this.cfg.num_hidden_layers; i++) h = this.layer(h, i);
+    h = this.rmsNorm(h, 'model.norm.weight');
+    if (this.cfg.tie_word_embeddings) {
+      // One stored copy of the table; ORT constant-folds this Transpose once at session load.
+      g.named('logits', 'MatMul', [h, g.op('Transpose', [embed], [attr.ints('perm', [1, 0])])]);
+    } else {
+      const t = this.weights.get('lm_head.weight')!;
+      g.named('logits', 'MatMul', [h, this.tensor('lm_head.weight.T', [t.shape[1], t.shape[0]], transpose2d(t), this.o.dtype === 'fp16')]);
+    }
+    return g.nodes;
+  }
+}
