@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { flagsToConfig, readConfigFile } from '../lib/cli/config.js';
+import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { trainOptions } from '../lib/cli/train-options.js';
 import { openLogitDataset } from '../lib/shards/index.js';
 import { loadTokenizer } from '../lib/tokenizer/tokenizer.js';
@@ -12,7 +13,7 @@ import { resolveTrainConfig, TRAIN_DEFAULTS, TRAIN_KEYS } from '../lib/train/con
 import { validationData } from '../lib/train/data.js';
 import { makeLossFn } from '../lib/train/loss.js';
 import { shardData } from '../lib/train/shard-data.js';
-import { train, TrainSummary } from '../lib/train/trainer.js';
+import { train, TrainControl, TrainSummary } from '../lib/train/trainer.js';
 
 /** Default student: ~1M parameters with the tokenizer's vocabulary and tied embeddings. */
 export const STUDENT_DEFAULTS = {
@@ -20,8 +21,11 @@ export const STUDENT_DEFAULTS = {
   model: { hidden_size: 128, intermediate_size: 352, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 },
 };
 
-/** Trains a student from `cfg.data`; see the module comment. */
-export async function run(partial: Record<string, unknown>, source = 'train config'): Promise<TrainSummary> {
+/**
+ * Trains a student from `cfg.data`; see the module comment.
+ * @param control abort signal (ends after the current step with a resumable state) and step hook
+ */
+export async function run(partial: Record<string, unknown>, source = 'train config', control: TrainControl = {}): Promise<TrainSummary> {
   const cfg = resolveTrainConfig(partial, source, STUDENT_DEFAULTS);
   if (!cfg.data) throw new Error(`${source}: data (a logit dataset directory from precompute) is required`);
   const ds = await openLogitDataset(cfg.data);
@@ -30,18 +34,22 @@ export async function run(partial: Record<string, unknown>, source = 'train conf
   if (ds.manifest.tokenizer.sha256 !== tokenizer.sha256) {
     throw new Error(`${join(cfg.data, 'manifest.json')}: logits were computed with another tokenizer than ${tokenizerPath} (sha256 differs)`);
   }
+  const lossFn = makeLossFn(cfg, ds.manifest.tokenizer.real_vocab_size, ds.manifest.temperatures); // fails fast on an unstored τ
   const summary = await train(cfg, {
     train: await shardData(ds),
     validation: validationData(cfg.prep),
     tokenizer: tokenizerPath,
     realVocab: ds.manifest.tokenizer.real_vocab_size,
-    lossFn: makeLossFn(cfg, ds.manifest.tokenizer.real_vocab_size, ds.manifest.temperatures),
+    lossFn,
     provenance: { role: cfg.alpha > 0 ? 'distilled student' : 'baseline student', logits: join(cfg.data, 'manifest.json'), teacher: ds.manifest.teacher },
-  });
+  }, control);
   if (!cfg.quiet) {
+    const best = summary.best_step !== summary.steps && Number.isFinite(summary.best_val_loss)
+      ? `; best ${summary.best_val_loss.toFixed(4)} (ppl ${summary.best_val_ppl.toFixed(2)}) at step ${summary.best_step} → ${join(summary.out, 'best')}` : '';
+    const how = summary.interrupted ? ' (interrupted: --resume continues)' : summary.stopped_early ? ' (stopped early)' : '';
     process.stderr.write([
-      `student trained (α=${cfg.alpha}): ${summary.steps} steps, ${summary.tokens_seen.toLocaleString('en-US')} tokens in ${summary.seconds.toFixed(0)} s (${summary.tokens_per_s.toFixed(0)} tokens/s, backend ${summary.backend})`,
-      `  parameters ${summary.parameters.toLocaleString('en-US')}, validation loss ${summary.val_loss.toFixed(4)} (ppl ${summary.val_ppl.toFixed(2)}) → ${summary.out}`, '',
+      `student trained (α=${cfg.alpha}): ${summary.steps} steps${how}, ${summary.tokens_seen.toLocaleString('en-US')} tokens in ${summary.seconds.toFixed(0)} s (${summary.tokens_per_s.toFixed(0)} tokens/s, backend ${summary.backend})`,
+      `  parameters ${summary.parameters.toLocaleString('en-US')}, validation loss ${summary.val_loss.toFixed(4)} (ppl ${summary.val_ppl.toFixed(2)}) → ${summary.out}${best}`, '',
     ].join('\n'));
   }
   return summary;
@@ -55,7 +63,12 @@ export const command: CommandModule<object, Args> = {
   builder: (y: Argv<object>) => trainOptions(y, STUDENT_DEFAULTS) as Argv<Args>,
   handler: async (argv) => {
     const fromFile = argv.config ? readConfigFile(argv.config) : {};
-    const summary = await run({ ...fromFile, ...flagsToConfig(argv, TRAIN_KEYS) }, argv.config ?? 'train config');
-    if (argv.json) process.stdout.write(JSON.stringify(summary) + '\n');
+    const controller = new AbortController();
+    const release = abortOnSignals(controller, 'saving a resumable state after this step');
+    try {
+      const summary = await run({ ...fromFile, ...flagsToConfig(argv, TRAIN_KEYS) }, argv.config ?? 'train config', { signal: controller.signal });
+      if (argv.json) process.stdout.write(JSON.stringify(summary) + '\n');
+      if (summary.interrupted) process.exitCode = 130;
+    } finally { release(); }
   },
 };

@@ -12,6 +12,9 @@ import { resolveTrainConfig } from '../lib/train/config.js';
 import { makeLossFn } from '../lib/train/loss.js';
 import { trainLoop } from '../lib/train/loop.js';
 import { cosineWithWarmup, temperatureAt } from '../lib/train/schedule.js';
+import { planTemperature } from '../lib/train/temperature.js';
+import { distillationLoss } from '../lib/losses/index.js';
+import { STORED_TEMPERATURES, syntheticData } from './synthetic.js';
 
 const ppl = JSON.parse(readFileSync(new URL('../../shared/cases/perplexity.json', import.meta.url), 'utf8')).cases;
 const caseOf = (name: string) => ppl.find((c: { name: string }) => c.name === name);
@@ -80,16 +83,69 @@ describe('training loop', () => {
     expect(() => makeLossFn({ ...tc, topk_mode: 'renormalize' }, 40, [1, 2, 3])).not.toThrow();
   });
 
+  it('continuous schedules in tail mode snap to the nearest stored τ; unstored end points are refused', () => {
+    const tc = resolveTrainConfig({ alpha: 0.5, temperature: 4, temperature_min: 1, temperature_schedule: 'linear' });
+    const stored = [1, 1.5, 2, 2.5, 3, 3.5, 4];
+    const plan = planTemperature(tc, stored);
+    // linear: 4, 3.7, 3.4, 3.1, 2.8, 2.5, 2.2, 1.9, 1.6, 1.3, 1 → nearest stored
+    expect(Array.from({ length: 11 }, (_, s) => plan.at({ step: s, epoch: 0, totalSteps: 11 }))).toEqual([4, 3.5, 3.5, 3, 3, 2.5, 2, 2, 1.5, 1.5, 1]);
+    expect(plan.note).toMatch(/snapped in tail mode to the nearest stored temperature \(4 → 3.5 → 3 → 2.5 → 2 → 1.5 → 1\)/);
+    expect(() => planTemperature({ ...tc, temperature: 3.2 }, stored)).toThrow('temperature 3.2 was not stored by precompute (stored: 1, 1.5, 2, 2.5, 3, 3.5, 4)');
+    expect(() => planTemperature({ ...tc, temperature_min: 0.5 }, stored)).toThrow('temperature 0.5 was not stored');
+    const exact = planTemperature({ ...tc, temperature: 3.2, topk_mode: 'renormalize' }, stored);
+    expect(exact.at({ step: 1, epoch: 0, totalSteps: 11 })).toBeCloseTo(3.2 - 0.22, 12);
+    const step = { ...tc, temperature_schedule: 'step' as const, temperature: 3.2 };
+    expect(() => planTemperature({ ...step, epochs: 2 }, [3.2, 2.7])).not.toThrow(); // epochs 0, 1: 3.2, 2.7
+    expect(() => planTemperature({ ...step, epochs: 3 }, [3.2, 2.7])).toThrow('temperature 2.2 was not stored by precompute (stored: 3.2, 2.7)');
+  });
+
+  it('passes jsd_beta and skew_lambda from the config to the divergence', () => {
+    const batch = syntheticData(2, 4, 40, 5, 3).batch([0, 1]);
+    const at = { step: 0, epoch: 0, totalSteps: 1 };
+    const logits = tf.randomNormal([8, 40], 0, 1, 'float32', 5) as tf.Tensor2D;
+    const totalOf = (over: Record<string, unknown>) => {
+      const parts = makeLossFn(resolveTrainConfig({ alpha: 1, temperature: 2, ...over }), 40, STORED_TEMPERATURES)(logits, batch, 8, at);
+      const v = parts.total.dataSync()[0];
+      tf.dispose([parts.total, parts.kdSum, parts.ceSum]);
+      return v;
+    };
+    const direct = (opts: Record<string, number>, loss: 'jsd' | 'skew_kl') => tf.tidy(() => {
+      const t = batch.teacher!, T = t.temperatures.length, col = t.temperatures.indexOf(2);
+      const signal = { ids: tf.tensor2d(t.ids, [8, 5], 'int32'), logits: tf.tensor2d(t.logits, [8, 5]), logZ: tf.tensor1d(Array.from({ length: 8 }, (_, i) => t.logZ[i * T + col])) };
+      return distillationLoss(logits, signal, tf.tensor1d(batch.targets, 'int32'), { alpha: 1, temperature: 2, loss, mode: 'tail', realVocab: 40, ...opts }).total.dataSync()[0];
+    });
+    expect(totalOf({ loss: 'jsd', jsd_beta: 0.3 })).toBeCloseTo(direct({ beta: 0.3 }, 'jsd'), 6);
+    expect(totalOf({ loss: 'jsd', jsd_beta: 0.3 })).not.toBeCloseTo(totalOf({ loss: 'jsd', jsd_beta: 0.7 }), 3);
+    expect(totalOf({ loss: 'skew_kl', skew_lambda: 0.4 })).toBeCloseTo(direct({ lambda: 0.4 }, 'skew_kl'), 6);
+    expect(totalOf({ loss: 'skew_kl', skew_lambda: 0.4 })).not.toBeCloseTo(totalOf({ loss: 'skew_kl' }), 3);
+    logits.dispose();
+  });
+
   it('config: unknown keys and out-of-range values are one-line errors', () => {
+    expect(() => resolveTrainConfig({ jsd_beta: 1 }, 'cfg.json')).toThrow(/^cfg.json: jsd_beta = 1 must be a number in \(0, 1\) .*'reverse_kl'/);
+    expect(() => resolveTrainConfig({ temperature: 2, temperature_min: 3, temperature_schedule: 'cosine' }, 'cfg.json')).toThrow("cfg.json: temperature_min = 3 is above temperature = 2");
+    expect(() => resolveTrainConfig({ dropout: 1 }, 'cfg.json')).toThrow('cfg.json: dropout = 1 must be a number in [0, 1)');
     expect(() => resolveTrainConfig({ lr_max: 1 }, 'cfg.json')).toThrow(/^cfg.json: unknown key 'lr_max' \(valid: data, prep/);
     expect(() => resolveTrainConfig({ alpha: 1.5 }, 'cfg.json')).toThrow('cfg.json: alpha = 1.5 must be a number in [0, 1]');
   });
 });
 
 describe('schedules', () => {
+  const at = (step: number, epoch = 0, totalSteps = 11) => ({ step, epoch, totalSteps });
   it("the article's per-epoch temperature max(3 − 0.5·epoch, 1) and constant", () => {
-    expect([0, 1, 2, 3, 4, 5].map((e) => temperatureAt('step', 3, e))).toEqual([3, 2.5, 2, 1.5, 1, 1]);
-    expect(temperatureAt('constant', 2, 7)).toBe(2);
+    const step = { schedule: 'step' as const, start: 3, min: 1 };
+    expect([0, 1, 2, 3, 4, 5].map((e) => temperatureAt(step, at(0, e)))).toEqual([3, 2.5, 2, 1.5, 1, 1]);
+    expect(temperatureAt({ ...step, min: 2 }, at(0, 4))).toBe(2);
+    expect(temperatureAt({ schedule: 'constant', start: 2, min: 1 }, at(7, 7))).toBe(2);
+  });
+  it('linear and cosine decay per step from τ at the first step to τ_min at the last', () => {
+    const lin = { schedule: 'linear' as const, start: 4, min: 1 }, cos = { ...lin, schedule: 'cosine' as const };
+    expect([0, 1, 5, 10].map((s) => temperatureAt(lin, at(s)))).toEqual([4, 3.7, 2.5, 1]);
+    expect(temperatureAt(cos, at(0))).toBe(4);
+    expect(temperatureAt(cos, at(5))).toBeCloseTo(2.5, 12); // cos(π/2) = 0: halfway
+    expect(temperatureAt(cos, at(2))).toBeCloseTo(1 + 1.5 * (1 + Math.cos(Math.PI * 0.2)), 12);
+    expect(temperatureAt(cos, at(10))).toBeCloseTo(1, 12);
+    expect(temperatureAt(lin, at(0, 0, 1))).toBe(4); // a one-step run trains at τ
   });
   it('warmup is linear and the cosine ends at min_lr', () => {
     const o = { lr: 1, minLr: 0.1, warmup: 4, total: 14 };

@@ -1,5 +1,6 @@
 import type { Argv } from 'yargs';
 import { TrainConfig } from '../train/config.js';
+import { TEMPERATURE_SCHEDULES } from '../train/schedule.js';
 
 /** The yargs options of every TrainConfig field, each described once (defaults shown from `d`). */
 export function trainOptions<T>(y: Argv<T>, d: TrainConfig): Argv<T> {
@@ -24,13 +25,19 @@ export function trainOptions<T>(y: Argv<T>, d: TrainConfig): Argv<T> {
     .option('grad-clip', { type: 'number', describe: `global gradient-norm clip, 0 = off (default ${d.grad_clip})` })
     .option('alpha', { type: 'number', describe: `weight of the distillation term; 0 = hard targets only (default ${d.alpha})` })
     .option('temperature', { type: 'number', describe: `distillation temperature τ (default ${d.temperature})` })
-    .option('temperature-schedule', { choices: ['constant', 'step'], describe: `constant, or step: max(τ − 0.5·epoch, 1) (default ${d.temperature_schedule})` })
+    .option('temperature-schedule', { choices: TEMPERATURE_SCHEDULES, describe: `constant; step: max(τ − 0.5·epoch, τ_min); linear or cosine: τ → τ_min over the run's steps (default ${d.temperature_schedule})` })
+    .option('temperature-min', { type: 'number', describe: `floor of step, end of linear/cosine (default ${d.temperature_min})` })
     .option('loss', { type: 'string', describe: `divergence: forward_kl, reverse_kl, jsd, tvd, skew_kl (default ${d.loss})` })
+    .option('jsd-beta', { type: 'number', describe: `generalized JSD β in (0, 1) (default ${d.jsd_beta})` })
+    .option('skew-lambda', { type: 'number', describe: `skew KL λ in [0, 1) (default ${d.skew_lambda})` })
     .option('topk-mode', { choices: ['tail', 'renormalize'], describe: `tail: exact rest-of-vocab bucket; renormalize: teacher renormalised over top-k (default ${d.topk_mode})` })
     .option('eval-every', { type: 'number', describe: `validate every N steps, 0 = per epoch only (default ${d.eval_every})` })
     .option('eval-windows', { type: 'number', describe: `validation windows per evaluation, 0 = all (default ${d.eval_windows})` })
+    .option('early-stopping-patience', { type: 'number', describe: `stop after N evaluations without a lower validation loss, 0 = off (default ${d.early_stopping_patience})` })
+    .option('save-every', { type: 'number', describe: `write the resumable state every N steps, 0 = epoch ends only (default ${d.save_every})` })
+    .option('dropout', { type: 'number', describe: `dropout on attention probabilities and residual branches, 0 = off (default ${d.dropout})` })
     .option('backend', { choices: ['auto', 'node-gpu', 'node', 'wasm', 'cpu'], describe: `TF.js backend (default ${d.backend}: fastest present)` })
-    .option('resume', { type: 'boolean', describe: 'continue from the training state in --out' })
+    .option('resume', { type: 'boolean', describe: 'continue from the training state in --out (same settings; exact: same loss at every later step)' })
     .option('quiet', { type: 'boolean', describe: 'no progress bar or summary' })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' });
 }

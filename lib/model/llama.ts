@@ -1,12 +1,22 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { LlamaConfig, headDim } from './config.js';
 import { fromHfLayout, fusedShapes, toHfLayout } from './hf-layout.js';
+import { dropout, DropoutOptions } from './dropout.js';
 import { initLlamaWeights } from './init.js';
 import { embeddingLookup, linear } from './ops.js';
 import { applyRope, ropeTables } from './rope.js';
 import { NamedTensors } from './tensors.js';
 
 let nextModelId = 0;
+
+/** Options of one forward pass. */
+export interface ForwardOptions {
+  /**
+   * Training-time dropout on the attention probabilities and on both residual branches (attention
+   * and MLP outputs) of every layer; omitted at evaluation. Masks are a pure function of the seed.
+   */
+  dropout?: DropoutOptions;
+}
 
 /**
  * A Llama-architecture causal LM (RMSNorm, RoPE, SwiGLU MLP, grouped-query attention, optional
@@ -40,18 +50,20 @@ export class LlamaModel {
   /**
    * Next-token logits for every position.
    * @param inputIds int32 [B, L], L ≤ max_position_embeddings
+   * @param opts training-time options (dropout); none at evaluation
    * @returns [B·L, vocab_size] float32 (row b·L + t predicts the token after position t)
    * @throws Error when L exceeds max_position_embeddings.
    */
-  logits(inputIds: tf.Tensor2D): tf.Tensor2D {
+  logits(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor2D {
     const [B, L] = inputIds.shape;
     if (L > this.cfg.max_position_embeddings) {
       throw new Error(`sequence length ${L} exceeds max_position_embeddings ${this.cfg.max_position_embeddings}`);
     }
     let h: tf.Tensor2D = embeddingLookup(this.p('embed') as tf.Tensor2D, tf.reshape(inputIds, [-1]) as tf.Tensor1D); // [N, d]
+    const drop = opts.dropout;
     for (let i = 0; i < this.cfg.num_hidden_layers; i++) {
-      h = tf.add(h, this.attention(this.rmsNorm(h, `${i}.ln1`), i, B, L));
-      h = tf.add(h, this.mlp(this.rmsNorm(h, `${i}.ln2`), i));
+      h = tf.add(h, dropout(this.attention(this.rmsNorm(h, `${i}.ln1`), i, B, L, drop), drop, 3 * i + 1));
+      h = tf.add(h, dropout(this.mlp(this.rmsNorm(h, `${i}.ln2`), i), drop, 3 * i + 2));
     }
     h = this.rmsNorm(h, 'norm');
     const head = this.cfg.tie_word_embeddings ? tf.transpose(this.p('embed')) : this.p('lm_head');
@@ -75,7 +87,7 @@ export class LlamaModel {
    * The G = H/KV query heads that share a key/value head are stacked along the rows, so each
    * (batch, kv head) pair is one [G·L, hd]·[hd, L] product: fewer, larger matMuls, no repeated K/V.
    */
-  private attention(x: tf.Tensor2D, layer: number, B: number, L: number): tf.Tensor2D {
+  private attention(x: tf.Tensor2D, layer: number, B: number, L: number, drop?: DropoutOptions): tf.Tensor2D {
     const H = this.cfg.num_attention_heads, KV = this.cfg.num_key_value_heads, hd = headDim(this.cfg);
     const G = H / KV;
     const { cos, sin, mask, cosQ, sinQ } = this.tables(L, G);
@@ -86,7 +98,7 @@ export class LlamaModel {
     const qh = applyRope(group(tf.mul(q, 1 / Math.sqrt(hd)), G), cosQ, sinQ); // scale folded into q
     const kh = applyRope(group(k, 1), cos, sin);
     const scores = tf.matMul(qh, kh, false, true); // [B·KV, G·L, L]
-    const probs = tf.softmax(tf.add(scores, mask)) as tf.Tensor3D;
+    const probs = dropout(tf.softmax(tf.add(scores, mask)) as tf.Tensor3D, drop, 3 * layer);
     const out = tf.matMul(probs, group(v, 1)); // [B·KV, G·L, hd]
     const merged = tf.reshape(tf.transpose(tf.reshape(out, [B, KV, G, L, hd]), [0, 3, 1, 2, 4]), [B * L, H * hd]);
     return linear(merged, this.p(`${layer}.wo`) as tf.Tensor2D) as tf.Tensor2D;

@@ -1,6 +1,7 @@
 import { BACKENDS, BackendChoice } from '../backend/select.js';
 import { FieldCheck, isBool, isInt, isNum, isOneOf, isString, optional, resolveConfig } from '../cli/config.js';
 import { LlamaConfig } from '../model/config.js';
+import { TEMPERATURE_SCHEDULES, TemperatureSchedule } from './schedule.js';
 
 /** Training configuration shared by `kd train` (student) and `kd teacher train`. */
 export interface TrainConfig {
@@ -36,18 +37,34 @@ export interface TrainConfig {
   grad_clip: number;
   /** Weight of the distillation term; 0 trains on the hard targets alone (baseline / teacher). */
   alpha: number;
-  /** Distillation temperature τ (the schedule's start for 'step'). */
+  /** Distillation temperature τ (the start of the 'step', 'linear' and 'cosine' schedules). */
   temperature: number;
-  /** 'constant', or 'step': the seed article's max(τ − 0.5·epoch, 1). */
-  temperature_schedule: 'constant' | 'step';
+  /**
+   * 'constant'; 'step': the seed article's max(τ − 0.5·epoch, temperature_min); 'linear' or
+   * 'cosine': decay per optimizer step from `temperature` at the first step to `temperature_min`
+   * at the last (see schedule.ts). In 'tail' mode these snap to stored temperatures (temperature.ts).
+   */
+  temperature_schedule: TemperatureSchedule;
+  /** Floor of 'step' and end of 'linear'/'cosine' (≤ temperature). */
+  temperature_min: number;
   /** Divergence: forward_kl (default), reverse_kl, jsd, tvd, skew_kl. */
   loss: string;
+  /** Generalized JSD β in (0, 1): weight of the teacher in the mixture (loss 'jsd'). */
+  jsd_beta: number;
+  /** Skew KL λ in [0, 1): weight of the teacher in the mixture (loss 'skew_kl'). */
+  skew_lambda: number;
   /** Top-k handling: 'tail' (exact tail bucket) or 'renormalize' (teacher renormalised over top-k). */
   topk_mode: 'tail' | 'renormalize';
   /** Evaluate validation loss every N optimizer steps (0 = only per epoch). */
   eval_every: number;
   /** Validation windows used by each evaluation (0 = all). */
   eval_windows: number;
+  /** Stop after this many evaluations without a lower validation loss (0 = off); out/best keeps the best. */
+  early_stopping_patience: number;
+  /** Also write the resumable state to `out` every N optimizer steps (0 = at epoch ends only). */
+  save_every: number;
+  /** Dropout probability on attention probabilities and residual branches during training (0 = off). */
+  dropout: number;
   /** TF.js backend: auto picks node-gpu, node, wasm, cpu in that order. */
   backend: BackendChoice;
   /** Continue from the training state in `out` when there is one. */
@@ -60,8 +77,9 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   data: null, prep: 'runs/prep', out: 'runs/student', model: {}, init_from: null, seed: 0,
   batch_size: 16, grad_accum: 1, epochs: 1, max_steps: 0,
   lr: 3e-3, min_lr: 3e-4, warmup_steps: 20, weight_decay: 0.1, beta1: 0.9, beta2: 0.95, grad_clip: 1,
-  alpha: 0.8, temperature: 2, temperature_schedule: 'constant', loss: 'forward_kl', topk_mode: 'tail',
-  eval_every: 0, eval_windows: 64, backend: 'auto', resume: false, quiet: false,
+  alpha: 0.8, temperature: 2, temperature_schedule: 'constant', temperature_min: 1,
+  loss: 'forward_kl', jsd_beta: 0.5, skew_lambda: 0.1, topk_mode: 'tail',
+  eval_every: 0, eval_windows: 64, early_stopping_patience: 0, save_every: 0, dropout: 0, backend: 'auto', resume: false, quiet: false,
 };
 
 const CHECKS: Record<keyof TrainConfig, FieldCheck> = {
@@ -71,14 +89,22 @@ const CHECKS: Record<keyof TrainConfig, FieldCheck> = {
   batch_size: isInt(1, 4096), grad_accum: isInt(1, 4096), epochs: isInt(1, 10000), max_steps: isInt(0),
   lr: isNum(0, 10), min_lr: isNum(0, 10), warmup_steps: isInt(0), weight_decay: isNum(0, 10),
   beta1: isNum(0, 1), beta2: isNum(0, 1), grad_clip: isNum(0, 1e6),
-  alpha: isNum(0, 1), temperature: isNum(0.05, 100), temperature_schedule: isOneOf('constant', 'step'),
-  loss: isString, topk_mode: isOneOf('tail', 'renormalize'),
-  eval_every: isInt(0), eval_windows: isInt(0), backend: isOneOf('auto', ...BACKENDS), resume: isBool, quiet: isBool,
+  alpha: isNum(0, 1), temperature: isNum(0.05, 100), temperature_schedule: isOneOf(...TEMPERATURE_SCHEDULES),
+  temperature_min: isNum(0.05, 100), loss: isString,
+  jsd_beta: (v) => (typeof v === 'number' && v > 0 && v < 1 ? undefined : "must be a number in (0, 1) (JSD(β) tends to 0 at both ends: for β → 0 use loss 'forward_kl', for β → 1 'reverse_kl')"),
+  skew_lambda: (v) => (typeof v === 'number' && v >= 0 && v < 1 ? undefined : 'must be a number in [0, 1) (λ = 0 is forward KL)'),
+  topk_mode: isOneOf('tail', 'renormalize'),
+  eval_every: isInt(0), eval_windows: isInt(0), early_stopping_patience: isInt(0), save_every: isInt(0),
+  dropout: (v) => (typeof v === 'number' && v >= 0 && v < 1 ? undefined : 'must be a number in [0, 1)'), backend: isOneOf('auto', ...BACKENDS), resume: isBool, quiet: isBool,
 };
 
 export const TRAIN_KEYS = Object.keys(CHECKS) as (keyof TrainConfig)[];
 
 /** Defaults + `partial`, validated. @throws Error naming `source` on unknown keys or bad values. */
 export function resolveTrainConfig(partial: Record<string, unknown>, source = 'train config', defaults = TRAIN_DEFAULTS): TrainConfig {
-  return resolveConfig(defaults, CHECKS, partial, source);
+  const cfg = resolveConfig(defaults, CHECKS, partial, source);
+  if (cfg.temperature_schedule !== 'constant' && cfg.temperature_min > cfg.temperature) {
+    throw new Error(`${source}: temperature_min = ${cfg.temperature_min} is above temperature = ${cfg.temperature} (the '${cfg.temperature_schedule}' schedule decays from temperature to temperature_min)`);
+  }
+  return cfg;
 }

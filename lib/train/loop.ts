@@ -1,26 +1,36 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { LlamaModel } from '../model/llama.js';
+import { hashSeed } from '../util/random.js';
 import { AdamW, clipByGlobalNorm } from './adamw.js';
 import { Batch, countTargets } from './batch.js';
+import { StepPosition } from './schedule.js';
 
 /** Loss of one micro-batch: `total` is the differentiated scalar; the sums are for logging. */
 export interface LossParts {
   total: tf.Scalar;
   kdSum: tf.Scalar;
   ceSum: tf.Scalar;
+  /** Distillation temperature used at this step. */
+  temperature: number;
 }
 
-/**
- * Loss of a micro-batch from the student's logits.
- * @param logits [B·L, V] @param normalizer number of target tokens in the whole optimizer step
- */
-export type LossFn = (logits: tf.Tensor2D, batch: Batch, normalizer: number, epoch: number) => LossParts;
+/** Loss of a micro-batch from the student's logits. */
+export interface LossFn {
+  /**
+   * @param logits [B·L, V] @param normalizer number of target tokens in the whole optimizer step
+   * @param at the optimizer step (schedules are functions of it)
+   */
+  (logits: tf.Tensor2D, batch: Batch, normalizer: number, at: StepPosition): LossParts;
+  /** One line on how the temperature is chosen, for the run's log. */
+  readonly note?: string;
+}
 
 /** What one optimizer step did. */
 export interface StepRecord {
   step: number;
   epoch: number;
   lr: number;
+  temperature: number;
   loss: number;
   kd: number;
   ce: number;
@@ -43,8 +53,11 @@ export interface LoopOptions {
   lossFn: LossFn;
   lrAt(step: number): number;
   gradClip: number;
-  /** Called after every optimizer step (logging, evaluation, checkpoints, progress). */
-  onStep(record: StepRecord): void | Promise<void>;
+  /** Training-time dropout probability (0 = off); masks are seeded by (dropoutSeed, step, micro-batch). */
+  dropout?: number;
+  dropoutSeed?: number;
+  /** Called after every optimizer step (logging, evaluation, checkpoints, progress); 'stop' ends the loop. */
+  onStep(record: StepRecord): void | 'stop' | Promise<void | 'stop'>;
 }
 
 /**
@@ -56,14 +69,14 @@ export async function trainLoop(o: LoopOptions): Promise<void> {
   const vars = o.model.variables();
   for (let step = o.startStep; step < o.totalSteps; step++) {
     const started = performance.now();
-    const epoch = Math.floor(step / o.stepsPerEpoch);
+    const at: StepPosition = { step, epoch: Math.floor(step / o.stepsPerEpoch), totalSteps: o.totalSteps };
     const micro = Array.from({ length: o.accum }, (_, m) => o.batchAt(step, m));
     const tokens = micro.reduce((n, b) => n + countTargets(b), 0);
     let sums: tf.Tensor[] | undefined;
-    let loss = 0, kd = 0, ce = 0;
-    for (const batch of micro) {
-      const { grads, parts } = microStep(o, batch, Math.max(tokens, 1), epoch, vars);
-      loss += parts[0]; kd += parts[1]; ce += parts[2];
+    let loss = 0, kd = 0, ce = 0, temperature = NaN;
+    for (let m = 0; m < micro.length; m++) {
+      const { grads, parts } = microStep(o, micro[m], Math.max(tokens, 1), at, m, vars);
+      loss += parts[0]; kd += parts[1]; ce += parts[2]; temperature = parts[3];
       if (!sums) sums = grads;
       else { const next = sums.map((s, i) => tf.add(s, grads[i])); tf.dispose([...sums, ...grads]); sums = next; }
     }
@@ -72,22 +85,25 @@ export async function trainLoop(o: LoopOptions): Promise<void> {
     o.optimizer.apply(clipped.grads, lr);
     tf.dispose([...sums!, ...clipped.grads]);
     const seconds = (performance.now() - started) / 1000;
-    await o.onStep({
-      step: step + 1, epoch, lr, loss, kd: kd / Math.max(tokens, 1), ce: ce / Math.max(tokens, 1),
+    const verdict = await o.onStep({
+      step: step + 1, epoch: at.epoch, lr, temperature, loss, kd: kd / Math.max(tokens, 1), ce: ce / Math.max(tokens, 1),
       grad_norm: clipped.norm, tokens, tokens_per_s: (micro.length * micro[0].B * micro[0].L) / seconds,
     });
+    if (verdict === 'stop') return;
   }
 }
 
-function microStep(o: LoopOptions, batch: Batch, normalizer: number, epoch: number, vars: tf.Variable[]) {
-  let kdSum: tf.Scalar | undefined, ceSum: tf.Scalar | undefined;
+function microStep(o: LoopOptions, batch: Batch, normalizer: number, at: StepPosition, micro: number, vars: tf.Variable[]) {
+  let kdSum: tf.Scalar | undefined, ceSum: tf.Scalar | undefined, temperature = NaN;
+  const rate = o.dropout ?? 0;
+  const dropout = rate > 0 ? { rate, seed: hashSeed(o.dropoutSeed ?? 0, at.step, micro) } : undefined;
   const { value, grads } = tf.variableGrads(() => {
     const ids = tf.tensor2d(batch.inputIds, [batch.B, batch.L], 'int32');
-    const parts = o.lossFn(o.model.logits(ids), batch, normalizer, epoch);
-    kdSum = tf.keep(parts.kdSum); ceSum = tf.keep(parts.ceSum);
+    const parts = o.lossFn(o.model.logits(ids, { dropout }), batch, normalizer, at);
+    kdSum = tf.keep(parts.kdSum); ceSum = tf.keep(parts.ceSum); temperature = parts.temperature;
     return parts.total;
   }, vars);
-  const parts = [value.dataSync()[0], kdSum!.dataSync()[0], ceSum!.dataSync()[0]];
+  const parts = [value.dataSync()[0], kdSum!.dataSync()[0], ceSum!.dataSync()[0], temperature];
   tf.dispose([value, kdSum!, ceSum!]);
   return { grads: vars.map((v) => grads[v.name]), parts };
 }

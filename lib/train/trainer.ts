@@ -1,21 +1,21 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { appendFileSync, cpSync, existsSync, mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { initBackend } from '../backend/select.js';
 import { createProgress } from '../cli/progress.js';
 import { LlamaConfig, countParameters, resolveLlamaConfig } from '../model/config.js';
-import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
+import { loadCheckpoint } from '../model/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
-import { readSafetensors, writeSafetensors } from '../model/safetensors.js';
 import { nllSum } from '../metrics/nll.js';
 import { PerplexityAccumulator } from '../metrics/perplexity.js';
-import { readJson, writeFileAtomic } from '../util/fs.js';
+import { writeFileAtomic } from '../util/fs.js';
 import { AdamW } from './adamw.js';
 import { epochOrder } from './batch.js';
 import { TrainConfig } from './config.js';
 import { TrainingData } from './data.js';
 import { LossFn, StepRecord, trainLoop } from './loop.js';
 import { cosineWithWarmup } from './schedule.js';
+import { copyCheckpoint, initialState, loadTrainingState, saveBest, saveTrainingState, TrainerState, truncateMetrics } from './state.js';
 
 /** What a training run needs beside its config. */
 export interface TrainingInputs {
@@ -30,6 +30,14 @@ export interface TrainingInputs {
   provenance: Record<string, unknown>;
 }
 
+/** Ways to steer a run from outside. */
+export interface TrainControl {
+  /** When aborted, the run ends after the current step with a resumable state in `out` (SIGINT, preemption). */
+  signal?: AbortSignal;
+  /** Called after every step, once its evaluation (if any) is done. */
+  onStep?(record: StepRecord): void;
+}
+
 /** What `train` returns and prints. */
 export interface TrainSummary {
   out: string;
@@ -38,75 +46,110 @@ export interface TrainSummary {
   steps: number;
   tokens_seen: number;
   final_train_loss: number;
+  /** Validation loss and perplexity of the last evaluation. */
   val_loss: number;
   val_ppl: number;
+  /** The evaluation with the lowest validation loss (weights in out/best). */
+  best_step: number;
+  best_val_loss: number;
+  best_val_ppl: number;
+  /** Early stopping ended the run. */
+  stopped_early: boolean;
+  /** The run was stopped from outside before its last step; `--resume` continues it. */
+  interrupted: boolean;
   seconds: number;
+  /** Target tokens trained per second of this session (wall time, evaluation and saving included). */
   tokens_per_s: number;
 }
 
-interface TrainerState { step: number; epoch: number; tokens_seen: number; config_sha?: string }
-
 /**
- * Trains a Llama student (or a teacher, with α = 0 on windows) and writes HF checkpoints: `out/`
- * (latest, with trainer_state.json + optimizer.safetensors for resume) and `out/epoch-N/` per epoch;
- * metrics.jsonl gets one line per step and per evaluation.
- * @throws Error when the model's vocabulary is smaller than the tokenizer's or the windows exceed
- *   max_position_embeddings.
+ * Trains a Llama student (or a teacher, with α = 0 on windows) and writes HF checkpoints:
+ * `out/` (latest, with trainer_state.json + optimizer.safetensors for an exact resume; written every
+ * `save_every` steps, at epoch ends, at the end and when stopped), `out/epoch-N/` per epoch and
+ * `out/best/` (lowest validation loss). metrics.jsonl gets one line per step and per evaluation.
+ * With `resume`, the run continues from the state in `out` and gives the same loss at every later
+ * step as an uninterrupted run.
+ * @throws Error when the model's vocabulary is smaller than the tokenizer's, the windows exceed
+ *   max_position_embeddings, or the state to resume is foreign or from other settings.
  */
-export async function train(cfg: TrainConfig, inputs: TrainingInputs): Promise<TrainSummary> {
+export async function train(cfg: TrainConfig, inputs: TrainingInputs, control: TrainControl = {}): Promise<TrainSummary> {
   const started = performance.now();
   const backend = await initBackend(cfg.backend);
   mkdirSync(cfg.out, { recursive: true });
   const log = (s: string) => { if (!cfg.quiet) process.stderr.write(s + '\n'); };
   const { modelCfg, weights } = modelSource(cfg, inputs);
-  const model = new LlamaModel(modelCfg, weights, cfg.seed, cfg.init_from ?? 'init');
-  const optimizer = new AdamW(model.variables(), { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8, weightDecay: cfg.weight_decay });
   const B = cfg.batch_size, A = cfg.grad_accum;
   const stepsPerEpoch = Math.floor(inputs.train.rows / (B * A));
   if (stepsPerEpoch < 1) throw new Error(`${cfg.data ?? cfg.prep}: ${inputs.train.rows} training windows are fewer than one step (batch_size ${B} × grad_accum ${A})`);
   const totalSteps = cfg.max_steps > 0 ? Math.min(cfg.max_steps, cfg.epochs * stepsPerEpoch) : cfg.epochs * stepsPerEpoch;
-  const state: TrainerState = { step: 0, epoch: 0, tokens_seen: 0 };
-  if (cfg.resume) resumeInto(cfg.out, model, optimizer, state, log);
-  log(`train: backend ${backend}, ${countParameters(modelCfg).toLocaleString('en-US')} parameters, ${totalSteps} steps of ${B * A} windows × ${inputs.train.seqLen} tokens, α=${cfg.alpha}, τ=${cfg.temperature} (${cfg.temperature_schedule}), loss ${cfg.loss}/${cfg.topk_mode}`);
+  const metricsPath = join(cfg.out, 'metrics.jsonl');
+  const resumed = cfg.resume ? loadTrainingState(cfg.out, cfg) : undefined;
+  if (cfg.resume && !resumed) log(`train: nothing to resume in ${cfg.out}, starting fresh`);
+  const state: TrainerState = resumed?.state ?? initialState(cfg);
+  const model = new LlamaModel(modelCfg, resumed?.weights ?? weights, cfg.seed, resumed ? cfg.out : cfg.init_from ?? 'init');
+  const optimizer = new AdamW(model.variables(), { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8, weightDecay: cfg.weight_decay });
+  if (resumed) {
+    optimizer.load(resumed.moments, state.step, join(cfg.out, 'optimizer.safetensors'));
+    truncateMetrics(metricsPath, state.step);
+    log(`train: resumed from step ${state.step}${state.stopped_early ? ' (stopped early: nothing left to do)' : ''}`);
+  } else writeFileAtomic(metricsPath, '');
+  log(`train: backend ${backend}, ${countParameters(modelCfg).toLocaleString('en-US')} parameters, ${totalSteps} steps of ${B * A} windows × ${inputs.train.seqLen} tokens, α=${cfg.alpha}, ${inputs.lossFn.note ?? `τ=${cfg.temperature}`}, loss ${cfg.loss}/${cfg.topk_mode}${cfg.dropout > 0 ? `, dropout ${cfg.dropout}` : ''}`);
+
   const orders = new Map<number, Uint32Array>();
   const orderOf = (epoch: number) => orders.get(epoch) ?? orders.set(epoch, epochOrder(inputs.train.rows, cfg.seed, epoch)).get(epoch)!;
-  const metricsPath = join(cfg.out, 'metrics.jsonl');
   const progress = createProgress('train', totalSteps, 'steps', cfg.quiet);
-  let last: StepRecord | undefined, val = { loss: NaN, ppl: NaN };
+  const save = () => saveTrainingState(cfg.out, model, optimizer, state, inputs.tokenizer);
+  let sessionTokens = 0;
   const evaluateNow = (step: number, epoch: number) => {
-    val = evaluate(model, inputs.validation, B, cfg.eval_windows, inputs.realVocab);
-    appendFileSync(metricsPath, JSON.stringify({ step, epoch, val_loss: val.loss, val_ppl: val.ppl }) + '\n');
+    const v = evaluate(model, inputs.validation, B, cfg.eval_windows, inputs.realVocab);
+    state.last_val = { step, loss: v.loss, ppl: v.ppl };
+    if (!state.best || v.loss < state.best.loss) {
+      state.best = state.last_val; state.bad_evals = 0;
+      saveBest(cfg.out, model, inputs.tokenizer, state.best);
+    } else state.bad_evals += 1;
+    appendFileSync(metricsPath, JSON.stringify({ step, epoch, val_loss: v.loss, val_ppl: v.ppl }) + '\n');
   };
-  await trainLoop({
-    model, optimizer, startStep: state.step, totalSteps, stepsPerEpoch, accum: A,
-    batchAt: (step, micro) => {
-      const epoch = Math.floor(step / stepsPerEpoch);
-      const start = ((step % stepsPerEpoch) * A + micro) * B;
-      return inputs.train.batch(orderOf(epoch).subarray(start, start + B));
-    },
-    lossFn: inputs.lossFn,
-    lrAt: (step) => cosineWithWarmup(step, { lr: cfg.lr, minLr: cfg.min_lr, warmup: cfg.warmup_steps, total: totalSteps }),
-    gradClip: cfg.grad_clip,
-    onStep: (r) => {
-      last = r;
-      state.step = r.step; state.epoch = r.epoch; state.tokens_seen += r.tokens;
-      appendFileSync(metricsPath, JSON.stringify(r) + '\n');
-      progress.update(r.step, `loss ${r.loss.toFixed(3)} ${r.tokens_per_s.toFixed(0)} tok/s${Number.isFinite(val.loss) ? ` val ${val.loss.toFixed(3)}` : ''}`);
-      const epochEnd = r.step % stepsPerEpoch === 0 || r.step === totalSteps;
-      if ((cfg.eval_every > 0 && r.step % cfg.eval_every === 0) || epochEnd) evaluateNow(r.step, r.epoch);
-      if (epochEnd) {
-        saveState(cfg.out, model, optimizer, state, inputs.tokenizer);
-        cpEpoch(cfg.out, r.epoch + 1);
-      }
-    },
-  });
+
+  if (!state.stopped_early) {
+    await trainLoop({
+      model, optimizer, startStep: state.step, totalSteps, stepsPerEpoch, accum: A,
+      batchAt: (step, micro) => {
+        const start = ((step % stepsPerEpoch) * A + micro) * B;
+        return inputs.train.batch(orderOf(Math.floor(step / stepsPerEpoch)).subarray(start, start + B));
+      },
+      lossFn: inputs.lossFn,
+      lrAt: (step) => cosineWithWarmup(step, { lr: cfg.lr, minLr: cfg.min_lr, warmup: cfg.warmup_steps, total: totalSteps }),
+      gradClip: cfg.grad_clip, dropout: cfg.dropout, dropoutSeed: cfg.seed,
+      onStep: (r) => {
+        Object.assign(state, { step: r.step, epoch: r.epoch, tokens_seen: state.tokens_seen + r.tokens, last_loss: r.loss });
+        sessionTokens += r.tokens;
+        appendFileSync(metricsPath, JSON.stringify(r) + '\n');
+        const epochEnd = r.step % stepsPerEpoch === 0 || r.step === totalSteps;
+        if ((cfg.eval_every > 0 && r.step % cfg.eval_every === 0) || epochEnd) {
+          evaluateNow(r.step, r.epoch);
+          if (cfg.early_stopping_patience > 0 && state.bad_evals >= cfg.early_stopping_patience) state.stopped_early = true;
+        }
+        const val = state.last_val ? ` val ${state.last_val.loss.toFixed(3)}` : '';
+        progress.update(r.step, `loss ${r.loss.toFixed(3)} τ ${r.temperature} ${r.tokens_per_s.toFixed(0)} tok/s${val}`);
+        control.onStep?.(r);
+        const stop = state.stopped_early || control.signal?.aborted === true;
+        if (stop || epochEnd || (cfg.save_every > 0 && r.step % cfg.save_every === 0)) save();
+        if (epochEnd) copyCheckpoint(cfg.out, `epoch-${Math.ceil(r.step / stepsPerEpoch)}`);
+        return stop ? 'stop' : undefined;
+      },
+    });
+  }
   progress.stop();
-  if (!Number.isFinite(val.loss)) evaluateNow(state.step, state.epoch); // resumed at the end
+  if (state.stopped_early) log(`train: stopped early at step ${state.step}: ${cfg.early_stopping_patience} evaluations without a lower validation loss than ${state.best?.loss.toFixed(4)} (step ${state.best?.step}, in ${join(cfg.out, 'best')})`);
+  const interrupted = state.step < totalSteps && !state.stopped_early;
+  if (interrupted) log(`train: interrupted after step ${state.step} of ${totalSteps}; the state in ${cfg.out} continues with --resume`);
   const seconds = (performance.now() - started) / 1000;
+  const val = state.last_val, best = state.best; // null only when interrupted before the first evaluation
   const summary: TrainSummary = {
     out: cfg.out, backend, parameters: countParameters(modelCfg), steps: state.step, tokens_seen: state.tokens_seen,
-    final_train_loss: last?.loss ?? NaN, val_loss: val.loss, val_ppl: val.ppl, seconds,
-    tokens_per_s: state.tokens_seen / seconds,
+    final_train_loss: state.last_loss ?? NaN, val_loss: val?.loss ?? NaN, val_ppl: val?.ppl ?? NaN,
+    best_step: best?.step ?? 0, best_val_loss: best?.loss ?? NaN, best_val_ppl: best?.ppl ?? NaN, stopped_early: state.stopped_early, interrupted,
+    seconds, tokens_per_s: sessionTokens / seconds,
   };
   writeFileAtomic(join(cfg.out, 'train.json'), JSON.stringify({ config: cfg, model: modelCfg, provenance: inputs.provenance, summary }, null, 2) + '\n');
   model.dispose(); optimizer.dispose();
@@ -136,29 +179,4 @@ export function evaluate(model: LlamaModel, data: TrainingData, batchSize: numbe
     acc.add(nll, tokens);
   }
   return { loss: acc.meanNll, ppl: acc.perplexity };
-}
-
-function saveState(out: string, model: LlamaModel, optimizer: AdamW, state: TrainerState, tokenizer: string): void {
-  saveCheckpoint(out, model.cfg, model.toNamedTensors(), { tokenizer });
-  writeSafetensors(join(out, 'optimizer.safetensors'), optimizer.state());
-  writeFileAtomic(join(out, 'trainer_state.json'), JSON.stringify(state, null, 2) + '\n');
-}
-
-function cpEpoch(out: string, epoch: number): void {
-  const dir = join(out, `epoch-${epoch}`);
-  mkdirSync(dir, { recursive: true });
-  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) cpSync(join(out, f), join(dir, f));
-}
-
-function resumeInto(out: string, model: LlamaModel, optimizer: AdamW, state: TrainerState, log: (s: string) => void): void {
-  const statePath = join(out, 'trainer_state.json');
-  if (!existsSync(statePath)) { log(`train: nothing to resume in ${out}, starting fresh`); return; }
-  const saved = readJson<TrainerState>(statePath, 'trainer state');
-  const { weights } = loadCheckpoint(out);
-  const fresh = new LlamaModel(model.cfg, weights, 0, out);
-  model.variables().forEach((v, i) => v.assign(fresh.variables()[i]));
-  fresh.dispose();
-  optimizer.load(readSafetensors(join(out, 'optimizer.safetensors')).tensors, saved.step, join(out, 'optimizer.safetensors'));
-  Object.assign(state, saved);
-  log(`train: resumed from step ${saved.step}`);
 }

@@ -14,3 +14,18 @@ export function mulberry32(seed: number): () => number {
 export function normalSampler(uniform: () => number): () => number {
   return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
 }
+
+/**
+ * A 32-bit seed derived from several integers (e.g. run seed, step, micro-batch, site) by a
+ * murmur3-style mix, so that nearby inputs give unrelated streams.
+ */
+export function hashSeed(...parts: number[]): number {
+  let h = 0x9e3779b9;
+  for (const p of parts) {
+    h = Math.imul(h ^ (p >>> 0), 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+  }
+  return h >>> 0;
+}
