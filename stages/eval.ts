@@ -8,12 +8,12 @@ import { cpus, totalmem } from 'node:os';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { FieldCheck, flagsToConfig, isBool, isInt, isString, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
+import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { loadCheckpoint } from '../lib/model/checkpoint.js';
 import { countParameters, resolveLlamaConfig } from '../lib/model/config.js';
 import { evaluateOnnxIsolated, OnnxEvalResult } from '../lib/metrics/onnx-eval.js';
-import { exportLlamaOnnx, parameterCountOf, readOnnx, writeOnnx } from '../lib/onnx/index.js';
+import { Device, exportLlamaOnnx, externalDataFiles, parameterCountOf, readOnnx, writeOnnx } from '../lib/onnx/index.js';
 import { readJson, writeFileAtomic } from '../lib/util/fs.js';
 
 export interface EvalConfig {
@@ -36,17 +36,19 @@ export interface EvalConfig {
    * null = seq_len / 2; 0 = score the packed validation windows instead.
    */
   stride: number | null;
+  /** ONNX Runtime device: auto = CUDA when its provider loads, else CPU with a message; cuda = CUDA or an error. */
+  device: Device;
   /** No progress bar and no printed table. */
   quiet: boolean;
 }
 
 export const EVAL_DEFAULTS: EvalConfig = {
-  prep: 'runs/prep', out: 'runs/demo', teacher: null, baseline: null, distilled: null, batch_size: 8, max_windows: 0, stride: null, quiet: false,
+  prep: 'runs/prep', out: 'runs/demo', teacher: null, baseline: null, distilled: null, batch_size: 8, max_windows: 0, stride: null, device: 'auto', quiet: false,
 };
 
 const CHECKS: Record<keyof EvalConfig, FieldCheck> = {
   prep: isString, out: isString, teacher: optional(isString), baseline: optional(isString), distilled: optional(isString),
-  batch_size: isInt(1, 4096), max_windows: isInt(0), stride: optional(isInt(0)), quiet: isBool,
+  batch_size: isInt(1, 4096), max_windows: isInt(0), stride: optional(isInt(0)), device: isOneOf('auto', 'cpu', 'cuda'), quiet: isBool,
 };
 
 /** One row of the report. */
@@ -72,8 +74,8 @@ export async function run(partial: Record<string, unknown>, source = 'eval confi
   const progress = createProgress('eval', roles.length, 'models', cfg.quiet);
   for (const [i, role] of roles.entries()) {
     const { onnx, parameters, training } = asOnnx(cfg[role]!, join(cfg.out, 'onnx', `${role}.onnx`));
-    const measured = await evaluateOnnxIsolated(onnx, { prep: cfg.prep, batchSize: cfg.batch_size, maxWindows: cfg.max_windows, stride });
-    report[role] = { parameters, weights_bytes: statSync(onnx).size, onnx, ...measured, ...(training ? { training } : {}) };
+    const measured = await evaluateOnnxIsolated(onnx, { prep: cfg.prep, batchSize: cfg.batch_size, maxWindows: cfg.max_windows, stride, device: cfg.device });
+    report[role] = { parameters, weights_bytes: onnxBytesOnDisk(onnx), onnx, ...measured, ...(training ? { training } : {}) };
     progress.update(i + 1, `${role} ppl ${measured.ppl.toFixed(2)}`);
   }
   progress.stop();
@@ -83,6 +85,11 @@ export async function run(partial: Record<string, unknown>, source = 'eval confi
   writeFileAtomic(join(cfg.out, 'report.md'), md);
   if (!cfg.quiet) process.stderr.write(md);
   return report;
+}
+
+/** Bytes of a model file plus its external data files. */
+function onnxBytesOnDisk(path: string): number {
+  return externalDataFiles(readOnnx(path), path).reduce((n, f) => n + statSync(join(dirname(path), f)).size, statSync(path).size);
 }
 
 /** An .onnx path as is, or a checkpoint directory exported to `target`. */
@@ -141,6 +148,7 @@ export const command: CommandModule<object, Args> = {
     .option('batch-size', { type: 'number', describe: `windows per forward, same for every model (default ${EVAL_DEFAULTS.batch_size})` })
     .option('max-windows', { type: 'number', describe: 'first N validation windows, 0 = all (default 0)' })
     .option('stride', { type: 'number', describe: 'sliding-window stride over validation documents; 0 = packed windows (default seq_len / 2)' })
+    .option('device', { choices: ['auto', 'cpu', 'cuda'], describe: 'ONNX Runtime device: auto = CUDA when its provider loads, else CPU (default auto)' })
     .option('quiet', { type: 'boolean', describe: 'no progress bar and no printed table' })
     .option('json', { type: 'boolean', describe: 'print report.json on stdout' }) as Argv<Args>,
   handler: async (argv) => {

@@ -1,8 +1,12 @@
 import { execFile } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { readStream, readWindows } from '../data/windows.js';
-import { addScoringOutputs, openOnnxSession, readOnnx, runScoring } from '../onnx/index.js';
+import {
+  addScoringOutputs, Device, externalDataFiles, openOnnxSession, OnnxSession, readOnnx, runScoring, writeDerivedOnnx,
+} from '../onnx/index.js';
 import { PerplexityAccumulator } from './perplexity.js';
 import { slidingWindows } from './sliding-window.js';
 
@@ -33,6 +37,8 @@ export interface OnnxEvalOptions {
    */
   stride?: number;
   threads?: number;
+  /** ONNX Runtime device (default auto: CUDA when its provider loads, else CPU with a message). */
+  device?: Device;
 }
 
 /** One batch to score: ids [B, L] and labels [B, L] (−100 = not scored). */
@@ -45,7 +51,7 @@ interface ScoringBatch { B: number; L: number; ids: BigInt64Array; labels: BigIn
  */
 export async function evaluateOnnx(modelPath: string, o: OnnxEvalOptions): Promise<OnnxEvalResult> {
   const windows = readWindows(o.prep, 'validation');
-  const h = await openOnnxSession(addScoringOutputs(readOnnx(modelPath), modelPath), { device: 'auto', source: modelPath, threads: o.threads });
+  const h = await openScoringSession(modelPath, o);
   const acc = new PerplexityAccumulator();
   let seconds = 0, positions = 0;
   const batches = o.stride ? slidingBatches(o, windows.seqLen) : packedBatches(o, windows);
@@ -63,6 +69,24 @@ export async function evaluateOnnx(modelPath: string, o: OnnxEvalOptions): Promi
     ppl: acc.perplexity, nll: acc.meanNll, bpb: acc.bitsPerByte(split.bytes / split.tokens), scored_tokens: acc.tokens,
     tokens_per_s: positions / seconds, execution_provider: h.executionProvider, peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
   };
+}
+
+/**
+ * The model with a `token_logprobs` output. A model with external data is written next to the
+ * original (so ORT finds its data) and opened by path; onnxruntime-node cannot load external
+ * data for a model given as bytes.
+ */
+async function openScoringSession(modelPath: string, o: OnnxEvalOptions): Promise<OnnxSession> {
+  const bytes = readOnnx(modelPath), scoring = addScoringOutputs(bytes, modelPath);
+  const opts = { device: o.device ?? 'auto', source: modelPath, threads: o.threads };
+  if (externalDataFiles(bytes, modelPath).length === 0) return openOnnxSession(scoring, opts);
+  const tmp = join(dirname(modelPath), `.kd-scoring-${process.pid}-${basename(modelPath)}`);
+  writeDerivedOnnx(modelPath, scoring, tmp);
+  try {
+    return { ...(await openOnnxSession(tmp, opts)), source: modelPath };
+  } finally {
+    rmSync(tmp, { force: true });
+  }
 }
 
 /** The packed validation windows in batches: inputs row[0:L], labels row[1:L+1]. */

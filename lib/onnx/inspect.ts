@@ -82,13 +82,23 @@ export function externalDataFiles(modelBytes: Uint8Array, source = 'model'): str
 }
 
 /**
- * Parameters of a model: elements of its initializers of rank ≥ 2 plus rank-1 weights (norms),
- * i.e. everything but scalar constants. A tied embedding stored once counts once.
+ * Parameters of a model: elements of its initializers of rank ≥ 1 (weights and norms; scalar
+ * constants and int64 shapes excluded). A tied embedding stored once counts once. A
+ * `com.microsoft.MatMulNBits` weight counts as its N·K logical elements (its packed codes, scales
+ * and zero points are not counted again).
  */
 export function parameterCountOf(modelBytes: Uint8Array, source = 'model'): number {
   viewGraph(modelBytes, source); // validates the bytes
+  const g = graphBytes(modelBytes);
   let n = 0;
-  for (const t of initializerHeaders(graphBytes(modelBytes)).values()) {
+  const quantized = new Set<string>();
+  for (const node of nodes(g).filter((x) => x.opType === 'MatMulNBits')) {
+    const a = (name: string) => toNumber(node.attribute.find((x) => x.name === name)?.i);
+    n += a('K') * a('N');
+    node.input.slice(1, 4).forEach((x) => quantized.add(x));
+  }
+  for (const t of initializerHeaders(g).values()) {
+    if (quantized.has(t.name)) continue;
     if (t.dims.length >= 1 && t.dataType !== onnx.TensorProto.DataType.INT64) n += t.dims.reduce((a, d) => a * toNumber(d), 1);
   }
   return n;

@@ -1,0 +1,95 @@
+/**
+ * `kd teacher compare A.onnx B.onnx`: two ONNX LMs (e.g. one teacher at fp32 and at int4) on the
+ * same prep validation windows, batch by batch, with full logits: top-1 agreement, mean
+ * KL(A‖B) and the perplexity of each (see `compare.ts` for the formulas).
+ */
+import { readWindows } from '../data/windows.js';
+import { Device, openOnnxSession, OnnxSession, runLogits } from '../onnx/index.js';
+import { ComparisonResult, LogitComparison } from './compare.js';
+
+export interface OnnxCompareOptions {
+  /** Prep output directory (validation windows). */
+  prep: string;
+  /** Windows per forward. */
+  batchSize: number;
+  /** First N validation windows (0 = all). */
+  maxWindows: number;
+  device: Device;
+  threads?: number;
+  /** Called after each batch with windows done so far. */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** One side of the comparison. */
+export interface ComparedModel {
+  path: string;
+  /** Execution provider that ran it. */
+  execution_provider: string;
+  /** Element type of its logits output. */
+  logits_type: string;
+  ppl: number;
+}
+
+export interface OnnxCompareResult extends ComparisonResult {
+  a: ComparedModel;
+  b: ComparedModel;
+  windows: number;
+  seq_len: number;
+  vocab_size: number;
+  seconds: number;
+}
+
+const logitsType = (h: OnnxSession): string => {
+  const m = h.session.outputMetadata.find((o) => o.name === 'logits');
+  return m && 'type' in m ? m.type : '?';
+};
+
+/**
+ * Compares two ONNX LMs on the first `maxWindows` validation windows of `prep`. Models are opened by
+ * path (so external data works) and fed from their declared inputs (Optimum, merged, genai IO).
+ * The vocabulary for KL and perplexity is the tokenizer's (windows.json `vocab_size`), so padded
+ * logit columns get no mass.
+ * @throws Error naming the file for a missing/non-ONNX model or one without `logits`; naming both
+ *   files when their vocabularies differ.
+ */
+export async function compareOnnx(pathA: string, pathB: string, o: OnnxCompareOptions): Promise<OnnxCompareResult> {
+  const windows = readWindows(o.prep, 'validation');
+  const L = windows.seqLen, n = o.maxWindows > 0 ? Math.min(o.maxWindows, windows.rows) : windows.rows;
+  if (n === 0) throw new Error(`${o.prep}: the validation split has no windows`);
+  const open = (p: string) => openOnnxSession(p, { device: o.device, threads: o.threads });
+  const ha = await open(pathA), hb = await open(pathB);
+  let cmp: LogitComparison | undefined;
+  const t0 = performance.now();
+  for (let b0 = 0; b0 < n; b0 += o.batchSize) {
+    const B = Math.min(o.batchSize, n - b0);
+    const ids = new BigInt64Array(B * L), targets = new Int32Array(B * L);
+    for (let b = 0; b < B; b++) for (let t = 0; t < L; t++) {
+      ids[b * L + t] = BigInt(windows.ids[(b0 + b) * (L + 1) + t]);
+      targets[b * L + t] = windows.ids[(b0 + b) * (L + 1) + t + 1];
+    }
+    const ra = await runLogits(ha, ids, B, L), rb = await runLogits(hb, ids, B, L);
+    const va = ra.dims[2], vb = rb.dims[2];
+    if (va !== vb) throw new Error(`${pathA} has ${va} logits per position but ${pathB} has ${vb}: not the same vocabulary`);
+    if (windows.meta.vocab_size > va) throw new Error(`${pathA}: ${va} logits per position, fewer than the tokenizer's ${windows.meta.vocab_size} ids`);
+    cmp ??= new LogitComparison(va, windows.meta.vocab_size);
+    cmp.add(ra.logits, rb.logits, B * L, targets);
+    o.onProgress?.(b0 + B, n);
+  }
+  const r = cmp!.result();
+  const side = (h: OnnxSession, path: string, ppl: number): ComparedModel => ({ path, execution_provider: h.executionProvider, logits_type: logitsType(h), ppl });
+  return {
+    ...r, a: side(ha, pathA, r.ppl_a), b: side(hb, pathB, r.ppl_b),
+    windows: n, seq_len: L, vocab_size: cmp!.width, seconds: (performance.now() - t0) / 1000,
+  };
+}
+
+/** The one-screen summary of {@link compareOnnx}. */
+export function formatComparison(r: OnnxCompareResult): string {
+  return [
+    `teacher compare: ${r.windows} validation windows × ${r.seq_len} = ${r.positions.toLocaleString('en-US')} positions, vocab ${r.vocab_size}, ${r.seconds.toFixed(1)} s`,
+    `  A ${r.a.path} (${r.a.logits_type} logits, ${r.a.execution_provider}): ppl ${r.a.ppl.toFixed(3)}`,
+    `  B ${r.b.path} (${r.b.logits_type} logits, ${r.b.execution_provider}): ppl ${r.b.ppl.toFixed(3)}`,
+    `  top-1 agreement ${(100 * r.top1_agreement).toFixed(2)}%, KL(A‖B) mean ${r.mean_kl.toExponential(3)} nats, max ${r.max_kl.toExponential(3)} nats`,
+    '',
+  ].join('\n');
+}
