@@ -9,6 +9,7 @@ import * as teacher from '../stages/teacher.js';
 import * as precompute from '../stages/precompute.js';
 import * as train from '../stages/train.js';
 import * as evaluate from '../stages/eval.js';
+import * as inspect from '../stages/inspect.js';
 
 try {
   await yargs(hideBin(process.argv))
@@ -17,8 +18,10 @@ try {
     .command(prep.command)
     .command(teacher.command)
     .command(precompute.command)
+    .command(precompute.mergeCommand)
     .command(train.command)
     .command(evaluate.command)
+    .command(inspect.command)
     .demandCommand(1, 'name a stage: prep, teacher, precompute, train or eval')
     .strictOptions()
     .fail((msg, err) => { throw err ?? new Error(msg); })

@@ -2,20 +2,24 @@
  * precompute: run the ONNX teacher once over the training windows and store its top-k soft labels
  * (ids, z − max z as fp16, log_z at every stored temperature) in Parquet shards + manifest.json
  * (DESIGN §3.2). The graph gets TopK and normaliser outputs first (DESIGN §3.4), so the full
- * [B, L, V] logits never leave onnxruntime.
+ * [B, L, V] logits never leave onnxruntime. Resumable (a re-run keeps verified shards) and
+ * splittable across workers (`--shard-index i --num-shards N`; `kd merge` joins them); see
+ * lib/precompute/output.ts for the bookkeeping.
  */
-import { mkdirSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, readConfigFile, resolveConfig } from '../lib/cli/config.js';
+import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
 import { createProgress } from '../lib/cli/progress.js';
-import { readWindows, WindowSet } from '../lib/data/windows.js';
-import { addTopKOutputs, readOnnx, vocabSizeOf } from '../lib/onnx/index.js';
-import { openOnnxSession, runTopK, OnnxSession } from '../lib/onnx/session.js';
-import { idDtypeFor, LogitManifest, LogitRow, ShardEntry, shardFileName, writeManifest, writeShard } from '../lib/shards/index.js';
-import { loadTokenizer } from '../lib/tokenizer/tokenizer.js';
-import { sha256 } from '../lib/util/fs.js';
+import { resolveWorker } from '../lib/cli/workers.js';
+import { addTopKOutputs } from '../lib/onnx/index.js';
+import { openOnnxSession } from '../lib/onnx/session.js';
+import { loadPrecomputeInputs, type PrecomputeInputs } from '../lib/precompute/inputs.js';
+import { DatasetOutput } from '../lib/precompute/output.js';
+import { computeShards } from '../lib/precompute/run-shards.js';
+import {
+  idDtypeFor, mergeDatasets, planInfo, planShards, threadShardSink, type LogitManifest, type ShardLayout,
+} from '../lib/shards/index.js';
 import { TOOL_VERSION } from '../lib/cli/version.js';
+import { join } from 'node:path';
 
 export interface PrecomputeConfig {
   /** Teacher ONNX file (decoder-only LM with a `logits` output). */
@@ -36,113 +40,112 @@ export interface PrecomputeConfig {
   max_windows: number;
   /** auto: CUDA when its provider loads, else CPU. */
   device: 'auto' | 'cpu' | 'cuda';
+  /** This worker's index in a split run (else from SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX; default 0). */
+  shard_index?: number;
+  /** Workers in a split run (else from SLURM_ARRAY_TASK_COUNT / KD_NUM_SHARDS; default 1). */
+  num_shards?: number;
+  /** Delete an existing dataset in `out` instead of resuming it (single worker only). */
+  overwrite: boolean;
   quiet: boolean;
 }
 
 export const PRECOMPUTE_DEFAULTS: PrecomputeConfig = {
   teacher: 'runs/teacher/model.onnx', prep: 'runs/prep', out: 'runs/logits', k: 32,
-  temperatures: [1, 1.5, 2, 2.5, 3, 3.5, 4], batch_size: 8, rows_per_shard: 1024, max_windows: 0, device: 'auto', quiet: false,
+  temperatures: [1, 1.5, 2, 2.5, 3, 3.5, 4], batch_size: 8, rows_per_shard: 1024, max_windows: 0, device: 'auto',
+  overwrite: false, quiet: false,
 };
 
 const CHECKS: Record<keyof PrecomputeConfig, FieldCheck> = {
   teacher: isString, prep: isString, out: isString, k: isInt(1, 1 << 20),
   temperatures: (v) => (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'number' && t > 0) ? undefined : 'must be a non-empty list of numbers > 0'),
-  batch_size: isInt(1, 4096), rows_per_shard: isInt(1), max_windows: isInt(0), device: isOneOf('auto', 'cpu', 'cuda'), quiet: isBool,
+  batch_size: isInt(1, 4096), rows_per_shard: isInt(1), max_windows: isInt(0), device: isOneOf('auto', 'cpu', 'cuda'),
+  shard_index: optional(isInt(0)), num_shards: optional(isInt(1)), overwrite: isBool, quiet: isBool,
 };
 
 export interface PrecomputeSummary {
   out: string;
+  /** This worker's index and the number of workers. */
+  worker: { index: number; count: number };
+  /** Windows in the listed shards of this worker (all windows for a single worker). */
   windows: number;
   positions: number;
   shards: number;
+  /** Shards kept from an earlier run (listed and verified). */
+  reused_shards: number;
+  /** Windows run through the teacher by this call. */
+  computed_windows: number;
   bytes: number;
   bytes_per_position: number;
   execution_provider: string;
   seconds: number;
+  /** Positions computed by this call per second (0 when nothing was left to do). */
   tokens_per_s: number;
+  /** True when manifest.json was written (single worker), false for one of N workers. */
+  complete: boolean;
+}
+
+/** The manifest fields fixed by the inputs; resume and merge compare them. */
+function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: ShardLayout): LogitManifest {
+  return {
+    format: 'kd-logits', version: 1,
+    teacher: { path: cfg.teacher, sha256: inp.teacherSha256, dtype: 'fp32', execution_provider: 'pending', input_names: [], output_names: ['logits'] },
+    tokenizer: { sha256: inp.tokenizer.sha256, vocab_size: inp.teacherVocab, real_vocab_size: inp.tokenizer.vocabSize },
+    windows: { source: join(cfg.prep, 'windows.json'), sha256: inp.windows.meta.splits.train.sha256 },
+    seq_len: inp.windows.seqLen, k: cfg.k, mode: 'topk', temperatures: cfg.temperatures,
+    encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: 'packed-le' },
+    plan: planInfo(inp.rows, cfg.rows_per_shard, cfg.batch_size),
+    shards: [], totals: { rows: 0, positions: 0, bytes: 0 }, tool_version: TOOL_VERSION, created_at: '',
+  };
 }
 
 /** Runs precompute; see the module comment. */
 export async function run(partial: Record<string, unknown>, source = 'precompute config'): Promise<PrecomputeSummary> {
   const started = performance.now();
   const cfg = resolveConfig(PRECOMPUTE_DEFAULTS, CHECKS, partial, source);
-  const windows = readWindows(cfg.prep, 'train');
-  const tokenizer = loadTokenizer(join(cfg.prep, 'tokenizer.json'));
-  const teacherBytes = readOnnx(cfg.teacher);
-  const vocab = vocabSizeOf(teacherBytes, cfg.teacher);
-  if (vocab < tokenizer.vocabSize) {
-    throw new Error(`${cfg.teacher}: teacher vocabulary (${vocab}) is smaller than the tokenizer's (${tokenizer.vocabSize}, ${tokenizer.path})`);
-  }
-  if (cfg.k > tokenizer.vocabSize) throw new Error(`${source}: k = ${cfg.k} is larger than the vocabulary (${tokenizer.vocabSize})`);
-  const graph = addTopKOutputs(teacherBytes, { k: cfg.k, temperatures: cfg.temperatures, source: cfg.teacher });
+  const worker = resolveWorker(cfg.shard_index, cfg.num_shards);
+  const inp = await loadPrecomputeInputs(cfg, source);
+  const graph = addTopKOutputs(inp.teacherBytes, { k: cfg.k, temperatures: cfg.temperatures, source: cfg.teacher });
+  const L = inp.windows.seqLen;
+  const layout = { seqLen: L, k: cfg.k, numTemps: cfg.temperatures.length, idDtype: idDtypeFor(inp.tokenizer.vocabSize), valueDtype: 'float16' as const };
+  const { out, todo } = await DatasetOutput.open(cfg.out, identity(cfg, inp, layout), planShards(inp.rows, cfg.rows_per_shard), worker, cfg.overwrite);
+  const reused = out.shardCount;
+  const say = (line: string) => { if (!cfg.quiet) process.stderr.write(line + '\n'); };
+  if (worker.count > 1) say(`precompute: worker ${worker.index} of ${worker.count} (from ${worker.source})`);
+  if (reused > 0) say(`precompute: resuming: ${reused} shard(s) already written and verified, ${todo.length} to do`);
   const session = await openOnnxSession(graph, { device: cfg.device, source: cfg.teacher });
-  const n = cfg.max_windows > 0 ? Math.min(cfg.max_windows, windows.rows) : windows.rows;
-  // A manifest is written last; remove an old one so a half-rewritten directory never looks complete.
-  mkdirSync(cfg.out, { recursive: true });
-  rmSync(join(cfg.out, 'manifest.json'), { force: true });
-  const layout = { seqLen: windows.seqLen, k: cfg.k, numTemps: cfg.temperatures.length, idDtype: idDtypeFor(tokenizer.vocabSize), valueDtype: 'float16' as const };
-  const progress = createProgress('precompute', n * windows.seqLen, 'tokens', cfg.quiet);
-  const shards: ShardEntry[] = [];
-  for (let start = 0, index = 0; start < n; start += cfg.rows_per_shard, index++) {
-    const end = Math.min(n, start + cfg.rows_per_shard);
-    const rows = await teacherRows(session, windows, start, end, cfg.batch_size, (done) => progress.update(done * windows.seqLen));
-    const file = shardFileName(index);
-    const written = await writeShard(join(cfg.out, file), rows, layout);
-    shards.push({ file, rows: written.rows, first_sample_id: String(start), bytes: written.bytes, sha256: written.sha256 });
+  const todoWindows = todo.reduce((s, x) => s + x.rows, 0);
+  const progress = createProgress('precompute', todoWindows * L, 'tokens', cfg.quiet);
+  const sink = threadShardSink();
+  const computeStart = performance.now();
+  try {
+    await computeShards(session, inp.windows, todo, out, {
+      batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, layout, sink, onWindows: (n) => progress.update(n * L),
+    });
+  } finally {
+    progress.stop();
+    await sink.close();
+    await session.session.release();
   }
-  progress.stop();
-  const bytes = shards.reduce((s, e) => s + e.bytes, 0);
-  const manifest: LogitManifest = {
-    format: 'kd-logits', version: 1,
-    teacher: { path: cfg.teacher, sha256: sha256(teacherBytes), dtype: 'fp32', execution_provider: session.executionProvider, input_names: session.inputNames, output_names: ['logits'] },
-    tokenizer: { sha256: tokenizer.sha256, vocab_size: vocab, real_vocab_size: tokenizer.vocabSize },
-    windows: { source: join(cfg.prep, 'windows.json'), sha256: windows.meta.splits.train.sha256 },
-    seq_len: windows.seqLen, k: cfg.k, mode: 'topk', temperatures: cfg.temperatures,
-    encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: 'packed-le' },
-    shards, totals: { rows: n, positions: n * windows.seqLen, bytes }, tool_version: TOOL_VERSION, created_at: new Date().toISOString(),
-  };
-  await writeManifest(cfg.out, manifest);
-  const seconds = (performance.now() - started) / 1000;
+  const computeSeconds = (performance.now() - computeStart) / 1000;
+  const m = await out.finish({ teacher: { ...identity(cfg, inp, layout).teacher, execution_provider: session.executionProvider, input_names: session.inputNames } });
   const summary: PrecomputeSummary = {
-    out: cfg.out, windows: n, positions: n * windows.seqLen, shards: shards.length, bytes,
-    bytes_per_position: bytes / (n * windows.seqLen), execution_provider: session.executionProvider, seconds, tokens_per_s: (n * windows.seqLen) / seconds,
+    out: cfg.out, worker: { index: worker.index, count: worker.count }, windows: m.totals.rows, positions: m.totals.positions,
+    shards: m.shards.length, reused_shards: reused, computed_windows: todoWindows, bytes: m.totals.bytes,
+    bytes_per_position: m.totals.positions > 0 ? m.totals.bytes / m.totals.positions : 0, execution_provider: session.executionProvider,
+    seconds: (performance.now() - started) / 1000, tokens_per_s: todoWindows > 0 ? (todoWindows * L) / computeSeconds : 0, complete: worker.count === 1,
   };
   if (!cfg.quiet) process.stderr.write(formatSummary(summary));
   return summary;
 }
 
-/** Teacher top-k rows of windows [start, end), in batches; `onDone(windowsDone)` reports progress. */
-async function teacherRows(h: OnnxSession, w: WindowSet, start: number, end: number, batchSize: number, onDone: (n: number) => void): Promise<LogitRow[]> {
-  const L = w.seqLen, rows: LogitRow[] = [];
-  for (let b0 = start; b0 < end; b0 += batchSize) {
-    const B = Math.min(batchSize, end - b0);
-    const ids = new BigInt64Array(B * L);
-    for (let b = 0; b < B; b++) for (let t = 0; t < L; t++) ids[b * L + t] = BigInt(w.ids[(b0 + b) * (L + 1) + t]);
-    let r;
-    try { r = await runTopK(h, ids, B, L); } catch (e) {
-      throw new Error(`${(e as Error).message.replace(/batch row (\d+)/, (_, i) => `window ${b0 + Number(i)}`)}`);
-    }
-    const { k, numTemperatures: T } = r;
-    for (let b = 0; b < B; b++) {
-      const row = w.ids.subarray((b0 + b) * (L + 1), (b0 + b + 1) * (L + 1));
-      rows.push({
-        sample_id: BigInt(b0 + b),
-        input_ids: Uint32Array.from(row.subarray(0, L)),
-        target_ids: Int32Array.from(row.subarray(1)),
-        topk_ids: Uint32Array.from(r.topkIds.subarray(b * L * k, (b + 1) * L * k)),
-        topk_logits: r.topkLogits.slice(b * L * k, (b + 1) * L * k),
-        log_z: r.logZ.slice(b * L * T, (b + 1) * L * T),
-      });
-    }
-    onDone(b0 + B);
-  }
-  return rows;
-}
-
 function formatSummary(s: PrecomputeSummary): string {
+  const who = s.worker.count > 1 ? ` (worker ${s.worker.index} of ${s.worker.count})` : '';
+  const reused = s.reused_shards > 0 ? `, ${s.reused_shards} kept from an earlier run` : '';
+  const next = s.complete ? '' : `  worker manifest written; when every worker is done: kd merge ${s.out}`;
   return [
-    `precompute: ${s.windows} windows (${s.positions.toLocaleString('en-US')} positions) in ${s.seconds.toFixed(1)} s, ${s.tokens_per_s.toFixed(0)} tokens/s on ${s.execution_provider}`,
-    `  ${s.shards} shard(s), ${(s.bytes / 2 ** 20).toFixed(1)} MiB, ${s.bytes_per_position.toFixed(1)} bytes/position → ${s.out}`, '',
+    `precompute${who}: ${s.computed_windows} windows computed in ${s.seconds.toFixed(1)} s, ${s.tokens_per_s.toFixed(0)} tokens/s on ${s.execution_provider}`,
+    `  ${s.shards} shard(s)${reused}: ${s.windows} windows, ${s.positions.toLocaleString('en-US')} positions, ${(s.bytes / 2 ** 20).toFixed(1)} MiB, ${s.bytes_per_position.toFixed(1)} bytes/position → ${s.out}`,
+    ...(next ? [next] : []), '',
   ].join('\n');
 }
 
@@ -162,11 +165,33 @@ export const command: CommandModule<object, Args> = {
     .option('rows-per-shard', { type: 'number', describe: `windows per shard file (default ${PRECOMPUTE_DEFAULTS.rows_per_shard})` })
     .option('max-windows', { type: 'number', describe: 'only the first N training windows, 0 = all (default 0)' })
     .option('device', { choices: ['auto', 'cpu', 'cuda'], describe: 'execution provider: auto = CUDA when it loads, else CPU (default auto)' })
+    .option('shard-index', { type: 'number', describe: 'this worker\'s index i in a split run: it writes shards j with j mod N = i (default: SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0)' })
+    .option('num-shards', { type: 'number', describe: 'number of workers N (default: SLURM_ARRAY_TASK_COUNT or KD_NUM_SHARDS, else 1)' })
+    .option('overwrite', { type: 'boolean', describe: 'delete an existing dataset in --out instead of resuming it (single worker)' })
     .option('quiet', { type: 'boolean', describe: 'no progress bar or summary' })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' }) as Argv<Args>,
   handler: async (argv) => {
     const fromFile = argv.config ? readConfigFile(argv.config) : {};
     const summary = await run({ ...fromFile, ...flagsToConfig(argv, Object.keys(CHECKS)) }, argv.config ?? 'precompute config');
     if (argv.json) process.stdout.write(JSON.stringify(summary) + '\n');
+  },
+};
+
+type MergeArgs = { dirs: string[]; out?: string; json?: boolean; quiet?: boolean };
+
+/** `kd merge DIR... [--out DIR]`: joins the worker manifests of a split precompute run. */
+export const mergeCommand: CommandModule<object, MergeArgs> = {
+  command: 'merge <dirs..>',
+  describe: 'Join the per-worker manifests of a split precompute run into manifest.json (checks inputs match and no shard is missing or listed twice)',
+  builder: (y: Argv<object>) => y
+    .positional('dirs', { type: 'string', array: true, demandOption: true, describe: 'directories holding manifest.worker-*.json and their shards' })
+    .option('out', { type: 'string', describe: 'output directory (default: the first DIR); shards from other DIRs are hard-linked or copied into it' })
+    .option('quiet', { type: 'boolean', describe: 'no summary' })
+    .option('json', { type: 'boolean', describe: 'print the result as JSON on stdout' }) as unknown as Argv<MergeArgs>,
+  handler: async (argv) => {
+    const r = await mergeDatasets(argv.dirs, argv.out ?? argv.dirs[0]);
+    const m = r.manifest;
+    if (!argv.quiet) process.stderr.write(`merge: ${r.sources.length} manifest(s) → ${join(r.out, 'manifest.json')}: ${m.shards.length} shards, ${m.totals.rows} windows, ${(m.totals.bytes / 2 ** 20).toFixed(1)} MiB${r.placed ? `, ${r.placed} shard(s) linked or copied in` : ''}\n`);
+    if (argv.json) process.stdout.write(JSON.stringify({ out: r.out, sources: r.sources, placed: r.placed, shards: m.shards.length, totals: m.totals }) + '\n');
   },
 };

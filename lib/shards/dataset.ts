@@ -5,7 +5,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { layoutOf, readManifest, verifyShard, type LogitManifest, type ShardEntry } from './manifest.js';
-import { readShard } from './reader.js';
+import { looksLikeParquet, readShard } from './reader.js';
 import type { LogitRow, ShardLayout } from './schema.js';
 
 /** One shard of an opened dataset: its manifest entry and absolute-or-relative path. */
@@ -42,13 +42,26 @@ async function checkPresent(path: string, entry: ShardEntry): Promise<void> {
     throw new Error(`${path}: shard listed in manifest.json is missing`);
   }
   if (size !== entry.bytes) {
+    if (size > 0 && await looksLikeParquet(path)) {
+      throw new Error(`${path}: shard does not match manifest (${size} bytes, manifest says ${entry.bytes}; a complete Parquet file: a shard from another dataset?)`);
+    }
     throw new Error(`${path}: truncated or corrupt shard (${size} bytes, manifest says ${entry.bytes})`);
   }
 }
 
-/** Reads one shard and checks its row count and first sample id against the manifest entry. */
+/**
+ * Reads one listed shard and checks it against its manifest entry: present with the listed size,
+ * sha256, shapes, row count and first sample id. Throws the one-line errors of
+ * {@link openLogitDataset}.
+ */
+export async function readListedShard(shard: DatasetShard, layout: ShardLayout): Promise<LogitRow[]> {
+  await checkPresent(shard.path, shard.entry);
+  return readListed(shard, layout);
+}
+
+/** Reads one shard and checks its sha256, row count and first sample id against the manifest entry. */
 async function readListed(shard: DatasetShard, layout: ShardLayout): Promise<LogitRow[]> {
-  const rows = await readShard(shard.path, layout);
+  const rows = await readShard(shard.path, layout, { sha256: shard.entry.sha256 });
   const { entry, path } = shard;
   if (rows.length !== entry.rows) {
     throw new Error(`${path}: shard does not match manifest (rows=${rows.length} expected ${entry.rows})`);
@@ -63,11 +76,16 @@ async function readListed(shard: DatasetShard, layout: ShardLayout): Promise<Log
  * Opens the dataset in `dir`: reads and validates manifest.json, then checks that every
  * listed shard exists with the listed size (and sha256 with `verify`). Errors are one line
  * naming the file: missing/invalid manifest, `"<dir>/shard-00002.parquet: shard listed in
- * manifest.json is missing"`, `"…: truncated or corrupt shard (…)"`. Reading rows also
- * fails with one line on a shard whose shapes, row count or first sample id differ.
+ * manifest.json is missing"`, `"…: truncated or corrupt shard (…)"`, `"…: shard does not
+ * match manifest (…; a shard from another dataset?)"` for a whole Parquet file of another
+ * size. Reading rows also fails with one line on a shard whose sha256, shapes, row count or
+ * first sample id differ from its entry (so a swapped-in shard of the same size is caught).
  */
 export async function openLogitDataset(dir: string, opts: OpenOptions = {}): Promise<LogitDataset> {
   const manifest = await readManifest(dir);
+  if (manifest.complete === false || manifest.worker !== undefined) {
+    throw new Error(`${join(dir, 'manifest.json')}: an incomplete or per-worker manifest; finish precompute or run kd merge first`);
+  }
   const layout = layoutOf(manifest);
   const shards = manifest.shards.map((entry) => ({ entry, path: join(dir, entry.file) }));
   for (const s of shards) {

@@ -4,11 +4,15 @@ export {
   type IdDtype, type LogitRow, type ShardLayout, type ValueDtype,
 } from './schema.js';
 export { writeShard, rowGroupRows, SHARD_CREATED_BY, type ShardCodec, type ShardWriteResult, type WriteShardMeta } from './writer.js';
-export { readShard } from './reader.js';
+export { looksLikeParquet, readShard, type ReadShardOptions } from './reader.js';
 export {
-  MANIFEST_FILE, layoutOf, readManifest, sha256File, shardFileName, verifyShard, writeManifest,
-  type LogitManifest, type ShardEntry,
+  MANIFEST_FILE, WORKER_MANIFEST_RE, layoutOf, readManifest, readManifestFile, sha256File, shardFileName, verifyShard,
+  workerManifestFile, writeManifest, type LogitManifest, type ShardEntry, type ShardPlanInfo, type WorkerInfo,
 } from './manifest.js';
-export { openLogitDataset, type DatasetShard, type LogitDataset, type OpenOptions } from './dataset.js';
+export { identityDiff, listedManifests, reusableShards, type ListedManifest, type PlannedShard } from './resume.js';
+export { planInfo, planShards, workerShards, type ShardSlice } from './plan.js';
+export { mergeDatasets, type MergeResult } from './merge.js';
+export { inlineShardSink, threadShardSink, type ShardSink } from './sink.js';
+export { openLogitDataset, readListedShard, type DatasetShard, type LogitDataset, type OpenOptions } from './dataset.js';
 export { TMP_SUFFIX, writeFileAtomic } from './atomic.js';
 export { DUCKDB_MACROS } from './sql.js';

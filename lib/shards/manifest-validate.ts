@@ -65,6 +65,22 @@ function checkFields(obj: unknown, fields: [string, Kind][], where: string, pref
   }
 }
 
+/** Optional fields (absent in manifests written before resumable precompute). */
+function checkOptional(m: LogitManifest, where: string): void {
+  if (m.complete !== undefined && typeof m.complete !== 'boolean') {
+    throw new Error(`${where}: field 'complete' must be true or false (got ${JSON.stringify(m.complete)})`);
+  }
+  if (m.worker !== undefined) {
+    checkFields(m, [['worker', 'object'], ['worker.index', 'nonnegint'], ['worker.count', 'posint']], where);
+    if (m.worker.index >= m.worker.count) throw new Error(`${where}: worker.index ${m.worker.index} must be < worker.count ${m.worker.count}`);
+  }
+  if (m.plan !== undefined) {
+    checkFields(m, [['plan', 'object'], ['plan.rows', 'nonnegint'], ['plan.rows_per_shard', 'posint'], ['plan.shards', 'nonnegint'], ['plan.batch_size', 'posint']], where);
+    const want = Math.ceil(m.plan.rows / m.plan.rows_per_shard);
+    if (m.plan.shards !== want) throw new Error(`${where}: plan.shards ${m.plan.shards} != ceil(plan.rows / plan.rows_per_shard) = ${want}`);
+  }
+}
+
 function checkShards(m: LogitManifest, where: string): void {
   const seen = new Set<string>();
   m.shards.forEach((s, i) => {
@@ -109,6 +125,7 @@ export function validateManifest(obj: unknown, where: string): LogitManifest {
   if (m.encoding.ids === 'uint16' && m.tokenizer.real_vocab_size > 0x10000) {
     throw new Error(`${where}: encoding.ids uint16 cannot hold real_vocab_size ${m.tokenizer.real_vocab_size}`);
   }
+  checkOptional(m, where);
   checkShards(m, where);
   for (const s of m.shards) s.first_sample_id = String(s.first_sample_id);
   return m;

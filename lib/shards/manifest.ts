@@ -3,7 +3,7 @@
  * and shard hashing.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
+import { createReadStream, existsSync, readdirSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from './atomic.js';
@@ -62,9 +62,45 @@ export interface LogitManifest {
   /** rows = Σ shard rows, bytes = Σ shard bytes, positions = windows × seq_len. */
   totals: { rows: number; positions: number; bytes: number };
   tool_version: string;
-  /** ISO 8601 time the dataset was completed. */
+  /** ISO 8601 time the dataset (or, while incomplete, the last shard) was written. */
   created_at: string;
+  /**
+   * false while precompute is still writing (per-worker progress manifests); absent or true
+   * = every shard this manifest is responsible for is listed. `manifest.json` itself is only
+   * ever written complete.
+   */
+  complete?: boolean;
+  /** Set on a per-worker manifest: the worker's index and the number of workers. */
+  worker?: WorkerInfo;
+  /** How the whole dataset is cut into shards; resume and `kd merge` check it. */
+  plan?: ShardPlanInfo;
 }
+
+/** A worker's place in a split run: it owns shards j with j mod count = index. */
+export interface WorkerInfo {
+  index: number;
+  count: number;
+}
+
+/** The shard plan of a dataset: shard j holds windows [j·rows_per_shard, min(rows, (j+1)·rows_per_shard)). */
+export interface ShardPlanInfo {
+  /** Windows in the whole dataset. */
+  rows: number;
+  rows_per_shard: number;
+  /** Shards in the whole dataset: ceil(rows / rows_per_shard). */
+  shards: number;
+  /** Windows per teacher forward (recorded; not part of the identity). */
+  batch_size: number;
+}
+
+/** File name of worker `index` of `count`'s manifest: `manifest.worker-00001-of-00004.json`. */
+export function workerManifestFile(index: number, count: number): string {
+  const pad = (n: number) => String(n).padStart(5, '0');
+  return `manifest.worker-${pad(index)}-of-${pad(count)}.json`;
+}
+
+/** Matches worker manifest file names; groups: index, count. */
+export const WORKER_MANIFEST_RE = /^manifest\.worker-(\d{5})-of-(\d{5})\.json$/;
 
 /** Zero-padded shard file name: `shard-00007.parquet`. */
 export function shardFileName(index: number): string {
@@ -77,11 +113,14 @@ export function layoutOf(m: LogitManifest): ShardLayout {
 }
 
 /**
- * Validates `m` and writes `<dir>/manifest.json` atomically (tmp + fsync + rename).
+ * Validates `m` and writes `<dir>/manifest.json` (or `<dir>/<file>`, e.g. a worker manifest) atomically (tmp + fsync + rename).
  * Throws the validation error (one line) without touching the existing file.
  */
-export async function writeManifest(dir: string, m: LogitManifest): Promise<void> {
-  const path = join(dir, MANIFEST_FILE);
+export async function writeManifest(dir: string, m: LogitManifest, file = MANIFEST_FILE): Promise<void> {
+  const path = join(dir, file);
+  if (file === MANIFEST_FILE && (m.complete === false || m.worker !== undefined)) {
+    throw new Error(`${path}: refusing to write an incomplete or per-worker manifest as ${MANIFEST_FILE}`);
+  }
   const copy = validateManifest(structuredClone(m), path);
   await writeFileAtomic(path, JSON.stringify(copy, null, 2) + '\n');
 }
@@ -93,6 +132,20 @@ export async function writeManifest(dir: string, m: LogitManifest): Promise<void
  */
 export async function readManifest(dir: string): Promise<LogitManifest> {
   const path = join(dir, MANIFEST_FILE);
+  if (!existsSync(path)) {
+    const workers = existsSync(dir) ? readdirSync(dir).filter((f) => WORKER_MANIFEST_RE.test(f)) : [];
+    if (workers.length > 0) {
+      throw new Error(`${path}: not found, but ${workers.length} worker manifest(s) are (${workers[0]}…): precompute has not finished (re-run it to resume) or its workers' manifests were not merged (kd merge ${dir})`);
+    }
+  }
+  return readManifestFile(path);
+}
+
+/**
+ * Reads and validates one manifest file (`manifest.json` or a worker manifest); errors as
+ * {@link readManifest}.
+ */
+export async function readManifestFile(path: string): Promise<LogitManifest> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');

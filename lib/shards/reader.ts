@@ -2,7 +2,8 @@
  * Shard reader: one Parquet shard → LogitRow[], with the shard's shapes checked against
  * what the manifest expects before any row is decoded.
  */
-import { readFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { open, readFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import { parquetMetadata, parquetReadObjects, type FileMetaData } from 'hyparquet';
 import { unpackRow } from './packing.js';
@@ -54,6 +55,27 @@ function checkKv(path: string, meta: FileMetaData, expect: ShardLayout): void {
   if (missing.length > 0) throw mismatch(path, `missing column ${missing.join(', ')}; layout ${SHARD_LAYOUT}`);
 }
 
+/** Options of {@link readShard}. */
+export interface ReadShardOptions {
+  /** Expected lowercase hex sha256 of the file (from the manifest); checked before decoding. */
+  sha256?: string;
+}
+
+/** True when `path` starts and ends with the Parquet magic: a complete file, not a cut one. */
+export async function looksLikeParquet(path: string): Promise<boolean> {
+  const fh = await open(path, 'r');
+  try {
+    const { size } = await fh.stat();
+    if (size < 12) return false;
+    const head = Buffer.alloc(4), tail = Buffer.alloc(4);
+    await fh.read(head, 0, 4, 0);
+    await fh.read(tail, 0, 4, size - 4);
+    return head.readUInt32LE(0) === MAGIC && tail.readUInt32LE(0) === MAGIC;
+  } finally {
+    await fh.close();
+  }
+}
+
 /**
  * Reads every row of the shard at `path`.
  *
@@ -61,9 +83,11 @@ function checkKv(path: string, meta: FileMetaData, expect: ShardLayout): void {
  * Rows come back in file order with ids widened to Uint32Array and fp16 logits decoded to
  * Float32Array (exact). Errors (one line): `"<path>: truncated or corrupt shard (…)"` for a
  * short, cut or damaged file; `"<path>: shard does not match manifest (k=16 expected 32)"`
- * for a shard written with other shapes or not by kd; ENOENT-style errors name the path.
+ * for a shard written with other shapes or not by kd, or (with `opts.sha256`) whose bytes are
+ * not the listed ones (`"…: shard does not match manifest (sha256 … expected …: a shard from
+ * another dataset, or damaged)"`); ENOENT-style errors name the path.
  */
-export async function readShard(path: string, expect: ShardLayout): Promise<LogitRow[]> {
+export async function readShard(path: string, expect: ShardLayout, opts: ReadShardOptions = {}): Promise<LogitRow[]> {
   checkLayout(expect, path);
   let bytes: Buffer;
   try {
@@ -74,6 +98,10 @@ export async function readShard(path: string, expect: ShardLayout): Promise<Logi
   const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   const meta = footer(path, file);
   checkKv(path, meta, expect);
+  if (opts.sha256 !== undefined) {
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    if (sha !== opts.sha256) throw mismatch(path, `sha256 ${sha.slice(0, 12)}… expected ${opts.sha256.slice(0, 12)}…: a shard from another dataset, or damaged`);
+  }
   let raw: Record<string, unknown>[];
   try {
     raw = await parquetReadObjects({ file, metadata: meta, compressors: DECOMPRESSORS, utf8: false, columns: [...COLUMNS] });

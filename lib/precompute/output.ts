@@ -1,0 +1,109 @@
+/**
+ * Bookkeeping of a logit dataset being written, so that a run can be killed at any moment and
+ * resumed (DESIGN §3.2):
+ * - shards are written under a temporary name and renamed when complete (lib/shards);
+ * - after every shard the worker's manifest (`manifest.worker-IIIII-of-NNNNN.json`, `complete:
+ *   false`) is rewritten atomically with the shards done so far;
+ * - `manifest.json` exists only for a complete dataset: a single worker writes it at the end
+ *   and drops its worker manifest; N workers leave complete worker manifests for `kd merge`;
+ * - a re-run keeps every shard that some manifest in the directory lists and whose size and
+ *   sha256 match, after checking that the manifest was made from the same inputs.
+ */
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  MANIFEST_FILE, TMP_SUFFIX, WORKER_MANIFEST_RE, readManifestFile, reusableShards, workerManifestFile, workerShards, writeManifest,
+  type LogitManifest, type ShardEntry, type ShardSlice, type WorkerInfo,
+} from '../shards/index.js';
+
+const SHARD_FILE_RE = /^shard-\d{5,}\.parquet(\.tmp)?$/;
+
+/** Deletes a previous dataset in `dir`: manifests and shard files (only those kd writes). */
+function clearDataset(dir: string): void {
+  for (const f of readdirSync(dir)) {
+    if (f === MANIFEST_FILE || SHARD_FILE_RE.test(f) || WORKER_MANIFEST_RE.test(f.replace(/\.tmp$/, ''))) rmSync(join(dir, f), { force: true });
+  }
+}
+
+/** The shard entries of a dataset being written by one worker. */
+export class DatasetOutput {
+  private readonly entries = new Map<number, ShardEntry>();
+  private readonly file: string;
+
+  private constructor(readonly dir: string, private readonly template: LogitManifest, readonly worker: WorkerInfo) {
+    this.file = workerManifestFile(worker.index, worker.count);
+  }
+
+  /**
+   * Prepares `dir` for `worker`'s shards of `plan`: with `overwrite` (single worker only) deletes
+   * an earlier dataset; removes this worker's leftover temporary files; keeps the shards that a
+   * manifest lists and that verify. `template` holds the identity (hashes, shapes, plan).
+   * @returns the output and the shards still to compute, in order
+   * @throws Error "<manifest>: cannot resume: teacher sha256 differs (…)" and the like
+   */
+  static async open(dir: string, template: LogitManifest, plan: ShardSlice[], worker: WorkerInfo, overwrite: boolean): Promise<{ out: DatasetOutput; todo: ShardSlice[] }> {
+    mkdirSync(dir, { recursive: true });
+    if (overwrite) {
+      if (worker.count > 1) throw new Error(`${dir}: --overwrite cannot be used with ${worker.count} workers (they would delete each other's shards); empty the directory before starting them`);
+      clearDataset(dir);
+    }
+    const out = new DatasetOutput(dir, template, worker);
+    const mine = workerShards(plan, worker);
+    for (const s of mine) rmSync(join(dir, s.file + TMP_SUFFIX), { force: true });
+    rmSync(join(dir, out.file + TMP_SUFFIX), { force: true });
+    const reused = await reusableShards(dir, template, mine);
+    for (const [index, entry] of reused) out.entries.set(index, entry);
+    const todo = mine.filter((s) => !reused.has(s.index));
+    if (todo.length > 0) {
+      rmSync(join(dir, MANIFEST_FILE), { force: true }); // no longer complete
+      await out.save(false);
+    }
+    return { out, todo };
+  }
+
+  /** Shards listed so far (reused and new). */
+  get shardCount(): number {
+    return this.entries.size;
+  }
+
+  /** Lists a finished shard and rewrites the worker manifest. */
+  async record(index: number, entry: ShardEntry): Promise<void> {
+    this.entries.set(index, entry);
+    await this.save(false);
+  }
+
+  /** Every shard listed so far, in plan order, with totals. */
+  private manifest(complete: boolean): LogitManifest {
+    const shards = [...this.entries.entries()].sort((a, b) => a[0] - b[0]).map(([, e]) => e);
+    const rows = shards.reduce((s, e) => s + e.rows, 0);
+    return {
+      ...this.template, shards, complete, worker: this.worker,
+      totals: { rows, positions: rows * this.template.seq_len, bytes: shards.reduce((s, e) => s + e.bytes, 0) },
+      created_at: new Date().toISOString(),
+    };
+  }
+
+  private save(complete: boolean): Promise<void> {
+    return writeManifest(this.dir, this.manifest(complete), this.file);
+  }
+
+  /**
+   * Marks this worker done. A single worker writes `manifest.json` (unless an identical one is
+   * already there) and removes its worker manifest; one of N writes its worker manifest with
+   * `complete: true`. `update` sets fields known only after the teacher ran (provider, IO names).
+   */
+  async finish(update: Partial<LogitManifest> = {}): Promise<LogitManifest> {
+    Object.assign(this.template, update);
+    const m = this.manifest(true);
+    if (this.worker.count > 1) {
+      await writeManifest(this.dir, m, this.file);
+      return m;
+    }
+    const existing = await readManifestFile(join(this.dir, MANIFEST_FILE)).catch(() => undefined);
+    const same = existing && JSON.stringify(existing.shards) === JSON.stringify(m.shards);
+    const { worker: _, ...final } = m;
+    if (!same) await writeManifest(this.dir, final);
+    rmSync(join(this.dir, this.file), { force: true });
+    return same ? existing : final;
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * The precompute loop: teacher forwards for shard j+1 run while shard j is packed, compressed
+ * and written (by a writer thread), with at most one shard in flight so memory stays bounded.
+ */
+import { join } from 'node:path';
+import type { WindowSet } from '../data/windows.js';
+import type { OnnxSession } from '../onnx/index.js';
+import type { ShardSink, ShardSlice, WriteShardMeta } from '../shards/index.js';
+import type { DatasetOutput } from './output.js';
+import { teacherRows } from './teacher-rows.js';
+
+/** Options of {@link computeShards}. */
+export interface ComputeShardsOptions {
+  batchSize: number;
+  realVocab: number;
+  layout: WriteShardMeta;
+  sink: ShardSink;
+  /** Windows finished by the teacher so far in this call (for progress). */
+  onWindows?: (done: number) => void;
+}
+
+/**
+ * Computes and writes the shards `todo`, recording each in `out` once its file is complete.
+ * On any error the shard being computed is not written, a shard already handed to the writer
+ * finishes (and is listed) first, and the error is rethrown: nothing unlisted looks complete.
+ */
+export async function computeShards(h: OnnxSession, w: WindowSet, todo: ShardSlice[], out: DatasetOutput, o: ComputeShardsOptions): Promise<void> {
+  let inFlight: Promise<void> | undefined;
+  let done = 0;
+  try {
+    for (const s of todo) {
+      const rows = await teacherRows(h, w, s.start, s.end, { batchSize: o.batchSize, realVocab: o.realVocab, onBatch: (n) => o.onWindows?.(done + n) });
+      done += s.rows;
+      await inFlight;
+      inFlight = o.sink.write(join(out.dir, s.file), rows, o.layout)
+        .then((r) => out.record(s.index, { file: s.file, rows: r.rows, first_sample_id: s.first_sample_id, bytes: r.bytes, sha256: r.sha256 }));
+      inFlight.catch(() => {}); // handled when awaited above; avoids an unhandled-rejection crash meanwhile
+    }
+    await inFlight;
+  } catch (err) {
+    await inFlight?.catch(() => {});
+    throw err;
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Teacher forward passes over token windows → logit rows. The hot loop avoids per-element
+ * BigInt conversions (ids are written as the low words of an int64 buffer) and gives every
+ * row array its own buffer, so rows can be transferred to a writer thread without copies.
+ */
+import type { WindowSet } from '../data/windows.js';
+import { runTopK, type OnnxSession } from '../onnx/index.js';
+import type { LogitRow } from '../shards/index.js';
+
+/**
+ * Input ids of windows [b0, b0 + B) as int64 [B, L]: each id is stored in the low 32-bit word
+ * of its little-endian int64 (ids are non-negative and < 2^32), so no BigInt is created.
+ */
+export function batchIds(w: WindowSet, b0: number, B: number): BigInt64Array {
+  const L = w.seqLen, out = new BigInt64Array(B * L);
+  const words = new Uint32Array(out.buffer); // [B·L·2], zero-filled: high words stay 0
+  for (let b = 0; b < B; b++) {
+    const row = (b0 + b) * (L + 1);
+    for (let t = 0; t < L; t++) words[2 * (b * L + t)] = w.ids[row + t];
+  }
+  return out;
+}
+
+/** Options of {@link teacherRows}. */
+export interface TeacherRowsOptions {
+  batchSize: number;
+  /** Real vocabulary size: a top-k id ≥ this (a padded teacher row) stops the run. */
+  realVocab: number;
+  /** Called after each batch with the number of windows done so far in this call. */
+  onBatch?: (windowsDone: number) => void;
+}
+
+/** Throws naming the window when a top-k id is a padded (non-existent) vocabulary row. */
+function checkIds(ids: Int32Array, realVocab: number, b0: number, L: number, k: number, source: string): void {
+  for (let i = 0; i < ids.length; i++) {
+    if (ids[i] >= realVocab) {
+      const pos = Math.floor(i / k);
+      throw new Error(`${source}: teacher ranks padded vocabulary row ${ids[i]} (≥ the tokenizer's ${realVocab}) in its top-k at window ${b0 + Math.floor(pos / L)}, position ${pos % L}`);
+    }
+  }
+}
+
+/**
+ * Runs the top-k teacher graph over windows [start, end) in batches of `batchSize` (batches
+ * start at `start`, so a shard's batches are the same whichever worker computes it).
+ * @throws Error `"<teacher>: teacher logits are NaN/Inf at window 1234, position 5"` naming the
+ *   global window index; a padded-row error as {@link checkIds}; session errors.
+ */
+export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, end: number, o: TeacherRowsOptions): Promise<LogitRow[]> {
+  const L = w.seqLen, rows: LogitRow[] = [];
+  for (let b0 = start; b0 < end; b0 += o.batchSize) {
+    const B = Math.min(o.batchSize, end - b0);
+    let r;
+    try {
+      r = await runTopK(h, batchIds(w, b0, B), B, L);
+    } catch (e) {
+      throw new Error((e as Error).message.replace(/batch row (\d+)/, (_, i: string) => `window ${b0 + Number(i)}`));
+    }
+    const { k, numTemperatures: T } = r;
+    checkIds(r.topkIds, o.realVocab, b0, L, k, h.source);
+    for (let b = 0; b < B; b++) {
+      const row = w.ids.subarray((b0 + b) * (L + 1), (b0 + b + 1) * (L + 1));
+      rows.push({
+        sample_id: BigInt(b0 + b),
+        input_ids: Uint32Array.from(row.subarray(0, L)),
+        target_ids: Int32Array.from(row.subarray(1)),
+        topk_ids: new Uint32Array(r.topkIds.buffer, r.topkIds.byteOffset + b * L * k * 4, L * k).slice(), // ids ≥ 0: same bits
+        topk_logits: r.topkLogits.slice(b * L * k, (b + 1) * L * k),
+        log_z: r.logZ.slice(b * L * T, (b + 1) * L * T),
+      });
+    }
+    o.onBatch?.(b0 + B - start);
+  }
+  return rows;
+}

@@ -1,0 +1,121 @@
+/**
+ * `kd merge`: joins the per-worker manifests of a split precompute run into one manifest.json,
+ * after checking that they come from the same inputs and together list every planned shard
+ * exactly once. Shards living in other directories are hard-linked (or copied) into the output.
+ */
+import { constants, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { MANIFEST_FILE, WORKER_MANIFEST_RE, verifyShard, writeManifest, type LogitManifest, type ShardEntry } from './manifest.js';
+import { planShards } from './plan.js';
+import { identityDiff, listedManifests, type ListedManifest } from './resume.js';
+import { TMP_SUFFIX } from './atomic.js';
+
+/** What {@link mergeDatasets} did. */
+export interface MergeResult {
+  out: string;
+  manifest: LogitManifest;
+  /** The manifests that were joined. */
+  sources: string[];
+  /** Shards linked or copied into `out` from other directories. */
+  placed: number;
+}
+
+/** Worker manifests of every dir; a dir with none contributes its manifest.json (re-merging is a no-op). */
+async function sourcesOf(dirs: string[]): Promise<ListedManifest[]> {
+  const out: ListedManifest[] = [];
+  for (const dir of dirs) {
+    if (!existsSync(dir)) throw new Error(`${dir}: directory not found`);
+    const listed = await listedManifests(dir);
+    const workers = listed.filter((l) => WORKER_MANIFEST_RE.test(basename(l.path)));
+    out.push(...(workers.length > 0 ? workers : listed));
+  }
+  if (out.length === 0) throw new Error(`${dirs.join(', ')}: no worker manifests (manifest.worker-*.json) to merge`);
+  return out;
+}
+
+/** Throws unless every source is complete, has a plan and the same identity as the first. */
+function checkCompatible(sources: ListedManifest[]): void {
+  const [first] = sources;
+  for (const { path, manifest: m } of sources) {
+    if (m.complete === false) {
+      const w = m.worker ? `worker ${m.worker.index} of ${m.worker.count}` : 'this run';
+      throw new Error(`${path}: ${w} has not finished (${m.shards.length} shard(s) listed so far); re-run it, then merge`);
+    }
+    if (!m.plan) throw new Error(`${path}: manifest has no shard plan (written by an older kd); cannot check that no shard is missing`);
+    const diff = identityDiff(first.manifest, m, first.path, path);
+    if (diff !== null) throw new Error(`cannot merge ${first.path} and ${path}: ${diff}`);
+  }
+}
+
+/** Each planned shard's entry and directory; throws on duplicates, strays or gaps. */
+function collectShards(sources: ListedManifest[]): { entry: ShardEntry; dir: string }[] {
+  const plan = planShards(sources[0].manifest.plan!.rows, sources[0].manifest.plan!.rows_per_shard);
+  const byFile = new Map<string, { entry: ShardEntry; dir: string; from: string }>();
+  for (const { path, manifest } of sources) {
+    for (const entry of manifest.shards) {
+      const seen = byFile.get(entry.file);
+      if (seen) throw new Error(`${entry.file} is listed twice: by ${seen.from} and by ${path}`);
+      byFile.set(entry.file, { entry, dir: resolve(path, '..'), from: path });
+    }
+  }
+  const missing = plan.filter((p) => !byFile.has(p.file)).map((p) => p.file);
+  if (missing.length > 0) {
+    throw new Error(`missing ${missing.length} of ${plan.length} shard(s) (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''}): did every worker run?`);
+  }
+  if (byFile.size !== plan.length) throw new Error(`manifests list ${byFile.size} shards, the plan has ${plan.length}`);
+  return plan.map((p) => {
+    const got = byFile.get(p.file)!;
+    if (got.entry.rows !== p.rows || got.entry.first_sample_id !== p.first_sample_id) {
+      throw new Error(`${got.from}: ${p.file} has rows ${got.entry.rows} from ${got.entry.first_sample_id}, the plan says ${p.rows} from ${p.first_sample_id}`);
+    }
+    return got;
+  });
+}
+
+/** Hard link, else copy (via a temporary name), `src` to `dest`. */
+function place(src: string, dest: string): void {
+  try {
+    linkSync(src, dest);
+  } catch {
+    copyFileSync(src, dest + TMP_SUFFIX, constants.COPYFILE_FICLONE);
+    renameSync(dest + TMP_SUFFIX, dest);
+  }
+}
+
+/**
+ * Merges the worker manifests found in `dirs` into `<out>/manifest.json` and removes the
+ * worker manifests in `out`. Every shard is verified (size and sha256) in `out`.
+ * @throws Error, one line: an unfinished worker; manifests from different inputs ("cannot merge
+ *   A and B: teacher sha256 differs (…)"); a shard listed twice; missing shards; a shard that
+ *   does not verify.
+ */
+export async function mergeDatasets(dirs: string[], out: string): Promise<MergeResult> {
+  const sources = await sourcesOf(dirs);
+  checkCompatible(sources);
+  const shards = collectShards(sources);
+  mkdirSync(out, { recursive: true });
+  let placed = 0;
+  for (const { entry, dir } of shards) {
+    const dest = join(out, entry.file);
+    if (resolve(dir) !== resolve(out) && (await verifyShard(out, entry)) !== null) {
+      rmSync(dest, { force: true });
+      place(join(dir, entry.file), dest);
+      placed++;
+    }
+    const problem = await verifyShard(out, entry);
+    if (problem !== null) throw new Error(problem);
+  }
+  const first = sources[0].manifest;
+  const providers = [...new Set(sources.map((s) => s.manifest.teacher.execution_provider))].sort().join('+');
+  const rows = shards.reduce((s, x) => s + x.entry.rows, 0);
+  const { worker: _, ...rest } = first;
+  const manifest: LogitManifest = {
+    ...rest, teacher: { ...first.teacher, execution_provider: providers }, complete: true,
+    shards: shards.map((s) => s.entry),
+    totals: { rows, positions: rows * first.seq_len, bytes: shards.reduce((s, x) => s + x.entry.bytes, 0) },
+    created_at: new Date().toISOString(),
+  };
+  await writeManifest(out, manifest);
+  for (const { path } of sources) if (resolve(path, '..') === resolve(out) && !path.endsWith(MANIFEST_FILE)) rmSync(path, { force: true });
+  return { out, manifest, sources: sources.map((s) => s.path), placed };
+}

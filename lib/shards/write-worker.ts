@@ -1,0 +1,11 @@
+/** The shard writer thread: writes each shard it is sent and answers with the result or the error. */
+import { parentPort } from 'node:worker_threads';
+import { writeShard } from './writer.js';
+import type { ShardJob, ShardJobResult } from './sink.js';
+
+parentPort!.on('message', (job: ShardJob) => {
+  writeShard(job.path, job.rows, job.meta).then(
+    (result) => parentPort!.postMessage({ id: job.id, result } satisfies ShardJobResult),
+    (err: Error) => parentPort!.postMessage({ id: job.id, error: err.message } satisfies ShardJobResult),
+  );
+});

@@ -1,0 +1,109 @@
+/**
+ * inspect: what a logit dataset holds (DESIGN §1) — rows, positions, bytes per position, how
+ * much of the teacher's probability mass the top-k covers, the teacher's entropy, and whether
+ * every shard is intact (size, sha256, shapes, rows and first sample id against the manifest).
+ */
+import { join } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { createProgress } from '../lib/cli/progress.js';
+import { TeacherStats, type TeacherStatsResult } from '../lib/logits/stats.js';
+import { layoutOf, readListedShard, readManifest } from '../lib/shards/index.js';
+
+/** One shard's integrity. */
+export interface ShardCheck {
+  file: string;
+  rows: number;
+  bytes: number;
+  ok: boolean;
+  /** One-line problem when not ok. */
+  problem?: string;
+}
+
+export interface InspectSummary {
+  dir: string;
+  teacher: { path: string; sha256: string; dtype: string; execution_provider: string };
+  vocab_size: number;
+  real_vocab_size: number;
+  seq_len: number;
+  k: number;
+  temperatures: number[];
+  encoding: string;
+  rows: number;
+  positions: number;
+  bytes: number;
+  bytes_per_position: number;
+  /** Over the rows of the shards that passed the checks. */
+  teacher_stats: TeacherStatsResult;
+  shards: ShardCheck[];
+  shards_ok: number;
+}
+
+/**
+ * Inspects the logit dataset in `dir`. Every shard is read once and checked; statistics cover
+ * the intact shards, and `shards` says which failed (the CLI then exits with
+ * `"kd: <dir>: 1 of 3 shard(s) failed the integrity check: <first problem>"`).
+ * @throws Error (one line) for a missing or invalid manifest.
+ */
+export async function run(dir: string, opts: { quiet?: boolean } = {}): Promise<InspectSummary> {
+  const m = await readManifest(dir);
+  const layout = layoutOf(m);
+  const stats = new TeacherStats(m.k, m.temperatures, m.tokenizer.vocab_size);
+  const progress = createProgress('inspect', m.totals.rows, 'windows', opts.quiet);
+  const shards: ShardCheck[] = [];
+  let done = 0;
+  for (const entry of m.shards) {
+    const check: ShardCheck = { file: entry.file, rows: entry.rows, bytes: entry.bytes, ok: true };
+    try {
+      for (const row of await readListedShard({ entry, path: join(dir, entry.file) }, layout)) stats.add(row.topk_logits, row.log_z);
+    } catch (e) {
+      Object.assign(check, { ok: false, problem: (e as Error).message });
+    }
+    shards.push(check);
+    progress.update((done += entry.rows));
+  }
+  progress.stop();
+  const summary: InspectSummary = {
+    dir, teacher: { path: m.teacher.path, sha256: m.teacher.sha256, dtype: m.teacher.dtype, execution_provider: m.teacher.execution_provider },
+    vocab_size: m.tokenizer.vocab_size, real_vocab_size: m.tokenizer.real_vocab_size, seq_len: m.seq_len, k: m.k,
+    temperatures: m.temperatures, encoding: `ids ${m.encoding.ids}, values ${m.encoding.values}, ${m.encoding.layout}`,
+    rows: m.totals.rows, positions: m.totals.positions, bytes: m.totals.bytes,
+    bytes_per_position: m.totals.positions > 0 ? m.totals.bytes / m.totals.positions : 0,
+    teacher_stats: stats.result(), shards, shards_ok: shards.filter((s) => s.ok).length,
+  };
+  return summary;
+}
+
+/** The one-screen summary. */
+export function formatSummary(s: InspectSummary): string {
+  const t = s.teacher_stats, pct = (x: number) => `${(100 * x).toFixed(2)}%`;
+  const lines = [
+    `inspect ${s.dir}`,
+    `  teacher     ${s.teacher.path} (${s.teacher.dtype}, ${s.teacher.execution_provider}), sha256 ${s.teacher.sha256.slice(0, 12)}…`,
+    `  vocab       ${s.vocab_size} logits, ${s.real_vocab_size} real tokens; k = ${s.k}; τ ∈ {${s.temperatures.join(', ')}}; ${s.encoding}`,
+    `  rows        ${s.rows.toLocaleString('en-US')} windows × ${s.seq_len} = ${s.positions.toLocaleString('en-US')} positions`,
+    `  bytes       ${(s.bytes / 2 ** 20).toFixed(2)} MiB, ${s.bytes_per_position.toFixed(1)} bytes/position`,
+    `  top-k mass  at τ = ${t.temperature}: mean ${pct(t.topk_mass.mean)}, 5th percentile ${pct(t.topk_mass.p05)}, min ${pct(t.topk_mass.min)}; mean p(top-1) ${pct(t.top1_prob_mean)}`,
+    `  entropy     at τ = ${t.temperature}: ${t.entropy_nats.lower.toFixed(3)} ≤ H ≤ ${t.entropy_nats.upper.toFixed(3)} nats (mean per position; bounds from the top-k and the tail mass)`,
+    `  shards      ${s.shards_ok} of ${s.shards.length} intact (size, sha256, shapes, rows, first sample id)`,
+    ...s.shards.filter((x) => !x.ok).map((x) => `    ✗ ${x.problem}`),
+  ];
+  return lines.join('\n') + '\n';
+}
+
+type Args = { dir: string; json?: boolean; quiet?: boolean };
+
+export const command: CommandModule<object, Args> = {
+  command: 'inspect <dir>',
+  describe: 'Show what a logit dataset holds: rows, bytes per position, top-k mass, teacher entropy, shard integrity',
+  builder: (y: Argv<object>) => y
+    .positional('dir', { type: 'string', demandOption: true, describe: 'logit dataset directory (manifest.json + shards)' })
+    .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' })
+    .option('quiet', { type: 'boolean', describe: 'no progress bar or summary' }) as unknown as Argv<Args>,
+  handler: async (argv) => {
+    const s = await run(argv.dir, { quiet: argv.quiet || argv.json });
+    if (argv.json) process.stdout.write(JSON.stringify(s) + '\n');
+    else if (!argv.quiet) process.stdout.write(formatSummary(s));
+    const bad = s.shards.filter((x) => !x.ok);
+    if (bad.length > 0) throw new Error(`${s.dir}: ${bad.length} of ${s.shards.length} shard(s) failed the integrity check: ${bad[0].problem}`);
+  },
+};

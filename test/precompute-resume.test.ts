@@ -1,0 +1,130 @@
+import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { readManifestFile, workerManifestFile } from '../lib/shards/index.js';
+import { run as precompute } from '../stages/precompute.js';
+import { fileHashes, makePrep, spawnKd, teacherConfig, writeTeacher } from './precompute-fixture.js';
+
+// 160 windows in 10 shards of 16; 4 windows per forward.
+const CFG = { k: 8, max_windows: 160, rows_per_shard: 16, batch_size: 4, device: 'cpu' as const, quiet: true };
+let dir: string, prep: string, teacher: string, reference: Record<string, string>;
+
+beforeAll(async () => {
+  ({ dir, prep } = await makePrep('resume'));
+  teacher = writeTeacher(join(dir, 'teacher.onnx'));
+  await precompute({ ...CFG, teacher, prep, out: join(dir, 'ref') });
+  reference = fileHashes(join(dir, 'ref'));
+});
+
+const cliArgs = (out: string) => [
+  'precompute', '--teacher', teacher, '--prep', prep, '--out', out, '--k', '8', '--max-windows', '160',
+  '--rows-per-shard', '16', '--batch-size', '4', '--device', 'cpu', '--json',
+];
+const shardFiles = (out: string) => (existsSync(out) ? readdirSync(out).filter((f) => /^shard-\d+\.parquet$/.test(f)) : []);
+
+/** Starts precompute and SIGKILLs it as soon as `ready(files)` holds; fails if it finishes first. */
+async function killWhen(out: string, ready: (files: string[]) => boolean): Promise<string[]> {
+  const child: ChildProcess = spawnKd(cliArgs(out));
+  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  let done = false;
+  exited.then(() => { done = true; });
+  while (!done) {
+    const files = existsSync(out) ? readdirSync(out) : [];
+    if (ready(files)) {
+      child.kill('SIGKILL');
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 2));
+  }
+  const code = await exited;
+  expect(code, 'precompute finished before the kill point').toBeNull(); // killed by a signal
+  return readdirSync(out);
+}
+
+describe('precompute: SIGKILL at any point, then resume', () => {
+  it('finishes with shards byte-identical to an uninterrupted run and no temporary files', async () => {
+    const out = join(dir, 'killed');
+    const progress = workerManifestFile(0, 1);
+    // 1. killed right after start: the worker manifest exists, no shard yet (or one, at most).
+    let left = await killWhen(out, (f) => f.includes(progress));
+    expect(left).not.toContain('manifest.json');
+    // 2. and 3. killed once 1, then 2 more shards exist beyond what is there.
+    for (const more of [1, 2]) {
+      const before = shardFiles(out).length;
+      left = await killWhen(out, (f) => f.filter((x) => /^shard-\d+\.parquet$/.test(x)).length >= before + more);
+      expect(left).not.toContain('manifest.json');
+    }
+    const listed = await readManifestFile(join(out, progress));
+    expect(listed.complete).toBe(false);
+    expect(listed.shards.length).toBeGreaterThanOrEqual(2);
+    // A crash mid-write leaves a partial .tmp; a listed shard damaged on disk must be redone.
+    writeFileSync(join(out, 'shard-00009.parquet.tmp'), 'partial');
+    const damaged = join(out, listed.shards[0].file);
+    const bytes = readFileSync(damaged);
+    bytes[100] ^= 0xff;
+    writeFileSync(damaged, bytes);
+
+    const child = spawnKd(cliArgs(out));
+    let stdout = '';
+    child.stdout!.on('data', (d) => { stdout += d; });
+    expect(await new Promise((res) => child.on('exit', res))).toBe(0);
+    const summary = JSON.parse(stdout);
+    expect(summary.reused_shards).toBe(listed.shards.length - 1); // all listed but the damaged one
+    expect(summary.shards).toBe(10);
+    expect(readdirSync(out).filter((f) => f.endsWith('.tmp'))).toEqual([]);
+    expect(readdirSync(out)).not.toContain(progress);
+    expect(fileHashes(out)).toEqual(reference);
+    const m = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    expect(m.shards.map((s: { sha256: string }) => s.sha256)).toEqual(Object.values(reference));
+    expect(m.totals).toEqual({ rows: 160, positions: 160 * 32, bytes: m.shards.reduce((a: number, s: { bytes: number }) => a + s.bytes, 0) });
+  });
+
+  it('re-running a complete dataset verifies it and changes nothing', async () => {
+    const out = join(dir, 'ref');
+    const before = readFileSync(join(out, 'manifest.json'), 'utf8');
+    const s = await precompute({ ...CFG, teacher, prep, out });
+    expect(s).toMatchObject({ reused_shards: 10, computed_windows: 0, shards: 10, windows: 160 });
+    expect(readFileSync(join(out, 'manifest.json'), 'utf8')).toBe(before);
+  });
+});
+
+describe('precompute: a dataset from other inputs refuses to resume', () => {
+  const expectRefusal = async (over: Record<string, unknown>, what: RegExp) => {
+    const out = join(dir, 'ref');
+    const err = await precompute({ ...CFG, teacher, prep, out, ...over }).then(() => null, (e: Error) => e);
+    expect(err?.message).toMatch(new RegExp(`^${out}/manifest\\.json: cannot resume: ${what.source}; use another --out, or --overwrite to discard it$`));
+  };
+
+  it('names the teacher hash', async () => {
+    const other = writeTeacher(join(dir, 'other.onnx'), teacherConfig(), 2);
+    await expectRefusal({ teacher: other }, /teacher sha256 differs \(manifest [0-9a-f]{12}…, current [0-9a-f]{12}…\)/);
+  });
+
+  it('names k, the temperatures and the window count', async () => {
+    await expectRefusal({ k: 4 }, /k differs \(manifest 8, current 4\)/);
+    await expectRefusal({ temperatures: [1, 2] }, /temperatures differs \(manifest \[1,1\.5,2,2\.5,3,3\.5,4\], current \[1,2\]\)/);
+    await expectRefusal({ max_windows: 100 }, /windows \(plan\.rows\) differs \(manifest 160, current 100\)/);
+  });
+
+  it('names the windows hash when the window file changed (and windows.json with it)', async () => {
+    const p2 = join(dir, 'prep2');
+    cpSync(prep, p2, { recursive: true });
+    const bin = readFileSync(join(p2, 'train.bin'));
+    bin[0] ^= 1;
+    writeFileSync(join(p2, 'train.bin'), bin);
+    const meta = JSON.parse(readFileSync(join(p2, 'windows.json'), 'utf8'));
+    meta.splits.train.sha256 = createHash('sha256').update(bin).digest('hex');
+    writeFileSync(join(p2, 'windows.json'), JSON.stringify(meta));
+    await expectRefusal({ prep: p2 }, /windows sha256 differs \(manifest [0-9a-f]{12}…, current [0-9a-f]{12}…\)/);
+  });
+
+  it('--overwrite discards the old dataset', async () => {
+    const out = join(dir, 'over');
+    await precompute({ ...CFG, teacher, prep, out, max_windows: 32 });
+    const s = await precompute({ ...CFG, teacher, prep, out, max_windows: 48, k: 4, overwrite: true });
+    expect(s).toMatchObject({ reused_shards: 0, shards: 3, windows: 48 });
+    expect(shardFiles(out).sort()).toEqual(['shard-00000.parquet', 'shard-00001.parquet', 'shard-00002.parquet']);
+  });
+});
