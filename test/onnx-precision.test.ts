@@ -6,9 +6,13 @@ import ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { NamedTensors } from '../lib/model/tensors.js';
 import {
-  dequantizeInt4, exportLlamaOnnx, ioNamesOf, openOnnxSession, pack4, quantizeInt4, runLogits, unpack4,
+  dequantizeInt4, exportLlamaOnnx, ioNamesOf, openOnnxSession, pack4, quantizeInt4, runLogits, unpack4, writeOnnx,
 } from '../lib/onnx/index.js';
 import { quantizeBlock } from '../lib/onnx/int4.js';
+import { cpuPlacement } from '../lib/onnx/placement.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { DT, encodeModel, floatTensor, uint8Tensor, valueInfo, attr } from '../lib/onnx/proto.js';
 import { LogitComparison } from '../lib/metrics/compare.js';
 import { mulberry32 } from '../lib/util/random.js';
@@ -140,4 +144,24 @@ describe('int4 and fp16 exports', () => {
       expect(r.maxDiff).toBeGreaterThan(1e-3); // really quantized
     });
   });
+
+  it('what the CPU provider runs: int4 MatMulNBits in fp32; fp16 wrapped in Casts on x86-64', async () => {
+    const cfg = tinyConfig(true), w = testWeights(cfg, 2), dir = mkdtempSync(join(tmpdir(), 'kd-placement-'));
+    const path = (d: 'fp32' | 'fp16' | 'int4') => {
+      writeOnnx(join(dir, `${d}.onnx`), exportLlamaOnnx(cfg, w, { dtype: d }));
+      return join(dir, `${d}.onnx`);
+    };
+    const fp32 = await cpuPlacement(path('fp32'));
+    expect(fp32.insertedCasts).toBe(0);
+    const int4 = await cpuPlacement(path('int4'));
+    expect(int4.floatInputs['com.microsoft.MatMulNBits']).toEqual(['f32,f32']);
+    expect(int4.weights.u8).toBe(2 * 7); // 7 linears per layer; embedding (tied head) stays f32
+    const fp16 = await cpuPlacement(path('fp16'));
+    if (process.arch === 'x64') { // no fp16 GEMM in MLAS on x86-64: ORT computes in fp32 between inserted Casts
+      expect(fp16.insertedCasts).toBeGreaterThan(0);
+      expect(fp16.floatInputs.MatMul).toEqual(['f32,f32']);
+      expect(fp16.floatInputs.Softmax).toEqual(['f32']);
+    }
+  });
 });
+

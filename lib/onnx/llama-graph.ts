@@ -10,6 +10,16 @@
  * - int4: float32 activations; every q/k/v/o/gate/up/down weight is block-quantized to 4 bits for
  *   `com.microsoft.MatMulNBits` (see `int4.ts`); the embedding, the norms and the LM head stay
  *   float32 (quantizing the head moves every logit, and the embedding is a Gather, not a MatMul).
+ *
+ * Where they run (ONNX Runtime 1.30; `scripts/onnx-placement.ts` prints it for any model):
+ * - CPU provider, x86-64 (measured here, AVX2 without AVX512-FP16): MLAS has no fp16 GEMM, so
+ *   ORT's InsertCastTransformer wraps the fp16 MatMuls, Adds, Muls and the rotary ops in Casts and
+ *   stores their weights as fp32; only Gather/Reshape/Transpose/Split move fp16 data. fp16 is then
+ *   fp32 arithmetic on fp16-rounded weights and activations, and slower than fp32 (the Casts).
+ *   int4 runs natively: MatMulNBits (fp32 A, 4-bit B) with no inserted Cast.
+ * - CUDA provider (not measured here, no GPU; per ORT's kernel registrations): fp16 kernels exist
+ *   for every op in these graphs (MatMul, Softmax, SimplifiedLayerNormalization, elementwise) and
+ *   MatMulNBits has float and float16 kernels, so fp16 and int4 run on the GPU as written.
  */
 import { headDim, LlamaConfig } from '../model/config.js';
 import { HostTensor, NamedTensors } from '../model/tensors.js';
