@@ -6,7 +6,7 @@ import ort from 'onnxruntime-node';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { NamedTensors } from '../lib/model/tensors.js';
 import {
-  dequantizeInt4, exportLlamaOnnx, ioNamesOf, openOnnxSession, pack4, quantizeInt4, runLogits, unpack4, writeOnnx,
+  dequantizeInt4, exportLlamaOnnx, ioNamesOf, openOnnxSession, pack4, quantizeInt4, runLogits, teacherDtypeOf, unpack4, writeOnnx,
 } from '../lib/onnx/index.js';
 import { quantizeBlock } from '../lib/onnx/int4.js';
 import { cpuPlacement } from '../lib/onnx/placement.js';
@@ -99,6 +99,8 @@ describe('int4 and fp16 exports', () => {
   it.each([true, false])('int4 (symmetric %s) = fp32 export of the dequantized weights; embedding and head stay fp32', async (sym) => {
     const cfg = tinyConfig(false), w = testWeights(cfg, 31), ids = randomIds(2 * 6, cfg.vocab_size, 32);
     const bytes = exportLlamaOnnx(cfg, w, { dtype: 'int4', symmetric: sym, blockSize: 16 });
+    expect(teacherDtypeOf(bytes)).toBe('int4');
+    expect(teacherDtypeOf(exportLlamaOnnx(cfg, w))).toBe('fp32');
     expect(ioNamesOf(bytes).inputs).toEqual(['input_ids', 'attention_mask', 'position_ids']);
     const got = await runLogits(await openOnnxSession(bytes, { device: 'cpu' }), ids, 2, 6);
     const want = await runLogits(await openOnnxSession(exportLlamaOnnx(cfg, dequantizedCopy(w, 16, sym)), { device: 'cpu' }), ids, 2, 6);

@@ -103,3 +103,22 @@ export function parameterCountOf(modelBytes: Uint8Array, source = 'model'): numb
   }
   return n;
 }
+
+/**
+ * The weight precision of a decoder, for manifests (DESIGN §3.2): 'int4' when a
+ * com.microsoft.MatMulNBits node has bits = 4 (or 'int<bits>' for other widths), else 'fp16' when
+ * most matrix weights (rank ≥ 2 initializers) are float16, else 'fp32'.
+ */
+export function teacherDtypeOf(modelBytes: Uint8Array, source = 'model'): string {
+  viewGraph(modelBytes, source); // validates the bytes
+  const g = graphBytes(modelBytes);
+  const nbits = nodes(g).find((n) => n.opType === 'MatMulNBits');
+  if (nbits) return `int${toNumber(nbits.attribute.find((a) => a.name === 'bits')?.i) || 4}`;
+  let half = 0, full = 0;
+  for (const t of initializerHeaders(g).values()) {
+    if (t.dims.length < 2) continue;
+    if (t.dataType === onnx.TensorProto.DataType.FLOAT16) half++;
+    else if (t.dataType === onnx.TensorProto.DataType.FLOAT) full++;
+  }
+  return half > full ? 'fp16' : 'fp32';
+}
