@@ -107,31 +107,35 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   const graph = addTopKOutputs(inp.teacherBytes, { k: cfg.k, temperatures: cfg.temperatures, source: cfg.teacher });
   const L = inp.windows.seqLen;
   const layout = { seqLen: L, k: cfg.k, numTemps: cfg.temperatures.length, idDtype: idDtypeFor(inp.tokenizer.vocabSize), valueDtype: 'float16' as const };
-  const { out, todo } = await DatasetOutput.open(cfg.out, identity(cfg, inp, layout), planShards(inp.rows, cfg.rows_per_shard), worker, cfg.overwrite);
+  const { out, todo } = await DatasetOutput.open(cfg.out, identity(cfg, inp, layout), planShards(inp.rows, cfg.rows_per_shard), { index: worker.index, count: worker.count }, cfg.overwrite);
   const reused = out.shardCount;
   const say = (line: string) => { if (!cfg.quiet) process.stderr.write(line + '\n'); };
   if (worker.count > 1) say(`precompute: worker ${worker.index} of ${worker.count} (from ${worker.source})`);
   if (reused > 0) say(`precompute: resuming: ${reused} shard(s) already written and verified, ${todo.length} to do`);
-  const session = await openOnnxSession(graph, { device: cfg.device, source: cfg.teacher });
   const todoWindows = todo.reduce((s, x) => s + x.rows, 0);
-  const progress = createProgress('precompute', todoWindows * L, 'tokens', cfg.quiet);
-  const sink = threadShardSink();
-  const computeStart = performance.now();
-  try {
-    await computeShards(session, inp.windows, todo, out, {
-      batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, layout, sink, onWindows: (n) => progress.update(n * L),
-    });
-  } finally {
-    progress.stop();
-    await sink.close();
-    await session.session.release();
+  let computeSeconds = 0;
+  if (todo.length > 0) {
+    const session = await openOnnxSession(graph, { device: cfg.device, source: cfg.teacher });
+    out.setTeacherRun(session.executionProvider, session.inputNames);
+    const progress = createProgress('precompute', todoWindows * L, 'tokens', cfg.quiet);
+    const sink = threadShardSink();
+    const computeStart = performance.now();
+    try {
+      await computeShards(session, inp.windows, todo, out, {
+        batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, layout, sink, onWindows: (n) => progress.update(n * L),
+      });
+    } finally {
+      progress.stop();
+      await sink.close();
+      await session.session.release();
+    }
+    computeSeconds = (performance.now() - computeStart) / 1000;
   }
-  const computeSeconds = (performance.now() - computeStart) / 1000;
-  const m = await out.finish({ teacher: { ...identity(cfg, inp, layout).teacher, execution_provider: session.executionProvider, input_names: session.inputNames } });
+  const m = await out.finish();
   const summary: PrecomputeSummary = {
     out: cfg.out, worker: { index: worker.index, count: worker.count }, windows: m.totals.rows, positions: m.totals.positions,
     shards: m.shards.length, reused_shards: reused, computed_windows: todoWindows, bytes: m.totals.bytes,
-    bytes_per_position: m.totals.positions > 0 ? m.totals.bytes / m.totals.positions : 0, execution_provider: session.executionProvider,
+    bytes_per_position: m.totals.positions > 0 ? m.totals.bytes / m.totals.positions : 0, execution_provider: m.teacher.execution_provider,
     seconds: (performance.now() - started) / 1000, tokens_per_s: todoWindows > 0 ? (todoWindows * L) / computeSeconds : 0, complete: worker.count === 1,
   };
   if (!cfg.quiet) process.stderr.write(formatSummary(summary));

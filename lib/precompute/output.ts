@@ -51,7 +51,11 @@ export class DatasetOutput {
     const mine = workerShards(plan, worker);
     for (const s of mine) rmSync(join(dir, s.file + TMP_SUFFIX), { force: true });
     rmSync(join(dir, out.file + TMP_SUFFIX), { force: true });
-    const reused = await reusableShards(dir, template, mine);
+    const { reused, listed } = await reusableShards(dir, template, mine);
+    if (listed.length > 0) { // what ran before, until this run's teacher session says otherwise
+      const { execution_provider, input_names } = listed[0].manifest.teacher;
+      Object.assign(template.teacher, { execution_provider, input_names });
+    }
     for (const [index, entry] of reused) out.entries.set(index, entry);
     const todo = mine.filter((s) => !reused.has(s.index));
     if (todo.length > 0) {
@@ -87,13 +91,17 @@ export class DatasetOutput {
     return writeManifest(this.dir, this.manifest(complete), this.file);
   }
 
+  /** Records what the teacher session of this run was (known only once it is open). */
+  setTeacherRun(executionProvider: string, inputNames: string[]): void {
+    Object.assign(this.template.teacher, { execution_provider: executionProvider, input_names: inputNames });
+  }
+
   /**
    * Marks this worker done. A single worker writes `manifest.json` (unless an identical one is
    * already there) and removes its worker manifest; one of N writes its worker manifest with
-   * `complete: true`. `update` sets fields known only after the teacher ran (provider, IO names).
+   * `complete: true`.
    */
-  async finish(update: Partial<LogitManifest> = {}): Promise<LogitManifest> {
-    Object.assign(this.template, update);
+  async finish(): Promise<LogitManifest> {
     const m = this.manifest(true);
     if (this.worker.count > 1) {
       await writeManifest(this.dir, m, this.file);

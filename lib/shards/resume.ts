@@ -74,11 +74,11 @@ export interface PlannedShard {
 
 /**
  * Of the `planned` shards, those that a manifest in `dir` lists with matching rows and first
- * sample id and whose file verifies (size and sha256); by shard index.
+ * sample id and whose file verifies (size and sha256), by shard index; and the manifests read.
  * @throws Error `"<manifest path>: cannot resume: <field> differs (manifest …, current …)"`
  *   when a manifest in `dir` belongs to other inputs (compared with {@link identityDiff}).
  */
-export async function reusableShards(dir: string, current: LogitManifest, planned: PlannedShard[]): Promise<Map<number, ShardEntry>> {
+export async function reusableShards(dir: string, current: LogitManifest, planned: PlannedShard[]): Promise<{ reused: Map<number, ShardEntry>; listed: ListedManifest[] }> {
   const listed = await listedManifests(dir);
   const byFile = new Map<string, ShardEntry>();
   for (const { path, manifest } of listed) {
@@ -92,5 +92,5 @@ export async function reusableShards(dir: string, current: LogitManifest, planne
     if (!e || e.rows !== p.rows || e.first_sample_id !== p.first_sample_id) continue;
     if ((await verifyShard(dir, e)) === null) out.set(p.index, e);
   }
-  return out;
+  return { reused: out, listed };
 }
