@@ -60,6 +60,7 @@ export async function compareOnnx(pathA: string, pathB: string, o: OnnxCompareOp
   const ha = await open(pathA), hb = await open(pathB);
   let cmp: LogitComparison | undefined;
   const t0 = performance.now();
+  o.onProgress?.(0, n);
   for (let b0 = 0; b0 < n; b0 += o.batchSize) {
     const B = Math.min(o.batchSize, n - b0);
     const ids = new BigInt64Array(B * L), targets = new Int32Array(B * L);

@@ -4,6 +4,8 @@
  * runners for the top-k and scoring graphs made by `topk-graph.ts`.
  */
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { decodeHalf } from '../logits/fp16.js';
 import { SCORING_OUTPUT, TOPK_OUTPUTS } from './topk-graph.js';
@@ -54,10 +56,31 @@ let cudaFailure: string | undefined;
 /** Errors that come from the CUDA provider itself, not from the model. */
 const isProviderError = (msg: string): boolean => /cuda|execution provider|shared librar/i.test(msg);
 
+/**
+ * Why onnxruntime-node cannot have a CUDA provider here, found without trying (trying makes ORT log
+ * a multi-line native error): no CUDA builds on this platform, or the provider library is not in
+ * the binding's directory (npm installs it only with ONNXRUNTIME_NODE_INSTALL=cuda12). Undefined
+ * when it may work or the package layout is not the one we know.
+ */
+function cudaProviderMissing(): string | undefined {
+  if (process.platform !== 'linux' && process.platform !== 'win32') return `onnxruntime-node has no CUDA provider on ${process.platform}`;
+  let dir: string;
+  try {
+    dir = join(dirname(createRequire(import.meta.url).resolve('onnxruntime-node')), '..', 'bin', 'napi-v6', process.platform, process.arch);
+  } catch {
+    return undefined;
+  }
+  if (!existsSync(join(dir, 'onnxruntime_binding.node'))) return undefined;
+  const lib = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
+  return existsSync(join(dir, lib)) ? undefined : `${lib} is not installed in ${dir}; run 'npx onnxruntime-node install cuda12'`;
+}
+
 /** CUDA (with CPU for unsupported nodes) when asked or, for 'auto', when it loads; else undefined. */
 async function tryCuda(model: string | Uint8Array, device: Device, source: string, threads?: number) {
   if (device === 'cpu' || (device === 'auto' && cudaFailure !== undefined)) return undefined;
   try {
+    const missing = cudaProviderMissing();
+    if (missing) throw new Error(`CUDA ${missing}`);
     return await create(model, ['cuda', 'cpu'], threads);
   } catch (e) {
     const msg = firstLine(e);
