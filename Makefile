@@ -3,7 +3,7 @@
 KD := npx tsx pipelines/kd.ts
 export ONNXRUNTIME_NODE_INSTALL ?= skip
 
-.PHONY: install prep teacher teacher-onnx precompute train baseline eval demo test bench clean
+.PHONY: install prep teacher teacher-onnx precompute train baseline sweep eval demo test bench clean
 
 node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -32,6 +32,11 @@ train: node_modules
 
 baseline: node_modules
 	$(KD) train --config pipelines/configs/student.json --alpha 0 --out runs/baseline
+
+# Students over a grid of α, τ, loss and schedule from the same cached logits (runs/logits, after
+# `make precompute`), 2 processes at a time; ranked table and plot in runs/sweep.
+sweep: node_modules
+	$(KD) sweep --config pipelines/configs/sweep.json
 
 eval: node_modules
 	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --out runs/eval

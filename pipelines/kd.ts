@@ -8,6 +8,7 @@ import * as prep from '../stages/prep.js';
 import * as teacher from '../stages/teacher.js';
 import * as precompute from '../stages/precompute.js';
 import * as train from '../stages/train.js';
+import * as sweep from '../stages/sweep.js';
 import * as evaluate from '../stages/eval.js';
 import * as inspect from '../stages/inspect.js';
 
@@ -20,6 +21,7 @@ try {
     .command(precompute.command)
     .command(precompute.mergeCommand)
     .command(train.command)
+    .command(sweep.command)
     .command(evaluate.command)
     .command(inspect.command)
     .demandCommand(1, 'name a stage: prep, teacher, precompute, train or eval')

@@ -9,17 +9,13 @@ import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { trainOptions } from '../lib/cli/train-options.js';
 import { openLogitDataset } from '../lib/shards/index.js';
 import { loadTokenizer } from '../lib/tokenizer/tokenizer.js';
-import { resolveTrainConfig, TRAIN_DEFAULTS, TRAIN_KEYS } from '../lib/train/config.js';
+import { resolveTrainConfig, STUDENT_DEFAULTS, TRAIN_KEYS } from '../lib/train/config.js';
 import { validationData } from '../lib/train/data.js';
 import { makeLossFn } from '../lib/train/loss.js';
 import { shardData } from '../lib/train/shard-data.js';
 import { train, TrainControl, TrainSummary } from '../lib/train/trainer.js';
 
-/** Default student: ~1M parameters with the tokenizer's vocabulary and tied embeddings. */
-export const STUDENT_DEFAULTS = {
-  ...TRAIN_DEFAULTS, data: 'runs/logits', out: 'runs/student',
-  model: { hidden_size: 128, intermediate_size: 352, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 },
-};
+export { STUDENT_DEFAULTS };
 
 /**
  * Trains a student from `cfg.data`; see the module comment.

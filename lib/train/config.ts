@@ -82,6 +82,12 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   eval_every: 0, eval_windows: 64, early_stopping_patience: 0, save_every: 0, dropout: 0, backend: 'auto', resume: false, quiet: false,
 };
 
+/** Default student (`kd train`, `kd sweep`): ~1M parameters with the tokenizer's vocabulary and tied embeddings. */
+export const STUDENT_DEFAULTS: TrainConfig = {
+  ...TRAIN_DEFAULTS, data: 'runs/logits', out: 'runs/student',
+  model: { hidden_size: 128, intermediate_size: 352, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2 },
+};
+
 const CHECKS: Record<keyof TrainConfig, FieldCheck> = {
   data: optional(isString), prep: isString, out: isString,
   model: (v) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? undefined : 'must be an object of LlamaConfig fields'),
