@@ -3,7 +3,7 @@
 KD := npx tsx pipelines/kd.ts
 export ONNXRUNTIME_NODE_INSTALL ?= skip
 
-.PHONY: install prep teacher teacher-onnx precompute train baseline sweep eval demo test bench clean
+.PHONY: install prep teacher teacher-onnx teacher-precision precompute train baseline sweep eval demo test bench clean
 
 node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -23,6 +23,14 @@ runs/teacher/model.onnx: data/teacher/model.safetensors data/teacher/config.json
 	$(KD) teacher export --checkpoint data/teacher --out runs/teacher/model.onnx
 
 teacher-onnx: runs/teacher/model.onnx
+
+# The default teacher at fp16 and int4 (MatMulNBits, block 32), each compared with fp32 on the
+# validation windows (README "Teacher precision").
+teacher-precision: runs/teacher/model.onnx
+	$(KD) teacher export --checkpoint data/teacher --out runs/teacher/fp16/model.onnx --dtype fp16
+	$(KD) teacher export --checkpoint data/teacher --out runs/teacher/int4/model.onnx --dtype int4
+	$(KD) teacher compare runs/teacher/model.onnx runs/teacher/fp16/model.onnx --prep runs/prep --device cpu
+	$(KD) teacher compare runs/teacher/model.onnx runs/teacher/int4/model.onnx --prep runs/prep --device cpu
 
 precompute: runs/teacher/model.onnx
 	$(KD) precompute --config pipelines/configs/precompute.json

@@ -28,6 +28,8 @@ export interface ComparedModel {
   /** Element type of its logits output. */
   logits_type: string;
   ppl: number;
+  /** Positions per second of its forward passes (full logits to JS included; same batch shape for A and B). */
+  tokens_per_s: number;
 }
 
 export interface OnnxCompareResult extends ComparisonResult {
@@ -58,7 +60,7 @@ export async function compareOnnx(pathA: string, pathB: string, o: OnnxCompareOp
   if (n === 0) throw new Error(`${o.prep}: the validation split has no windows`);
   const open = (p: string) => openOnnxSession(p, { device: o.device, threads: o.threads });
   const ha = await open(pathA), hb = await open(pathB);
-  let cmp: LogitComparison | undefined;
+  let cmp: LogitComparison | undefined, secA = 0, secB = 0;
   const t0 = performance.now();
   o.onProgress?.(0, n);
   for (let b0 = 0; b0 < n; b0 += o.batchSize) {
@@ -68,7 +70,10 @@ export async function compareOnnx(pathA: string, pathB: string, o: OnnxCompareOp
       ids[b * L + t] = BigInt(windows.ids[(b0 + b) * (L + 1) + t]);
       targets[b * L + t] = windows.ids[(b0 + b) * (L + 1) + t + 1];
     }
-    const ra = await runLogits(ha, ids, B, L), rb = await runLogits(hb, ids, B, L);
+    const ta = performance.now(), ra = await runLogits(ha, ids, B, L);
+    const tb = performance.now(), rb = await runLogits(hb, ids, B, L);
+    secA += (tb - ta) / 1000;
+    secB += (performance.now() - tb) / 1000;
     const va = ra.dims[2], vb = rb.dims[2];
     if (va !== vb) throw new Error(`${pathA} has ${va} logits per position but ${pathB} has ${vb}: not the same vocabulary`);
     if (windows.meta.vocab_size > va) throw new Error(`${pathA}: ${va} logits per position, fewer than the tokenizer's ${windows.meta.vocab_size} ids`);
@@ -77,9 +82,10 @@ export async function compareOnnx(pathA: string, pathB: string, o: OnnxCompareOp
     o.onProgress?.(b0 + B, n);
   }
   const r = cmp!.result();
-  const side = (h: OnnxSession, path: string, ppl: number): ComparedModel => ({ path, execution_provider: h.executionProvider, logits_type: logitsType(h), ppl });
+  const side = (h: OnnxSession, path: string, ppl: number, sec: number): ComparedModel =>
+    ({ path, execution_provider: h.executionProvider, logits_type: logitsType(h), ppl, tokens_per_s: (n * L) / sec });
   return {
-    ...r, a: side(ha, pathA, r.ppl_a), b: side(hb, pathB, r.ppl_b),
+    ...r, a: side(ha, pathA, r.ppl_a, secA), b: side(hb, pathB, r.ppl_b, secB),
     windows: n, seq_len: L, vocab_size: cmp!.width, seconds: (performance.now() - t0) / 1000,
   };
 }
@@ -88,8 +94,7 @@ export async function compareOnnx(pathA: string, pathB: string, o: OnnxCompareOp
 export function formatComparison(r: OnnxCompareResult): string {
   return [
     `teacher compare: ${r.windows} validation windows × ${r.seq_len} = ${r.positions.toLocaleString('en-US')} positions, vocab ${r.vocab_size}, ${r.seconds.toFixed(1)} s`,
-    `  A ${r.a.path} (${r.a.logits_type} logits, ${r.a.execution_provider}): ppl ${r.a.ppl.toFixed(3)}`,
-    `  B ${r.b.path} (${r.b.logits_type} logits, ${r.b.execution_provider}): ppl ${r.b.ppl.toFixed(3)}`,
+    ...(['a', 'b'] as const).map((k) => `  ${k.toUpperCase()} ${r[k].path} (${r[k].logits_type} logits, ${r[k].execution_provider}): ppl ${r[k].ppl.toFixed(3)}, ${r[k].tokens_per_s.toFixed(0)} tokens/s`),
     `  top-1 agreement ${(100 * r.top1_agreement).toFixed(2)}%, KL(A‖B) mean ${r.mean_kl.toExponential(3)} nats, max ${r.max_kl.toExponential(3)} nats`,
     '',
   ].join('\n');
