@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import {
-  addTopKOutputs, exportLlamaOnnx, externalDataFiles, ioNamesOf, ONNX_IOS, openOnnxSession, OnnxIo, readOnnx,
+  addTopKOutputs, exportLlamaOnnx, externalDataFiles, ioNamesOf, ONNX_IOS, openDerivedSession, openOnnxSession, OnnxIo, readOnnx,
   runLogits, runTopK, TopKResult, writeDerivedOnnx, writeLlamaOnnx,
 } from '../lib/onnx/index.js';
 import { maxAbsDiff, randomIds, testWeights, tinyConfig } from './fixtures/llama.js';
@@ -56,6 +56,10 @@ describe('kd teacher export IO variants', () => {
     const out = join(dir, `out-${io}`, 'topk.onnx');
     writeDerivedOnnx(path, derived, out);
     expectSameSignal(await runTopK(await openOnnxSession(out, { device: 'cpu' }), ids, B, L), await reference);
+    const h = await openDerivedSession(path, derived, { device: 'cpu' }); // what precompute/eval do
+    expect(h.source).toBe(path);
+    expectSameSignal(await runTopK(h, ids, B, L), await reference);
+    expect(readdirSync(src).sort()).toEqual(['model.onnx', 'model.onnx.data']); // the temporary model is gone
   });
 
   it('genai derives HF positions from a left-padded mask like buildFeeds does for Optimum', async () => {

@@ -1,12 +1,8 @@
 import { execFile } from 'node:child_process';
-import { rmSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { readStream, readWindows } from '../data/windows.js';
-import {
-  addScoringOutputs, Device, externalDataFiles, openOnnxSession, OnnxSession, readOnnx, runScoring, writeDerivedOnnx,
-} from '../onnx/index.js';
+import { addScoringOutputs, Device, openDerivedSession, OnnxSession, readOnnx, runScoring } from '../onnx/index.js';
 import { PerplexityAccumulator } from './perplexity.js';
 import { slidingWindows } from './sliding-window.js';
 
@@ -71,22 +67,9 @@ export async function evaluateOnnx(modelPath: string, o: OnnxEvalOptions): Promi
   };
 }
 
-/**
- * The model with a `token_logprobs` output. A model with external data is written next to the
- * original (so ORT finds its data) and opened by path; onnxruntime-node cannot load external
- * data for a model given as bytes.
- */
-async function openScoringSession(modelPath: string, o: OnnxEvalOptions): Promise<OnnxSession> {
-  const bytes = readOnnx(modelPath), scoring = addScoringOutputs(bytes, modelPath);
-  const opts = { device: o.device ?? 'auto', source: modelPath, threads: o.threads };
-  if (externalDataFiles(bytes, modelPath).length === 0) return openOnnxSession(scoring, opts);
-  const tmp = join(dirname(modelPath), `.kd-scoring-${process.pid}-${basename(modelPath)}`);
-  writeDerivedOnnx(modelPath, scoring, tmp);
-  try {
-    return { ...(await openOnnxSession(tmp, opts)), source: modelPath };
-  } finally {
-    rmSync(tmp, { force: true });
-  }
+/** The model with a `token_logprobs` output (external data kept working, see openDerivedSession). */
+function openScoringSession(modelPath: string, o: OnnxEvalOptions): Promise<OnnxSession> {
+  return openDerivedSession(modelPath, addScoringOutputs(readOnnx(modelPath), modelPath), { device: o.device ?? 'auto', threads: o.threads });
 }
 
 /** The packed validation windows in batches: inputs row[0:L], labels row[1:L+1]. */

@@ -4,10 +4,12 @@
  * that leave the model's directory, and onnxruntime-node cannot take external data for a
  * model opened from bytes.
  */
-import { constants, copyFileSync, existsSync, linkSync, mkdirSync, renameSync } from 'node:fs';
-import { dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
+import { constants, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { externalDataFiles } from './inspect.js';
 import { writeOnnx } from './proto.js';
+import { openOnnxSession, OnnxSession, OpenSessionOptions } from './session.js';
 
 /** Hard link (free, same file system) or else a copy (reflink where the file system can). */
 function linkOrCopy(original: string, target: string): void {
@@ -39,4 +41,32 @@ export function writeDerivedOnnx(srcPath: string, bytes: Uint8Array, destPath: s
     if (srcDir !== destDir && !existsSync(target)) linkOrCopy(original, target);
   }
   writeOnnx(destPath, bytes);
+}
+
+/**
+ * Opens `derived` — a graph-surgery result of the model at `srcPath` — as a session, also when the
+ * original keeps its weights in external data: onnxruntime-node cannot resolve external data for
+ * a model given as bytes, so the derived model is then written beside the original (or, if that
+ * directory is not writable, into a temporary directory with the data hard-linked or copied),
+ * opened by path and deleted again. The session's `source` is `srcPath`.
+ * @throws Error as {@link openOnnxSession} and {@link writeDerivedOnnx}, naming `srcPath`.
+ */
+export async function openDerivedSession(srcPath: string, derived: Uint8Array, opts: OpenSessionOptions = {}): Promise<OnnxSession> {
+  if (externalDataFiles(derived, srcPath).length === 0) return openOnnxSession(derived, { ...opts, source: srcPath });
+  const name = `.kd-derived-${process.pid}-${basename(srcPath)}`;
+  let dir: string | undefined, path = join(dirname(resolve(srcPath)), name);
+  try {
+    writeDerivedOnnx(srcPath, derived, path);
+  } catch (e) {
+    if (!/EACCES|EROFS|EPERM/.test(String((e as NodeJS.ErrnoException).code))) throw e;
+    dir = mkdtempSync(join(tmpdir(), 'kd-derived-'));
+    path = join(dir, name);
+    writeDerivedOnnx(srcPath, derived, path);
+  }
+  try {
+    return { ...(await openOnnxSession(path, opts)), source: srcPath };
+  } finally {
+    rmSync(path, { force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
 }

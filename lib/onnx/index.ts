@@ -10,6 +10,6 @@ export {
   type Device, type ExecutionProvider, type Feeds, type IntArray, type OnnxSession, type OpenSessionOptions, type TopKResult,
 } from './session.js';
 export { externalDataFiles, ioNamesOf, parameterCountOf, teacherDtypeOf, vocabSizeOf } from './inspect.js';
-export { writeDerivedOnnx } from './files.js';
+export { openDerivedSession, writeDerivedOnnx } from './files.js';
 export { decodeModel, encodeModel, readOnnx, writeOnnx } from './proto.js';
 export { onnxMatMulGflops } from './matmul-ceiling.js';
