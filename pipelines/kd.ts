@@ -24,7 +24,7 @@ try {
     .command(sweep.command)
     .command(evaluate.command)
     .command(inspect.command)
-    .demandCommand(1, 'name a stage: prep, teacher, precompute, train or eval')
+    .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval or inspect')
     .strictOptions()
     .fail((msg, err) => { throw err ?? new Error(msg); })
     .help()

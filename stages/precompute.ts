@@ -115,21 +115,25 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   const todoWindows = todo.reduce((s, x) => s + x.rows, 0);
   let computeSeconds = 0;
   if (todo.length > 0) {
-    const session = await openOnnxSession(graph, { device: cfg.device, source: cfg.teacher });
-    out.setTeacherRun(session.executionProvider, session.inputNames);
-    const progress = createProgress('precompute', todoWindows * L, 'tokens', cfg.quiet);
-    const sink = threadShardSink();
-    const computeStart = performance.now();
+    const sink = threadShardSink(); // starts loading while the session is created
     try {
-      await computeShards(session, inp.windows, todo, out, {
-        batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, layout, sink, onWindows: (n) => progress.update(n * L),
-      });
+      const session = await openOnnxSession(graph, { device: cfg.device, source: cfg.teacher });
+      out.setTeacherRun(session.executionProvider, session.inputNames);
+      const progress = createProgress('precompute', todoWindows * L, 'tokens', cfg.quiet);
+      await sink.ready();
+      const computeStart = performance.now();
+      try {
+        await computeShards(session, inp.windows, todo, out, {
+          batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, layout, sink, onWindows: (n) => progress.update(n * L),
+        });
+      } finally {
+        progress.stop();
+        await session.session.release();
+      }
+      computeSeconds = (performance.now() - computeStart) / 1000;
     } finally {
-      progress.stop();
       await sink.close();
-      await session.session.release();
     }
-    computeSeconds = (performance.now() - computeStart) / 1000;
   }
   const m = await out.finish();
   const summary: PrecomputeSummary = {

@@ -10,6 +10,8 @@ import { writeShard, type ShardWriteResult, type WriteShardMeta } from './writer
 /** Writes shards; `write` resolves when the file is complete under its final name. */
 export interface ShardSink {
   write(path: string, rows: LogitRow[], meta: WriteShardMeta): Promise<ShardWriteResult>;
+  /** Resolves once the sink can start writing (the writer thread has loaded). */
+  ready(): Promise<void>;
   /** Waits for nothing: call after every `write` has settled. Stops the thread, if any. */
   close(): Promise<void>;
 }
@@ -22,7 +24,7 @@ export interface ShardJob {
   meta: WriteShardMeta;
 }
 
-/** The writer thread's answer. */
+/** The writer thread's answer; id −1 announces that the thread has loaded. */
 export interface ShardJobResult {
   id: number;
   result?: ShardWriteResult;
@@ -31,7 +33,7 @@ export interface ShardJobResult {
 
 /** A sink that calls {@link writeShard} in this thread. */
 export function inlineShardSink(): ShardSink {
-  return { write: writeShard, close: async () => {} };
+  return { write: writeShard, ready: async () => {}, close: async () => {} };
 }
 
 /**
@@ -40,19 +42,29 @@ export function inlineShardSink(): ShardSink {
  */
 export function threadShardSink(): ShardSink {
   const worker = new Worker(new URL('./write-worker.mjs', import.meta.url));
-  worker.unref();
   const waiting = new Map<number, { resolve: (r: ShardWriteResult) => void; reject: (e: Error) => void }>();
-  let next = 0;
+  let next = 0, isLoaded = false;
+  let loaded!: () => void, failed!: (e: Error) => void;
+  const ready = new Promise<void>((resolve, reject) => { loaded = resolve; failed = reject; });
+  ready.catch(() => {}); // reported through ready() or the writes
+  /** Keeps the process alive only while the thread loads or has work. */
+  const refIfBusy = () => (!isLoaded || waiting.size > 0 ? worker.ref() : worker.unref());
   const failAll = (e: Error) => {
+    failed(e);
     for (const w of waiting.values()) w.reject(e);
     waiting.clear();
   };
   worker.on('message', (m: ShardJobResult) => {
-    const w = waiting.get(m.id);
-    waiting.delete(m.id);
-    if (waiting.size === 0) worker.unref(); // idle: don't keep the process alive
-    if (m.error !== undefined) w?.reject(new Error(m.error));
-    else w?.resolve(m.result!);
+    if (m.id === -1) {
+      isLoaded = true;
+      loaded();
+    } else {
+      const w = waiting.get(m.id);
+      waiting.delete(m.id);
+      if (m.error !== undefined) w?.reject(new Error(m.error));
+      else w?.resolve(m.result!);
+    }
+    refIfBusy();
   });
   worker.on('error', (e) => failAll(new Error(`shard writer thread failed: ${e.message}`)));
   worker.on('exit', (code) => failAll(new Error(`shard writer thread exited (code ${code})`)));
@@ -62,10 +74,11 @@ export function threadShardSink(): ShardSink {
       const transfer = rows.flatMap((r) => [r.input_ids, r.target_ids, r.topk_ids, r.topk_logits, r.log_z].map((a) => a.buffer));
       return new Promise((resolve, reject) => {
         waiting.set(id, { resolve, reject });
-        worker.ref();
+        refIfBusy();
         worker.postMessage({ id, path, rows, meta } satisfies ShardJob, [...new Set(transfer)] as ArrayBuffer[]);
       });
     },
+    ready: () => ready,
     async close() {
       worker.removeAllListeners('exit');
       await worker.terminate();

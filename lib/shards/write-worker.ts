@@ -3,6 +3,7 @@ import { parentPort } from 'node:worker_threads';
 import { writeShard } from './writer.js';
 import type { ShardJob, ShardJobResult } from './sink.js';
 
+parentPort!.postMessage({ id: -1 } satisfies ShardJobResult); // loaded
 parentPort!.on('message', (job: ShardJob) => {
   writeShard(job.path, job.rows, job.meta).then(
     (result) => parentPort!.postMessage({ id: job.id, result } satisfies ShardJobResult),
