@@ -10,8 +10,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { resolveWorker } from '../lib/cli/workers.js';
-import { addTopKOutputs } from '../lib/onnx/index.js';
-import { openOnnxSession } from '../lib/onnx/session.js';
+import { addTopKOutputs, openDerivedSession, teacherDtypeOf } from '../lib/onnx/index.js';
 import { loadPrecomputeInputs, type PrecomputeInputs } from '../lib/precompute/inputs.js';
 import { DatasetOutput } from '../lib/precompute/output.js';
 import { computeShards } from '../lib/precompute/run-shards.js';
@@ -88,7 +87,7 @@ export interface PrecomputeSummary {
 function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: ShardLayout): LogitManifest {
   return {
     format: 'kd-logits', version: 1,
-    teacher: { path: cfg.teacher, sha256: inp.teacherSha256, dtype: 'fp32', execution_provider: 'pending', input_names: [], output_names: ['logits'] },
+    teacher: { path: cfg.teacher, sha256: inp.teacherSha256, dtype: teacherDtypeOf(inp.teacherBytes, cfg.teacher), execution_provider: 'pending', input_names: [], output_names: ['logits'] },
     tokenizer: { sha256: inp.tokenizer.sha256, vocab_size: inp.teacherVocab, real_vocab_size: inp.tokenizer.vocabSize },
     windows: { source: join(cfg.prep, 'windows.json'), sha256: inp.windows.meta.splits.train.sha256 },
     seq_len: inp.windows.seqLen, k: cfg.k, mode: 'topk', temperatures: cfg.temperatures,
@@ -117,7 +116,7 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   if (todo.length > 0) {
     const sink = threadShardSink(); // starts loading while the session is created
     try {
-      const session = await openOnnxSession(graph, { device: cfg.device, source: cfg.teacher });
+      const session = await openDerivedSession(cfg.teacher, graph, { device: cfg.device }); // finds external weight files
       out.setTeacherRun(session.executionProvider, session.inputNames);
       const progress = createProgress('precompute', todoWindows * L, 'tokens', cfg.quiet);
       await sink.ready();

@@ -1,8 +1,9 @@
-import { cpSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { decodeModel, readOnnx, writeOnnxExternal } from '../lib/onnx/index.js';
 import { readManifestFile, workerManifestFile } from '../lib/shards/index.js';
 import { run as precompute } from '../stages/precompute.js';
 import { fileHashes, makePrep, spawnKd, teacherConfig, writeTeacher } from './precompute-fixture.js';
@@ -126,5 +127,21 @@ describe('precompute: a dataset from other inputs refuses to resume', () => {
     const s = await precompute({ ...CFG, teacher, prep, out, max_windows: 48, k: 4, overwrite: true });
     expect(s).toMatchObject({ reused_shards: 0, shards: 3, windows: 48 });
     expect(shardFiles(out).sort()).toEqual(['shard-00000.parquet', 'shard-00001.parquet', 'shard-00002.parquet']);
+  });
+});
+
+describe('precompute: a teacher with external weight data', () => {
+  it('gives the same shards as the inline teacher, and its hash covers the data file', async () => {
+    const ext = join(dir, 'ext', 'model.onnx');
+    mkdirSync(join(dir, 'ext'));
+    writeOnnxExternal(ext, decodeModel(readOnnx(teacher)));
+    const out = join(dir, 'ext-out');
+    await precompute({ ...CFG, teacher: ext, prep, out, max_windows: 32 });
+    expect(fileHashes(out)).toEqual({ 'shard-00000.parquet': reference['shard-00000.parquet'], 'shard-00001.parquet': reference['shard-00001.parquet'] });
+    expect(readdirSync(join(dir, 'ext')).sort()).toEqual(['model.onnx', 'model.onnx.data']); // derived graph cleaned up
+    const data = readFileSync(`${ext}.data`);
+    data[data.length - 1] ^= 1; // same model file, other weights
+    writeFileSync(`${ext}.data`, data);
+    await expect(precompute({ ...CFG, teacher: ext, prep, out, max_windows: 32 })).rejects.toThrow(/cannot resume: teacher sha256 differs/);
   });
 });
