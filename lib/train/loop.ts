@@ -90,6 +90,7 @@ export async function trainLoop(o: LoopOptions): Promise<void> {
       grad_norm: clipped.norm, tokens, tokens_per_s: (micro.length * micro[0].B * micro[0].L) / seconds,
     });
     if (verdict === 'stop') return;
+    await new Promise((resolve) => setImmediate(resolve)); // let signals and timers in between steps
   }
 }
 
