@@ -84,6 +84,15 @@ describe('two workers, then kd merge', () => {
     expect(fileHashes(d0, /^manifest/)).toHaveProperty([workerManifestFile(0, 3)]); // inputs stay as they were
   });
 
+  it('a single worker can finish what a split run left: keeps its shards, writes the rest and manifest.json', async () => {
+    const d = join(dir, 'mixed');
+    await precompute({ ...CFG, teacher, prep, out: d, shard_index: 1, num_shards: 2 });
+    const s = await precompute({ ...CFG, teacher, prep, out: d });
+    expect(s).toMatchObject({ reused_shards: 3, computed_windows: 48, shards: 6, complete: true });
+    expect(fileHashes(d)).toEqual(reference);
+    expect(fileHashes(d, /^manifest/)).toEqual({ 'manifest.json': expect.any(String) });
+  });
+
   it('refuses missing, duplicate, unfinished or incompatible worker manifests in one line', async () => {
     const [a, b, c] = [join(dir, 'ma'), join(dir, 'mb'), join(dir, 'mc')];
     await precompute({ ...CFG, teacher, prep, out: a, shard_index: 0, num_shards: 2 });

@@ -98,8 +98,8 @@ export class DatasetOutput {
 
   /**
    * Marks this worker done. A single worker writes `manifest.json` (unless an identical one is
-   * already there) and removes its worker manifest; one of N writes its worker manifest with
-   * `complete: true`.
+   * already there) and removes the worker manifests in the directory, which it subsumes; one of N
+   * writes its worker manifest with `complete: true`.
    */
   async finish(): Promise<LogitManifest> {
     const m = this.manifest(true);
@@ -111,7 +111,8 @@ export class DatasetOutput {
     const same = existing && JSON.stringify(existing.shards) === JSON.stringify(m.shards);
     const { worker: _, ...final } = m;
     if (!same) await writeManifest(this.dir, final);
-    rmSync(join(this.dir, this.file), { force: true });
+    // Worker manifests (this run's, or an earlier split run's) are subsumed by manifest.json now.
+    for (const f of readdirSync(this.dir).filter((x) => WORKER_MANIFEST_RE.test(x))) rmSync(join(this.dir, f), { force: true });
     return same ? existing : final;
   }
 }
