@@ -1,7 +1,7 @@
 // The trainer end to end on in-memory data: exact resume (abort and hard kill), early stopping
 // with out/best, dropout, and a constant live-tensor count over 100 steps.
 import * as tf from '@tensorflow/tfjs-core';
-import { cpSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -68,6 +68,13 @@ describe('exact resume', () => {
     const m = metrics(copy);
     expect(steps(m, 0).map((r) => r.loss)).toEqual(steps(full, 0).map((r) => r.loss));
     expect(vals(m)).toEqual(vals(full));
+  });
+
+  it('resumes a state written before the current format ({ step, epoch, tokens_seen })', async () => {
+    const out = join(root, 'legacy');
+    await run({ out, alpha: 0, max_steps: 4 });
+    writeFileSync(join(out, 'trainer_state.json'), JSON.stringify({ step: 4, epoch: 0, tokens_seen: 64 }));
+    expect(await run({ out, alpha: 0, max_steps: 6, resume: true })).toMatchObject({ steps: 6, tokens_seen: 64 + 2 * 16 });
   });
 
   it('refuses to resume with settings that change the trajectory, naming them', async () => {

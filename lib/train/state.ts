@@ -76,15 +76,18 @@ export function saveTrainingState(out: string, model: LlamaModel, optimizer: Ada
 export function loadTrainingState(out: string, cfg: TrainConfig): { state: TrainerState; weights: NamedTensors; moments: NamedTensors } | undefined {
   const path = join(out, STATE_FILE);
   if (!existsSync(path)) return undefined;
-  const saved = readJson<TrainerState>(path, 'trainer state');
-  if (saved.format !== 'kd-trainer-state' || saved.version !== 1) throw new Error(`${path}: not a kd trainer state (format ${saved.format}, version ${saved.version}); train into a fresh --out`);
+  let saved = readJson<TrainerState>(path, 'trainer state');
+  // States written before this format ({ step, epoch, tokens_seen } at an epoch end) resume without the checks.
+  const legacy = saved.format === undefined && Number.isInteger(saved.step);
+  if (legacy) saved = { ...initialState(cfg), step: saved.step, epoch: saved.epoch, tokens_seen: saved.tokens_seen };
+  else if (saved.format !== 'kd-trainer-state' || saved.version !== 1) throw new Error(`${path}: not a kd trainer state (format ${saved.format}, version ${saved.version}); train into a fresh --out`);
   const want = initialState(cfg).trajectory;
   const differ = Object.keys({ ...want, ...saved.trajectory }).filter((k) => JSON.stringify(want[k]) !== JSON.stringify(saved.trajectory[k]));
   if (differ.length > 0) {
     const list = differ.map((k) => `${k}: ${JSON.stringify(saved.trajectory[k])} → ${JSON.stringify(want[k])}`).join(', ');
     throw new Error(`${path}: the run in ${out} was started with other settings (${list}); resume with the same ones or train into a fresh --out`);
   }
-  for (const f of FILES) {
+  for (const f of legacy ? [] : FILES) {
     if (!existsSync(join(out, f)) || sha256(readFileSync(join(out, f))) !== saved.files[f]) {
       throw new Error(`${path}: ${f} does not match the saved state (a save was cut short?); cannot resume exactly`);
     }
