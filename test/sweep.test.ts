@@ -104,6 +104,15 @@ describe('kd sweep on a tiny logit dataset', () => {
     expect(logOf('baseline')).toBe(before); // reused, not retrained
   });
 
+  it('a run that fails at run time is reported with its one-line error and the others still run', async () => {
+    const bad = { ...model, hidden_size: 30, num_attention_heads: 4 }; // 30 does not split over 4 heads: kd train exits 1
+    const s = await sweep({ train: { ...train, max_steps: 1 }, grid: { alpha: [0], model: [model, bad] }, out: join(dir, 'failing'), parallel: 2, quiet: true });
+    expect(s).toMatchObject({ runs: 2, ok: 1, failed: 1 });
+    expect(s.ranked[1]).toMatchObject({ status: 'failed', best_val_ppl: null });
+    const md = readFileSync(join(dir, 'failing', 'results.md'), 'utf8');
+    expect(md).toMatch(/\| failed: .*hidden_size 30 .*num_attention_heads 4/);
+  });
+
   it('checks every run before starting any: an unstored temperature names the run', async () => {
     await expect(sweep({ train, grid: { alpha: [0.5], temperature: [2, 5] }, out: join(dir, 'bad'), quiet: true }))
       .rejects.toThrow(/run t5: temperature 5 was not stored by precompute \(stored: 1, 1.5, 2, 2.5, 3, 3.5, 4\)/);
