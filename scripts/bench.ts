@@ -4,8 +4,9 @@
  *     shards written by the writer thread, manifests): tokens/s of each and their ratio, plus the
  *     top-k graph alone (all stored τ, and τ = 1 only) to show where a gap comes from. Rounds
  *     alternate the measurements with fresh sessions; ratios are taken within a round and the
- *     median over rounds is printed, so a busy machine slows both sides alike. Session creation
- *     (and the writer thread's start) is excluded from every number;
+ *     median over rounds is printed, so a busy machine slows both sides alike; beside it the ratio
+ *     of CPU time (all threads) for the same tokens, which other processes disturb much less.
+ *     Session creation (and the writer thread's start) is excluded from every number;
  *  2. bytes per position: raw (int32 id, fp32 value) pairs vs the stored columns before and after
  *     Parquet compression;
  *  3. student training tokens/s and achieved FLOP/s on the TF.js backend vs the machine's MatMul
@@ -55,37 +56,44 @@ async function inputs(): Promise<{ prep: string; teacher: string; what: string }
 const { prep, teacher, what } = await inputs();
 const w = readWindows(prep, 'train');
 const L = w.seqLen, T = PRECOMPUTE_DEFAULTS.temperatures;
-/** tokens/s of `run` over the bench windows with a session opened (untimed) from `model`. */
-async function forward(model: Uint8Array | string, run: (h: OnnxSession, ids: BigInt64Array, B: number) => Promise<unknown>): Promise<number> {
+/** Wall-clock tokens/s and CPU seconds (all threads of this process) of one measurement. */
+interface Speed { tps: number; cpu: number }
+/** Speed of `run` over the bench windows with a session opened (untimed) from `model`. */
+async function forward(model: Uint8Array | string, run: (h: OnnxSession, ids: BigInt64Array, B: number) => Promise<unknown>): Promise<Speed> {
   const h = await openOnnxSession(model, { device: 'auto', source: teacher });
-  const t0 = performance.now();
+  const t0 = performance.now(), cpu0 = process.cpuUsage();
   for (let b0 = 0; b0 < WINDOWS; b0 += BATCH) await run(h, batchIds(w, b0, BATCH), BATCH);
-  const tps = (WINDOWS * L) / ((performance.now() - t0) / 1000);
+  const cpu = process.cpuUsage(cpu0);
+  const speed = { tps: (WINDOWS * L) / ((performance.now() - t0) / 1000), cpu: (cpu.user + cpu.system) / 1e6 };
   await h.session.release();
-  return tps;
+  return speed;
 }
 const graph = (temperatures: number[]) => addTopKOutputs(readOnnx(teacher), { k: PRECOMPUTE_DEFAULTS.k, temperatures, source: teacher });
 const [topkAll, topkOne] = [graph(T), graph([1])];
-const runs = { bare: [] as number[], topk: [] as number[], topk1: [] as number[], pre: [] as number[] };
+const runs = { bare: [] as Speed[], topk: [] as Speed[], topk1: [] as Speed[], pre: [] as Speed[] };
 let provider = '', bytesPerPosition = 0;
 for (let r = 0; r < ROUNDS; r++) {
   runs.bare.push(await forward(teacher, (h, ids, B) => runLogits(h, ids, B, L)));
   runs.topk.push(await forward(topkAll, (h, ids, B) => runTopK(h, ids, B, L)));
   runs.topk1.push(await forward(topkOne, (h, ids, B) => runTopK(h, ids, B, L)));
   const pre = await precompute({ teacher, prep, out: join(out, 'logits'), max_windows: WINDOWS, batch_size: BATCH, rows_per_shard: WINDOWS / 4, quiet: true, overwrite: true });
-  runs.pre.push(pre.tokens_per_s);
+  runs.pre.push({ tps: pre.tokens_per_s, cpu: pre.cpu_seconds });
   provider = pre.execution_provider;
   bytesPerPosition = pre.bytes_per_position;
 }
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
-/** Median over rounds of a/b measured in the same round (a busy machine slows both alike). */
-const ratio = (a: number[], b: number[]) => median(a.map((x, i) => x / b[i])).toFixed(3);
-const perS = (a: number[]) => `${median(a).toFixed(0)} tokens/s`;
-show('bare teacher forward', perS(runs.bare), `(${what}; ${WINDOWS} windows × ${L}, batch ${BATCH}, ${provider}; full logits to JS; median of ${ROUNDS} rounds)`);
-show('top-k graph alone', perS(runs.topk), `(${ratio(runs.topk, runs.bare)} × bare; TopK k=${PRECOMPUTE_DEFAULTS.k} + log_z at ${T.length} τ, nothing written)`);
-show('top-k graph, τ = 1 only', perS(runs.topk1), `(${ratio(runs.topk1, runs.bare)} × bare)`);
-show('precompute', perS(runs.pre), `(${ratio(runs.pre, runs.topk)} × top-k graph alone: rows, shards by the writer thread, manifests)`);
-show('precompute / bare forward', ratio(runs.pre, runs.bare), `(goal ≥ 0.95; per round: ${runs.pre.map((x, i) => (x / runs.bare[i]).toFixed(2)).join(', ')})`);
+/** Median over rounds of a/b, wall-clock tokens/s measured in the same round (a busy machine slows both alike). */
+const ratio = (a: Speed[], b: Speed[]) => median(a.map((x, i) => x.tps / b[i].tps));
+/** b's CPU time over a's for the same tokens, summed over rounds: the throughput ratio when CPU is the limit. */
+const cpuRatio = (a: Speed[], b: Speed[]) => b.reduce((s, x) => s + x.cpu, 0) / a.reduce((s, x) => s + x.cpu, 0);
+const perS = (a: Speed[]) => `${median(a.map((x) => x.tps)).toFixed(0)} tokens/s`;
+const both = (a: Speed[], b: Speed[]) => `${ratio(a, b).toFixed(3)} (CPU-time ratio ${cpuRatio(a, b).toFixed(3)})`;
+const cpuPerK = (a: Speed[]) => `${((1e6 * a.reduce((s, x) => s + x.cpu, 0)) / (a.length * WINDOWS * L)).toFixed(0)} CPU-ms per 1k tokens`;
+show('bare teacher forward', perS(runs.bare), `(${what}; ${WINDOWS} windows × ${L}, batch ${BATCH}, ${provider}; full logits to JS; ${cpuPerK(runs.bare)}; median of ${ROUNDS} rounds)`);
+show('top-k graph alone', perS(runs.topk), `(${both(runs.topk, runs.bare)} × bare; TopK k=${PRECOMPUTE_DEFAULTS.k} + log_z at ${T.length} τ, nothing written)`);
+show('top-k graph, τ = 1 only', perS(runs.topk1), `(${both(runs.topk1, runs.bare)} × bare)`);
+show('precompute', perS(runs.pre), `(${both(runs.pre, runs.topk)} × top-k graph alone: rows, shards by the writer thread, manifests)`);
+show('precompute / bare forward', both(runs.pre, runs.bare), `(goal ≥ 0.95; wall-clock per round: ${runs.pre.map((x, i) => (x.tps / runs.bare[i].tps).toFixed(2)).join(', ')})`);
 
 // 2. Storage per position.
 const manifest = JSON.parse(readFileSync(join(out, 'logits', 'manifest.json'), 'utf8'));

@@ -77,8 +77,10 @@ export interface PrecomputeSummary {
   bytes_per_position: number;
   execution_provider: string;
   seconds: number;
-  /** Positions computed by this call per second (0 when nothing was left to do). */
+  /** Positions computed by this call per second of the compute loop (0 when nothing was left to do). */
   tokens_per_s: number;
+  /** CPU time of this process (all threads: onnxruntime's, the writer's) during the compute loop. */
+  cpu_seconds: number;
   /** True when manifest.json was written (single worker), false for one of N workers. */
   complete: boolean;
 }
@@ -112,7 +114,7 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   if (worker.count > 1) say(`precompute: worker ${worker.index} of ${worker.count} (from ${worker.source})`);
   if (reused > 0) say(`precompute: resuming: ${reused} shard(s) already written and verified, ${todo.length} to do`);
   const todoWindows = todo.reduce((s, x) => s + x.rows, 0);
-  let computeSeconds = 0;
+  let computeSeconds = 0, cpuSeconds = 0;
   if (todo.length > 0) {
     const sink = threadShardSink(); // starts loading while the session is created
     try {
@@ -120,7 +122,7 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
       out.setTeacherRun(session.executionProvider, session.inputNames);
       const progress = createProgress('precompute', todoWindows * L, 'tokens', cfg.quiet);
       await sink.ready();
-      const computeStart = performance.now();
+      const computeStart = performance.now(), cpuStart = process.cpuUsage();
       try {
         await computeShards(session, inp.windows, todo, out, {
           batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, layout, sink, onWindows: (n) => progress.update(n * L),
@@ -130,6 +132,8 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
         await session.session.release();
       }
       computeSeconds = (performance.now() - computeStart) / 1000;
+      const cpu = process.cpuUsage(cpuStart);
+      cpuSeconds = (cpu.user + cpu.system) / 1e6;
     } finally {
       await sink.close();
     }
@@ -139,7 +143,7 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
     out: cfg.out, worker: { index: worker.index, count: worker.count }, windows: m.totals.rows, positions: m.totals.positions,
     shards: m.shards.length, reused_shards: reused, computed_windows: todoWindows, bytes: m.totals.bytes,
     bytes_per_position: m.totals.positions > 0 ? m.totals.bytes / m.totals.positions : 0, execution_provider: m.teacher.execution_provider,
-    seconds: (performance.now() - started) / 1000, tokens_per_s: todoWindows > 0 ? (todoWindows * L) / computeSeconds : 0, complete: worker.count === 1,
+    seconds: (performance.now() - started) / 1000, tokens_per_s: todoWindows > 0 ? (todoWindows * L) / computeSeconds : 0, cpu_seconds: cpuSeconds, complete: worker.count === 1,
   };
   if (!cfg.quiet) process.stderr.write(formatSummary(summary));
   return summary;

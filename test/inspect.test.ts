@@ -87,6 +87,23 @@ describe('TeacherStats', () => {
     expect(r.entropy_nats.lower).toBeCloseTo(-p[0] * Math.log(p[0]) - p[1] * Math.log(p[1]), 6);
     expect(r.entropy_nats.upper).toBeCloseTo(r.entropy_nats.lower, 6);
   });
+
+  it('is exact at the upper bound for an even tail and at the lower bound for a tail of p_k-sized entries', () => {
+    const stats = (z: number[], k: number) => {
+      const lse = Math.log(z.reduce((a, x) => a + Math.exp(x), 0)); // max z = 0
+      const s = new TeacherStats(k, [1], z.length);
+      s.add(Float32Array.from(z.slice(0, k)), Float32Array.from([lse]));
+      const p = z.map((x) => Math.exp(x - lse));
+      return { r: s.result(), h: -p.reduce((a, q) => a + (q > 0 ? q * Math.log(q) : 0), 0), mass: p[0] + p[1] };
+    };
+    const even = stats([0, -1, -2, -2, -2], 2); // tail: three equal entries
+    expect(even.r.topk_mass.mean).toBeCloseTo(even.mass, 6);
+    expect(even.r.entropy_nats.upper).toBeCloseTo(even.h, 6);
+    expect(even.r.entropy_nats.lower).toBeLessThan(even.h - 0.05);
+    const packed = stats([0, -1, -1, -Infinity], 2); // tail: one entry equal to p_k, one empty
+    expect(packed.r.entropy_nats.lower).toBeCloseTo(packed.h, 6);
+    expect(packed.r.entropy_nats.upper).toBeGreaterThan(packed.h + 0.01);
+  });
 });
 
 describe('README', () => {
