@@ -12,7 +12,9 @@
  *  3. student training tokens/s and achieved FLOP/s on the TF.js backend vs the machine's MatMul
  *     ceiling (onnxruntime CPU MatMul) as a ratio; peak RSS of the training process.
  * Inputs: runs/prep (else a 150-document prep in runs/bench/prep) and runs/teacher/model.onnx
- * (else exported from data/teacher, else a random-weight teacher of the default teacher's shape).
+ * (else exported from data/teacher, else a random-weight teacher of the default teacher's shape);
+ * KD_BENCH_TEACHER / KD_BENCH_PREP measure another teacher, KD_BENCH_WINDOWS / KD_BENCH_ROUNDS
+ * change the windows per measurement (128) and the rounds (5).
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -30,13 +32,15 @@ import { run as prepStage } from '../stages/prep.js';
 import { runExport } from '../stages/teacher.js';
 import { run as trainStudent } from '../stages/train.js';
 
-const WINDOWS = 128, BATCH = 8, ROUNDS = 5;
+const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
+const WINDOWS = env('KD_BENCH_WINDOWS', 128), BATCH = 8, ROUNDS = env('KD_BENCH_ROUNDS', 5);
 const out = mkdtempSync(join(tmpdir(), 'kd-bench-'));
 const rows: string[][] = [];
 const show = (name: string, value: string, note = '') => { rows.push([name, value, note]); console.error(`${name}: ${value} ${note}`); };
 
 /** The prep directory and teacher to measure on, made when missing (see the module comment). */
 async function inputs(): Promise<{ prep: string; teacher: string; what: string }> {
+  if (process.env.KD_BENCH_TEACHER) return { prep: process.env.KD_BENCH_PREP ?? 'runs/prep', teacher: process.env.KD_BENCH_TEACHER, what: process.env.KD_BENCH_TEACHER };
   let prep = 'runs/prep', teacher = 'runs/teacher/model.onnx', what = 'default teacher';
   if (!existsSync(join(prep, 'windows.json'))) {
     prep = 'runs/bench/prep';
@@ -72,12 +76,16 @@ const graph = (temperatures: number[]) => addTopKOutputs(readOnnx(teacher), { k:
 const [topkAll, topkOne] = [graph(T), graph([1])];
 const runs = { bare: [] as Speed[], topk: [] as Speed[], topk1: [] as Speed[], pre: [] as Speed[] };
 let provider = '', bytesPerPosition = 0;
+const split = { loop: 0, forward: 0, write: 0 };
 for (let r = 0; r < ROUNDS; r++) {
   runs.bare.push(await forward(teacher, (h, ids, B) => runLogits(h, ids, B, L)));
   runs.topk.push(await forward(topkAll, (h, ids, B) => runTopK(h, ids, B, L)));
   runs.topk1.push(await forward(topkOne, (h, ids, B) => runTopK(h, ids, B, L)));
   const pre = await precompute({ teacher, prep, out: join(out, 'logits'), max_windows: WINDOWS, batch_size: BATCH, rows_per_shard: WINDOWS / 4, quiet: true, overwrite: true });
   runs.pre.push({ tps: pre.tokens_per_s, cpu: pre.cpu_seconds });
+  split.loop += (WINDOWS * L) / pre.tokens_per_s;
+  split.forward += pre.forward_seconds;
+  split.write += pre.write_seconds;
   provider = pre.execution_provider;
   bytesPerPosition = pre.bytes_per_position;
 }
@@ -93,6 +101,8 @@ show('bare teacher forward', perS(runs.bare), `(${what}; ${WINDOWS} windows × $
 show('top-k graph alone', perS(runs.topk), `(${both(runs.topk, runs.bare)} × bare; TopK k=${PRECOMPUTE_DEFAULTS.k} + log_z at ${T.length} τ, nothing written)`);
 show('top-k graph, τ = 1 only', perS(runs.topk1), `(${both(runs.topk1, runs.bare)} × bare)`);
 show('precompute', perS(runs.pre), `(${both(runs.pre, runs.topk)} × top-k graph alone: rows, shards by the writer thread, manifests)`);
+const pct = (x: number) => `${((100 * x) / split.loop).toFixed(1)}%`;
+show('precompute time split', `${pct(split.forward)} forward`, `(main thread: ${pct(split.loop - split.forward)} rows, manifests, last write; writer thread busy ${pct(split.write)} of the time, beside the forwards)`);
 show('precompute / bare forward', both(runs.pre, runs.bare), `(goal ≥ 0.95; wall-clock per round: ${runs.pre.map((x, i) => (x.tps / runs.bare[i].tps).toFixed(2)).join(', ')})`);
 
 // 2. Storage per position.

@@ -81,6 +81,10 @@ export interface PrecomputeSummary {
   tokens_per_s: number;
   /** CPU time of this process (all threads: onnxruntime's, the writer's) during the compute loop. */
   cpu_seconds: number;
+  /** Seconds of the compute loop spent in teacher forwards; the rest is host work on the main thread. */
+  forward_seconds: number;
+  /** Seconds the writer thread spent packing, compressing and syncing shards (overlaps the forwards). */
+  write_seconds: number;
   /** True when manifest.json was written (single worker), false for one of N workers. */
   complete: boolean;
 }
@@ -115,6 +119,7 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   if (reused > 0) say(`precompute: resuming: ${reused} shard(s) already written and verified, ${todo.length} to do`);
   const todoWindows = todo.reduce((s, x) => s + x.rows, 0);
   let computeSeconds = 0, cpuSeconds = 0;
+  const timing = { forward: 0, write: 0 };
   if (todo.length > 0) {
     const sink = threadShardSink(); // starts loading while the session is created
     try {
@@ -125,7 +130,7 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
       const computeStart = performance.now(), cpuStart = process.cpuUsage();
       try {
         await computeShards(session, inp.windows, todo, out, {
-          batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, layout, sink, onWindows: (n) => progress.update(n * L),
+          batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, layout, sink, onWindows: (n) => progress.update(n * L), timing,
         });
       } finally {
         progress.stop();
@@ -143,7 +148,8 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
     out: cfg.out, worker: { index: worker.index, count: worker.count }, windows: m.totals.rows, positions: m.totals.positions,
     shards: m.shards.length, reused_shards: reused, computed_windows: todoWindows, bytes: m.totals.bytes,
     bytes_per_position: m.totals.positions > 0 ? m.totals.bytes / m.totals.positions : 0, execution_provider: m.teacher.execution_provider,
-    seconds: (performance.now() - started) / 1000, tokens_per_s: todoWindows > 0 ? (todoWindows * L) / computeSeconds : 0, cpu_seconds: cpuSeconds, complete: worker.count === 1,
+    seconds: (performance.now() - started) / 1000, tokens_per_s: todoWindows > 0 ? (todoWindows * L) / computeSeconds : 0, cpu_seconds: cpuSeconds,
+    forward_seconds: timing.forward, write_seconds: timing.write, complete: worker.count === 1,
   };
   if (!cfg.quiet) process.stderr.write(formatSummary(summary));
   return summary;

@@ -17,6 +17,8 @@ export interface ComputeShardsOptions {
   sink: ShardSink;
   /** Windows finished by the teacher so far in this call (for progress). */
   onWindows?: (done: number) => void;
+  /** Accumulates seconds in the teacher's forward and in writing shards (the sink's own clock). */
+  timing?: { forward: number; write: number };
 }
 
 /**
@@ -29,11 +31,14 @@ export async function computeShards(h: OnnxSession, w: WindowSet, todo: ShardSli
   let done = 0;
   try {
     for (const s of todo) {
-      const rows = await teacherRows(h, w, s.start, s.end, { batchSize: o.batchSize, realVocab: o.realVocab, onBatch: (n) => o.onWindows?.(done + n) });
+      const rows = await teacherRows(h, w, s.start, s.end, { batchSize: o.batchSize, realVocab: o.realVocab, onBatch: (n) => o.onWindows?.(done + n), timing: o.timing });
       done += s.rows;
       await inFlight;
       inFlight = o.sink.write(join(out.dir, s.file), rows, o.layout)
-        .then((r) => out.record(s.index, { file: s.file, rows: r.rows, first_sample_id: s.first_sample_id, bytes: r.bytes, sha256: r.sha256 }));
+        .then((r) => {
+          if (o.timing) o.timing.write += r.seconds;
+          return out.record(s.index, { file: s.file, rows: r.rows, first_sample_id: s.first_sample_id, bytes: r.bytes, sha256: r.sha256 });
+        });
       inFlight.catch(() => {}); // handled when awaited above; avoids an unhandled-rejection crash meanwhile
     }
     await inFlight;

@@ -28,6 +28,8 @@ export interface TeacherRowsOptions {
   realVocab: number;
   /** Called after each batch with the number of windows done so far in this call. */
   onBatch?: (windowsDone: number) => void;
+  /** Accumulates the seconds spent in the teacher's forward (`runTopK`), if given. */
+  timing?: { forward: number };
 }
 
 /** Throws naming the window when a top-k id is a padded (non-existent) vocabulary row. */
@@ -51,11 +53,13 @@ export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, e
   for (let b0 = start; b0 < end; b0 += o.batchSize) {
     const B = Math.min(o.batchSize, end - b0);
     let r;
+    const t0 = performance.now();
     try {
       r = await runTopK(h, batchIds(w, b0, B), B, L);
     } catch (e) {
       throw new Error((e as Error).message.replace(/batch row (\d+)/, (_, i: string) => `window ${b0 + Number(i)}`));
     }
+    if (o.timing) o.timing.forward += (performance.now() - t0) / 1000;
     const { k, numTemperatures: T } = r;
     checkIds(r.topkIds, o.realVocab, b0, L, k, h.source);
     for (let b = 0; b < B; b++) {

@@ -7,9 +7,19 @@ import { Worker } from 'node:worker_threads';
 import type { LogitRow } from './schema.js';
 import { writeShard, type ShardWriteResult, type WriteShardMeta } from './writer.js';
 
+/** What a sink wrote, and how long writing took on the writing thread (packing, GZIP, fsync). */
+export type TimedWriteResult = ShardWriteResult & { seconds: number };
+
+/** Timed {@link writeShard}. */
+export async function writeShardTimed(path: string, rows: LogitRow[], meta: WriteShardMeta): Promise<TimedWriteResult> {
+  const t0 = performance.now();
+  const r = await writeShard(path, rows, meta);
+  return { ...r, seconds: (performance.now() - t0) / 1000 };
+}
+
 /** Writes shards; `write` resolves when the file is complete under its final name. */
 export interface ShardSink {
-  write(path: string, rows: LogitRow[], meta: WriteShardMeta): Promise<ShardWriteResult>;
+  write(path: string, rows: LogitRow[], meta: WriteShardMeta): Promise<TimedWriteResult>;
   /** Resolves once the sink can start writing (the writer thread has loaded). */
   ready(): Promise<void>;
   /** Waits for nothing: call after every `write` has settled. Stops the thread, if any. */
@@ -27,13 +37,13 @@ export interface ShardJob {
 /** The writer thread's answer; id −1 announces that the thread has loaded. */
 export interface ShardJobResult {
   id: number;
-  result?: ShardWriteResult;
+  result?: TimedWriteResult;
   error?: string;
 }
 
-/** A sink that calls {@link writeShard} in this thread. */
+/** A sink that calls {@link writeShard} in this thread (between teacher forwards). */
 export function inlineShardSink(): ShardSink {
-  return { write: writeShard, ready: async () => {}, close: async () => {} };
+  return { write: writeShardTimed, ready: async () => {}, close: async () => {} };
 }
 
 /**
@@ -42,7 +52,7 @@ export function inlineShardSink(): ShardSink {
  */
 export function threadShardSink(): ShardSink {
   const worker = new Worker(new URL('./write-worker.mjs', import.meta.url));
-  const waiting = new Map<number, { resolve: (r: ShardWriteResult) => void; reject: (e: Error) => void }>();
+  const waiting = new Map<number, { resolve: (r: TimedWriteResult) => void; reject: (e: Error) => void }>();
   let next = 0, isLoaded = false;
   let loaded!: () => void, failed!: (e: Error) => void;
   const ready = new Promise<void>((resolve, reject) => { loaded = resolve; failed = reject; });

@@ -1,11 +1,10 @@
 /** The shard writer thread: writes each shard it is sent and answers with the result or the error. */
 import { parentPort } from 'node:worker_threads';
-import { writeShard } from './writer.js';
-import type { ShardJob, ShardJobResult } from './sink.js';
+import { writeShardTimed, type ShardJob, type ShardJobResult } from './sink.js';
 
 parentPort!.postMessage({ id: -1 } satisfies ShardJobResult); // loaded
 parentPort!.on('message', (job: ShardJob) => {
-  writeShard(job.path, job.rows, job.meta).then(
+  writeShardTimed(job.path, job.rows, job.meta).then(
     (result) => parentPort!.postMessage({ id: job.id, result } satisfies ShardJobResult),
     (err: Error) => parentPort!.postMessage({ id: job.id, error: err.message } satisfies ShardJobResult),
   );
