@@ -8,6 +8,7 @@
  */
 import type { Argv, CommandModule } from 'yargs';
 import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
+import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { resolveWorker } from '../lib/cli/workers.js';
 import { addTopKOutputs, openDerivedSession, teacherDtypeOf } from '../lib/onnx/index.js';
@@ -15,7 +16,7 @@ import { loadPrecomputeInputs, type PrecomputeInputs } from '../lib/precompute/i
 import { DatasetOutput } from '../lib/precompute/output.js';
 import { computeShards } from '../lib/precompute/run-shards.js';
 import {
-  idDtypeFor, mergeDatasets, planInfo, planShards, threadShardSink, type LogitManifest, type ShardLayout,
+  idDtypeFor, mergeDatasets, planInfo, planShards, threadShardSink, type LogitManifest, type ShardLayout, type ShardSlice, type WriteShardMeta,
 } from '../lib/shards/index.js';
 import { TOOL_VERSION } from '../lib/cli/version.js';
 import { join } from 'node:path';
@@ -87,6 +88,8 @@ export interface PrecomputeSummary {
   write_seconds: number;
   /** True when manifest.json was written (single worker), false for one of N workers. */
   complete: boolean;
+  /** Stopped by SIGINT/SIGTERM: the listed shards are kept, a re-run continues (CLI exit code 130). */
+  interrupted: boolean;
 }
 
 /** The manifest fields fixed by the inputs; resume and merge compare them. */
@@ -113,52 +116,71 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   const L = inp.windows.seqLen;
   const layout = { seqLen: L, k: cfg.k, numTemps: cfg.temperatures.length, idDtype: idDtypeFor(inp.tokenizer.vocabSize), valueDtype: 'float16' as const };
   const { out, todo } = await DatasetOutput.open(cfg.out, identity(cfg, inp, layout), planShards(inp.rows, cfg.rows_per_shard), { index: worker.index, count: worker.count }, cfg.overwrite);
-  const reused = out.shardCount;
+  const reused = out.shardCount, reusedRows = out.progress().totals.rows;
   const say = (line: string) => { if (!cfg.quiet) process.stderr.write(line + '\n'); };
   if (worker.count > 1) say(`precompute: worker ${worker.index} of ${worker.count} (from ${worker.source})`);
   if (reused > 0) say(`precompute: resuming: ${reused} shard(s) already written and verified, ${todo.length} to do`);
-  const todoWindows = todo.reduce((s, x) => s + x.rows, 0);
-  let computeSeconds = 0, cpuSeconds = 0;
-  const timing = { forward: 0, write: 0 };
-  if (todo.length > 0) {
-    const sink = threadShardSink(); // starts loading while the session is created
-    try {
-      const session = await openDerivedSession(cfg.teacher, graph, { device: cfg.device }); // finds external weight files
-      out.setTeacherRun(session.executionProvider, session.inputNames);
-      const progress = createProgress('precompute', todoWindows * L, 'tokens', cfg.quiet);
-      await sink.ready();
-      const computeStart = performance.now(), cpuStart = process.cpuUsage();
-      try {
-        await computeShards(session, inp.windows, todo, out, {
-          batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, layout, sink, onWindows: (n) => progress.update(n * L), timing,
-        });
-      } finally {
-        progress.stop();
-        await session.session.release();
-      }
-      computeSeconds = (performance.now() - computeStart) / 1000;
-      const cpu = process.cpuUsage(cpuStart);
-      cpuSeconds = (cpu.user + cpu.system) / 1e6;
-    } finally {
-      await sink.close();
-    }
+  const controller = new AbortController();
+  const stopSignals = abortOnSignals(controller, 'precompute stops once the shard being written is listed; re-run to resume');
+  let loop: LoopResult = { seconds: 0, cpuSeconds: 0, forward: 0, write: 0 };
+  try {
+    if (todo.length > 0) loop = await teacherLoop(cfg, inp, graph, out, todo, layout, controller.signal);
+  } finally {
+    stopSignals();
   }
-  const m = await out.finish();
+  const interrupted = controller.signal.aborted;
+  const m = interrupted ? out.progress() : await out.finish();
+  const computed = m.totals.rows - reusedRows;
   const summary: PrecomputeSummary = {
     out: cfg.out, worker: { index: worker.index, count: worker.count }, windows: m.totals.rows, positions: m.totals.positions,
-    shards: m.shards.length, reused_shards: reused, computed_windows: todoWindows, bytes: m.totals.bytes,
+    shards: m.shards.length, reused_shards: reused, computed_windows: computed, bytes: m.totals.bytes,
     bytes_per_position: m.totals.positions > 0 ? m.totals.bytes / m.totals.positions : 0, execution_provider: m.teacher.execution_provider,
-    seconds: (performance.now() - started) / 1000, tokens_per_s: todoWindows > 0 ? (todoWindows * L) / computeSeconds : 0, cpu_seconds: cpuSeconds,
-    forward_seconds: timing.forward, write_seconds: timing.write, complete: worker.count === 1,
+    seconds: (performance.now() - started) / 1000, tokens_per_s: computed > 0 ? (computed * L) / loop.seconds : 0, cpu_seconds: loop.cpuSeconds,
+    forward_seconds: loop.forward, write_seconds: loop.write, complete: !interrupted && worker.count === 1, interrupted,
   };
   if (!cfg.quiet) process.stderr.write(formatSummary(summary));
   return summary;
 }
 
+/** Wall and CPU seconds of the compute loop, and its time in forwards and (writer thread) writes. */
+interface LoopResult { seconds: number; cpuSeconds: number; forward: number; write: number }
+
+/**
+ * Opens the teacher and computes the shards `todo` with a writer thread, showing progress. An
+ * abort of `signal` ends the loop early without an error (the caller sees `signal.aborted`).
+ */
+async function teacherLoop(cfg: PrecomputeConfig, inp: PrecomputeInputs, graph: Uint8Array, out: DatasetOutput,
+  todo: ShardSlice[], layout: WriteShardMeta, signal: AbortSignal): Promise<LoopResult> {
+  const sink = threadShardSink(); // starts loading while the session is created
+  try {
+    const session = await openDerivedSession(cfg.teacher, graph, { device: cfg.device }); // finds external weight files
+    out.setTeacherRun(session.executionProvider, session.inputNames);
+    const L = inp.windows.seqLen, timing = { forward: 0, write: 0 };
+    const progress = createProgress('precompute', todo.reduce((s, x) => s + x.rows, 0) * L, 'tokens', cfg.quiet);
+    await sink.ready();
+    const start = performance.now(), cpuStart = process.cpuUsage();
+    try {
+      await computeShards(session, inp.windows, todo, out, {
+        batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, layout, sink, timing, signal, onWindows: (n) => progress.update(n * L),
+      });
+    } catch (e) {
+      if (!signal.aborted) throw e;
+    } finally {
+      progress.stop();
+      await session.session.release();
+    }
+    const cpu = process.cpuUsage(cpuStart);
+    return { seconds: (performance.now() - start) / 1000, cpuSeconds: (cpu.user + cpu.system) / 1e6, ...timing };
+  } finally {
+    await sink.close();
+  }
+}
+
 function formatSummary(s: PrecomputeSummary): string {
   const who = s.worker.count > 1 ? ` (worker ${s.worker.index} of ${s.worker.count})` : '';
   const reused = s.reused_shards > 0 ? `, ${s.reused_shards} kept from an earlier run` : '';
-  const next = s.complete ? '' : `  worker manifest written; when every worker is done: kd merge ${s.out}`;
+  const next = s.interrupted ? `  interrupted: ${s.shards} shard(s) listed; run the same command again to continue`
+    : s.complete ? '' : `  worker manifest written; when every worker is done: kd merge ${s.out}`;
   return [
     `precompute${who}: ${s.computed_windows} windows computed in ${s.seconds.toFixed(1)} s, ${s.tokens_per_s.toFixed(0)} tokens/s on ${s.execution_provider}`,
     `  ${s.shards} shard(s)${reused}: ${s.windows} windows, ${s.positions.toLocaleString('en-US')} positions, ${(s.bytes / 2 ** 20).toFixed(1)} MiB, ${s.bytes_per_position.toFixed(1)} bytes/position → ${s.out}`,
@@ -191,6 +213,7 @@ export const command: CommandModule<object, Args> = {
     const fromFile = argv.config ? readConfigFile(argv.config) : {};
     const summary = await run({ ...fromFile, ...flagsToConfig(argv, Object.keys(CHECKS)) }, argv.config ?? 'precompute config');
     if (argv.json) process.stdout.write(JSON.stringify(summary) + '\n');
+    if (summary.interrupted) process.exitCode = 130;
   },
 };
 

@@ -25,23 +25,29 @@ const cliArgs = (out: string) => [
 ];
 const shardFiles = (out: string) => (existsSync(out) ? readdirSync(out).filter((f) => /^shard-\d+\.parquet$/.test(f)) : []);
 
-/** Starts precompute and SIGKILLs it as soon as `ready(files)` holds; fails if it finishes first. */
-async function killWhen(out: string, ready: (files: string[]) => boolean): Promise<string[]> {
+/**
+ * Starts precompute and sends `signal` as soon as `ready(files)` holds; fails if it finishes first.
+ * @returns the files left and the child's stderr
+ */
+async function killWhen(out: string, ready: (files: string[]) => boolean, signal: NodeJS.Signals = 'SIGKILL'): Promise<{ left: string[]; stderr: string }> {
   const child: ChildProcess = spawnKd(cliArgs(out));
+  let stderr = '';
+  child.stderr!.on('data', (d) => { stderr += d; });
   const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
   let done = false;
   exited.then(() => { done = true; });
   while (!done) {
     const files = existsSync(out) ? readdirSync(out) : [];
     if (ready(files)) {
-      child.kill('SIGKILL');
+      child.kill(signal);
       break;
     }
     await new Promise((r) => setTimeout(r, 2));
   }
   const code = await exited;
-  expect(code, 'precompute finished before the kill point').toBeNull(); // killed by a signal
-  return readdirSync(out);
+  // SIGKILL: no exit code; SIGTERM: kd stops after the shard in flight with 130.
+  expect(code, 'precompute finished before the kill point').toBe(signal === 'SIGKILL' ? null : 130);
+  return { left: readdirSync(out), stderr };
 }
 
 describe('precompute: SIGKILL at any point, then resume', () => {
@@ -49,14 +55,19 @@ describe('precompute: SIGKILL at any point, then resume', () => {
     const out = join(dir, 'killed');
     const progress = workerManifestFile(0, 1);
     // 1. killed right after start: the worker manifest exists, no shard yet (or one, at most).
-    let left = await killWhen(out, (f) => f.includes(progress));
-    expect(left).not.toContain('manifest.json');
+    expect((await killWhen(out, (f) => f.includes(progress))).left).not.toContain('manifest.json');
     // 2. and 3. killed once 1, then 2 more shards exist beyond what is there.
     for (const more of [1, 2]) {
       const before = shardFiles(out).length;
-      left = await killWhen(out, (f) => f.filter((x) => /^shard-\d+\.parquet$/.test(x)).length >= before + more);
+      const { left } = await killWhen(out, (f) => f.filter((x) => /^shard-\d+\.parquet$/.test(x)).length >= before + more);
       expect(left).not.toContain('manifest.json');
     }
+    // 4. SIGTERM (a scheduler's preemption): stops between batches, lists the shard in flight, exits 130.
+    const before = shardFiles(out).length;
+    const term = await killWhen(out, (f) => f.filter((x) => /^shard-\d+\.parquet$/.test(x)).length > before, 'SIGTERM');
+    expect(term.stderr).toContain('interrupted:');
+    expect(term.left.filter((f) => f.endsWith('.tmp') || f === 'manifest.json')).toEqual([]);
+    expect((await readManifestFile(join(out, progress))).shards.map((s) => s.file).sort()).toEqual(shardFiles(out).sort());
     const listed = await readManifestFile(join(out, progress));
     expect(listed.complete).toBe(false);
     expect(listed.shards.length).toBeGreaterThanOrEqual(2);

@@ -76,6 +76,11 @@ export class DatasetOutput {
     await this.save(false);
   }
 
+  /** The worker manifest as written so far (`complete: false`), e.g. for an interrupted run's summary. */
+  progress(): LogitManifest {
+    return this.manifest(false);
+  }
+
   /** Every shard listed so far, in plan order, with totals. */
   private manifest(complete: boolean): LogitManifest {
     const shards = [...this.entries.entries()].sort((a, b) => a[0] - b[0]).map(([, e]) => e);

@@ -19,19 +19,22 @@ export interface ComputeShardsOptions {
   onWindows?: (done: number) => void;
   /** Accumulates seconds in the teacher's forward and in writing shards (the sink's own clock). */
   timing?: { forward: number; write: number };
+  /** Stops between batches: the shard being computed is dropped, the one being written finishes. */
+  signal?: AbortSignal;
 }
 
 /**
  * Computes and writes the shards `todo`, recording each in `out` once its file is complete.
- * On any error the shard being computed is not written, a shard already handed to the writer
- * finishes (and is listed) first, and the error is rethrown: nothing unlisted looks complete.
+ * On any error — or an abort of `o.signal`, which throws its reason — the shard being computed
+ * is not written, a shard already handed to the writer finishes (and is listed) first, and the
+ * error is rethrown: nothing unlisted looks complete.
  */
 export async function computeShards(h: OnnxSession, w: WindowSet, todo: ShardSlice[], out: DatasetOutput, o: ComputeShardsOptions): Promise<void> {
   let inFlight: Promise<void> | undefined;
   let done = 0;
   try {
     for (const s of todo) {
-      const rows = await teacherRows(h, w, s.start, s.end, { batchSize: o.batchSize, realVocab: o.realVocab, onBatch: (n) => o.onWindows?.(done + n), timing: o.timing });
+      const rows = await teacherRows(h, w, s.start, s.end, { batchSize: o.batchSize, realVocab: o.realVocab, onBatch: (n) => o.onWindows?.(done + n), timing: o.timing, signal: o.signal });
       done += s.rows;
       await inFlight;
       inFlight = o.sink.write(join(out.dir, s.file), rows, o.layout)

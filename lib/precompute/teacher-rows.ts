@@ -30,6 +30,8 @@ export interface TeacherRowsOptions {
   onBatch?: (windowsDone: number) => void;
   /** Accumulates the seconds spent in the teacher's forward (`runTopK`), if given. */
   timing?: { forward: number };
+  /** Checked before each batch: once aborted, throws the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /** Throws naming the window when a top-k id is a padded (non-existent) vocabulary row. */
@@ -52,6 +54,7 @@ export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, e
   const L = w.seqLen, rows: LogitRow[] = [];
   for (let b0 = start; b0 < end; b0 += o.batchSize) {
     const B = Math.min(o.batchSize, end - b0);
+    o.signal?.throwIfAborted();
     let r;
     const t0 = performance.now();
     try {
