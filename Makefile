@@ -12,10 +12,10 @@ node_modules: package.json package-lock.json
 install: node_modules
 
 prep: node_modules
-	$(KD) prep --out runs/prep
+	$(KD) prep --out runs/prep --tokenizer data/teacher/tokenizer.json
 
 # Retrain the default teacher (about an hour on 2 CPU cores) and ship it as fp16 to data/teacher.
-teacher: node_modules
+teacher: prep
 	$(KD) teacher train --prep runs/prep --out runs/teacher-train --max-steps 450 --warmup-steps 30 --eval-every 50 --eval-windows 128
 	$(KD) teacher ship --checkpoint runs/teacher-train --out data/teacher
 

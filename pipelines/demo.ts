@@ -10,7 +10,7 @@ $.verbose = true;
 const kd = ['npx', 'tsx', 'pipelines/kd.ts'];
 const started = Date.now();
 
-await $`${kd} prep --out runs/prep`;
+await $`${kd} prep --out runs/prep --tokenizer data/teacher/tokenizer.json`;
 await $`${kd} teacher export --checkpoint data/teacher --out runs/teacher/model.onnx`;
 await $`${kd} precompute --config pipelines/configs/precompute.json`;
 await fs.remove('runs/demo');
