@@ -115,7 +115,7 @@ show('stored, Parquet GZIP', `${bytesPerPosition.toFixed(1)} bytes/position`, `(
 
 // 3. Student training throughput and FLOP/s vs the ONNX Runtime MatMul ceiling.
 const studentCfg = JSON.parse(readFileSync('pipelines/configs/student.json', 'utf8'));
-const summary = await trainStudent({ ...studentCfg, data: join(out, 'logits'), out: join(out, 'student'), max_steps: 6, eval_windows: 8, quiet: true });
+const summary = await trainStudent({ ...studentCfg, prep, data: join(out, 'logits'), out: join(out, 'student'), max_steps: 6, eval_windows: 8, quiet: true });
 const steps = readFileSync(join(out, 'student', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.tokens_per_s);
 const tps = steps.slice(1).reduce((s, r) => s + r.tokens_per_s, 0) / (steps.length - 1); // first step compiles/warms up
 const m = resolveLlamaConfig({ vocab_size: manifest.tokenizer.vocab_size, ...studentCfg.model });
