@@ -105,8 +105,5 @@ describe('two workers, then kd merge', () => {
     const path = join(c, workerManifestFile(1, 2));
     writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, 'utf8')), complete: false }));
     await expect(mergeDatasets([a, c], join(dir, 'mx'))).rejects.toThrow(`${path}: worker 1 of 2 has not finished (3 shard(s) listed so far); re-run it, then merge`);
-    const cli = await runKd(['merge', a]);
-    expect(cli.code).not.toBe(0);
-    expect(cli.stderr).toBe('kd: missing 3 of 6 shard(s) (shard-00001.parquet, shard-00003.parquet, shard-00005.parquet): did every worker run?\n');
   });
 });
