@@ -132,6 +132,16 @@ describe('precompute: a dataset from other inputs refuses to resume', () => {
     await expectRefusal({ prep: p2 }, /windows sha256 differs \(manifest [0-9a-f]{12}…, current [0-9a-f]{12}…\)/);
   });
 
+  it('names a manifest written before resumable precompute (no shard plan)', async () => {
+    const old = join(dir, 'old');
+    cpSync(join(dir, 'ref'), old, { recursive: true });
+    const m = JSON.parse(readFileSync(join(old, 'manifest.json'), 'utf8'));
+    delete m.plan;
+    writeFileSync(join(old, 'manifest.json'), JSON.stringify(m));
+    await expect(precompute({ ...CFG, teacher, prep, out: old })).rejects
+      .toThrow(`${old}/manifest.json: cannot resume: written by an older kd (no shard plan); use another --out, or --overwrite to discard it`);
+  });
+
   it('--overwrite discards the old dataset', async () => {
     const out = join(dir, 'over');
     await precompute({ ...CFG, teacher, prep, out, max_windows: 32 });

@@ -21,7 +21,8 @@ const SHARD_FILE_RE = /^shard-\d{5,}\.parquet(\.tmp)?$/;
 /** Deletes a previous dataset in `dir`: manifests and shard files (only those kd writes). */
 function clearDataset(dir: string): void {
   for (const f of readdirSync(dir)) {
-    if (f === MANIFEST_FILE || SHARD_FILE_RE.test(f) || WORKER_MANIFEST_RE.test(f.replace(/\.tmp$/, ''))) rmSync(join(dir, f), { force: true });
+    const name = f.replace(/\.tmp$/, '');
+    if (name === MANIFEST_FILE || SHARD_FILE_RE.test(f) || WORKER_MANIFEST_RE.test(name)) rmSync(join(dir, f), { force: true });
   }
 }
 
@@ -51,6 +52,7 @@ export class DatasetOutput {
     const mine = workerShards(plan, worker);
     for (const s of mine) rmSync(join(dir, s.file + TMP_SUFFIX), { force: true });
     rmSync(join(dir, out.file + TMP_SUFFIX), { force: true });
+    if (worker.count === 1) rmSync(join(dir, MANIFEST_FILE + TMP_SUFFIX), { force: true });
     const { reused, listed } = await reusableShards(dir, template, mine);
     if (listed.length > 0) { // what ran before, until this run's teacher session says otherwise
       const { execution_provider, input_names } = listed[0].manifest.teacher;

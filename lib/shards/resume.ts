@@ -82,6 +82,7 @@ export async function reusableShards(dir: string, current: LogitManifest, planne
   const listed = await listedManifests(dir);
   const byFile = new Map<string, ShardEntry>();
   for (const { path, manifest } of listed) {
+    if (!manifest.plan) throw new Error(`${path}: cannot resume: written by an older kd (no shard plan); use another --out, or --overwrite to discard it`);
     const diff = identityDiff(manifest, current);
     if (diff !== null) throw new Error(`${path}: cannot resume: ${diff}; use another --out, or --overwrite to discard it`);
     for (const e of manifest.shards) byFile.set(e.file, e);
