@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { resolveWorker } from '../lib/cli/workers.js';
@@ -93,11 +93,26 @@ describe('two workers, then kd merge', () => {
     expect(fileHashes(d, /^manifest/)).toEqual({ 'manifest.json': expect.any(String) });
   });
 
+  it('merges again after a worker re-ran into a merged directory', async () => {
+    const d = join(dir, 'remerge');
+    await precompute({ ...CFG, teacher, prep, out: d, shard_index: 0, num_shards: 2 });
+    await precompute({ ...CFG, teacher, prep, out: d, shard_index: 1, num_shards: 2 });
+    await mergeDatasets([d], d);
+    const again = await precompute({ ...CFG, teacher, prep, out: d, shard_index: 1, num_shards: 2 }); // e.g. a requeued task
+    expect(again.reused_shards).toBe(3);
+    const r = await mergeDatasets([d, d], d);
+    expect([r.manifest.shards.length, r.sources.length]).toEqual([6, 2]);
+    expect(fileHashes(d)).toEqual(reference);
+  });
+
   it('refuses missing, duplicate, unfinished or incompatible worker manifests in one line', async () => {
     const [a, b, c] = [join(dir, 'ma'), join(dir, 'mb'), join(dir, 'mc')];
     await precompute({ ...CFG, teacher, prep, out: a, shard_index: 0, num_shards: 2 });
     await expect(mergeDatasets([a], a)).rejects.toThrow('missing 3 of 6 shard(s) (shard-00001.parquet, shard-00003.parquet, shard-00005.parquet): did every worker run?');
-    await expect(mergeDatasets([a, a], join(dir, 'mx'))).rejects.toThrow(/^shard-00000\.parquet is listed twice: by .+ and by .+$/);
+    const copy = join(dir, 'ma-copy');
+    cpSync(a, copy, { recursive: true });
+    await expect(mergeDatasets([a, copy], join(dir, 'mx'))).rejects.toThrow(
+      `shard-00000.parquet is listed twice: by ${join(a, workerManifestFile(0, 2))} and by ${join(copy, workerManifestFile(0, 2))}`);
     await precompute({ ...CFG, teacher, prep, out: b, shard_index: 1, num_shards: 2, k: 4 });
     await expect(mergeDatasets([a, b], join(dir, 'mx'))).rejects.toThrow(
       `cannot merge ${join(a, workerManifestFile(0, 2))} and ${join(b, workerManifestFile(1, 2))}: k differs (${join(a, workerManifestFile(0, 2))} 8, ${join(b, workerManifestFile(1, 2))} 4)`);

@@ -20,17 +20,18 @@ export interface MergeResult {
   placed: number;
 }
 
-/** Worker manifests of every dir; a dir with none contributes its manifest.json (re-merging is a no-op). */
+/**
+ * Worker manifests of every dir (each dir once), then each dir's manifest.json — an earlier
+ * merge, which a worker re-run since then may overlap.
+ */
 async function sourcesOf(dirs: string[]): Promise<ListedManifest[]> {
-  const out: ListedManifest[] = [];
-  for (const dir of dirs) {
+  const workers: ListedManifest[] = [], merged: ListedManifest[] = [];
+  for (const dir of [...new Set(dirs.map((d) => resolve(d)))]) {
     if (!existsSync(dir)) throw new Error(`${dir}: directory not found`);
-    const listed = await listedManifests(dir);
-    const workers = listed.filter((l) => WORKER_MANIFEST_RE.test(basename(l.path)));
-    out.push(...(workers.length > 0 ? workers : listed));
+    for (const l of await listedManifests(dir)) (WORKER_MANIFEST_RE.test(basename(l.path)) ? workers : merged).push(l);
   }
-  if (out.length === 0) throw new Error(`${dirs.join(', ')}: no worker manifests (manifest.worker-*.json) to merge`);
-  return out;
+  if (workers.length + merged.length === 0) throw new Error(`${dirs.join(', ')}: no worker manifests (manifest.worker-*.json) to merge`);
+  return [...workers, ...merged];
 }
 
 /** Throws unless every source is complete, has a plan and the same identity as the first. */
@@ -47,13 +48,18 @@ function checkCompatible(sources: ListedManifest[]): void {
   }
 }
 
-/** Each planned shard's entry and directory; throws on duplicates, strays or gaps. */
+/**
+ * Each planned shard's entry and directory; throws on gaps, strays and shards listed twice
+ * (an earlier merge's manifest.json may repeat a worker's entry unchanged).
+ */
 function collectShards(sources: ListedManifest[]): { entry: ShardEntry; dir: string }[] {
   const plan = planShards(sources[0].manifest.plan!.rows, sources[0].manifest.plan!.rows_per_shard);
   const byFile = new Map<string, { entry: ShardEntry; dir: string; from: string }>();
   for (const { path, manifest } of sources) {
     for (const entry of manifest.shards) {
       const seen = byFile.get(entry.file);
+      const earlierMerge = basename(path) === MANIFEST_FILE;
+      if (seen && earlierMerge && JSON.stringify(seen.entry) === JSON.stringify(entry)) continue; // the same shard again
       if (seen) throw new Error(`${entry.file} is listed twice: by ${seen.from} and by ${path}`);
       byFile.set(entry.file, { entry, dir: resolve(path, '..'), from: path });
     }
