@@ -59,14 +59,14 @@ export interface ExportConfig {
   dtype: OnnxDtype;
   /** int4: quantization block along the input dimension (power of two ≥ 16). */
   block_size: number;
-  /** int4: symmetric blocks (no zero points) or asymmetric (per-block zero points). */
+  /** int4: symmetric blocks (no zero points) instead of the default asymmetric ones (a zero point per block). */
   symmetric: boolean;
   /** Weights in `<out>.data` (ONNX external data) instead of inside the .onnx file. */
   external_data: boolean;
 }
 
 export const EXPORT_DEFAULTS: ExportConfig = {
-  checkpoint: 'data/teacher', out: 'runs/teacher/model.onnx', io: 'optimum', dtype: 'fp32', block_size: 32, symmetric: true, external_data: false,
+  checkpoint: 'data/teacher', out: 'runs/teacher/model.onnx', io: 'optimum', dtype: 'fp32', block_size: 32, symmetric: false, external_data: false,
 };
 const EXPORT_CHECKS = {
   checkpoint: isString, out: isString, io: isOneOf(...ONNX_IOS), dtype: isOneOf(...ONNX_DTYPES), block_size: isInt(16, 4096), symmetric: isBool, external_data: isBool,
@@ -159,7 +159,7 @@ export const command: CommandModule<object, Args> = {
     .option('io', { choices: ONNX_IOS, describe: `export: graph IO — optimum (input_ids, attention_mask, position_ids → logits), optimum-kv (+ past_key_values/present), merged (+ use_cache_branch), genai (no position_ids; + past/present) (default ${EXPORT_DEFAULTS.io})` })
     .option('dtype', { choices: ONNX_DTYPES, describe: `export: fp32, fp16 (weights and activations), int4 (com.microsoft.MatMulNBits linears; embedding and head fp32) (default ${EXPORT_DEFAULTS.dtype})` })
     .option('block-size', { type: 'number', describe: `export int4: quantization block along the input dimension, power of two ≥ 16 (default ${EXPORT_DEFAULTS.block_size})` })
-    .option('symmetric', { type: 'boolean', describe: 'export int4: symmetric blocks; --no-symmetric stores a zero point per block (default true)' })
+    .option('symmetric', { type: 'boolean', describe: 'export int4: symmetric blocks without zero points (default false: a zero point per block)' })
     .option('external-data', { type: 'boolean', describe: 'export: weights in <out>.data (ONNX external data) (default false)' })
     .option('max-windows', { type: 'number', describe: 'compare: first N validation windows, 0 = all (default 0); --batch-size windows per forward (default 8)' })
     .option('device', { choices: ['auto', 'cpu', 'cuda'], describe: 'compare: auto = CUDA when its provider loads, else CPU; cuda = CUDA or an error (default auto)' }), TEACHER_DEFAULTS) as Argv<Args>,

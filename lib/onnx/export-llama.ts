@@ -47,7 +47,10 @@ export interface ExportLlamaOptions {
   io?: OnnxIo;
   /** int4: MatMulNBits block size along K, a power of two ≥ 16 (default 32). */
   blockSize?: number;
-  /** int4: symmetric blocks without zero points (default true) or asymmetric with per-block zero points. */
+  /**
+   * int4: asymmetric blocks with per-block zero points (default; on the default teacher 13% lower
+   * KL to fp32 than symmetric for 1% more bytes, README "Teacher precision") or symmetric (zero point 8, none stored).
+   */
   symmetric?: boolean;
   /** Name used in error messages (e.g. the checkpoint path). */
   source?: string;
@@ -71,7 +74,7 @@ function checkOptions(o: ExportLlamaOptions, source: string): Required<Omit<Expo
   if (!(Number.isInteger(blockSize) && blockSize >= 16 && (blockSize & (blockSize - 1)) === 0)) {
     throw new Error(`${source}: int4 block size must be a power of two ≥ 16, got ${blockSize}`);
   }
-  return { dtype, io, blockSize, symmetric: o.symmetric ?? true };
+  return { dtype, io, blockSize, symmetric: o.symmetric ?? false };
 }
 
 /**

@@ -90,7 +90,7 @@ export function quantizeBlock(values: ArrayLike<number>, symmetric: boolean): { 
  * @param blockSize power of two ≥ 16 (ORT's requirement)
  * @throws Error for a bad block size or a `w` whose length is not N·K.
  */
-export function quantizeInt4(w: Float32Array, n: number, k: number, blockSize = 32, symmetric = true): Int4Weight {
+export function quantizeInt4(w: Float32Array, n: number, k: number, blockSize = 32, symmetric = false): Int4Weight {
   if (!(Number.isInteger(blockSize) && blockSize >= 16 && (blockSize & (blockSize - 1)) === 0)) {
     throw new Error(`int4 block size must be a power of two ≥ 16, got ${blockSize}`);
   }
