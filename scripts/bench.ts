@@ -16,6 +16,8 @@
  * KD_BENCH_TEACHER / KD_BENCH_PREP measure another teacher, KD_BENCH_WINDOWS / KD_BENCH_ROUNDS
  * change the windows per measurement (128) and the rounds (5).
  */
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +32,6 @@ import { rowBytes } from '../lib/shards/index.js';
 import { run as precompute, PRECOMPUTE_DEFAULTS } from '../stages/precompute.js';
 import { run as prepStage } from '../stages/prep.js';
 import { runExport } from '../stages/teacher.js';
-import { run as trainStudent } from '../stages/train.js';
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const WINDOWS = env('KD_BENCH_WINDOWS', 128), BATCH = 8, ROUNDS = env('KD_BENCH_ROUNDS', 5);
@@ -113,20 +114,32 @@ show('raw (int32 id, fp32 value) pairs', `${raw} bytes/position`, `(k = ${manife
 show('stored columns, uncompressed', `${stored.toFixed(1)} bytes/position`, `(${(stored / raw).toFixed(2)} × raw; incl. input/target ids and ${manifest.temperatures.length} log_z)`);
 show('stored, Parquet GZIP', `${bytesPerPosition.toFixed(1)} bytes/position`, `(${(bytesPerPosition / raw).toFixed(2)} × raw)`);
 
-// 3. Student training throughput and FLOP/s vs the ONNX Runtime MatMul ceiling.
+// 3. Student training throughput and FLOP/s per TF.js backend, each in its own `kd train` process
+// (so its peak RSS is training alone), vs the ONNX Runtime MatMul ceiling measured here.
 const studentCfg = JSON.parse(readFileSync('pipelines/configs/student.json', 'utf8'));
-const summary = await trainStudent({ ...studentCfg, prep, data: join(out, 'logits'), out: join(out, 'student'), max_steps: 6, eval_windows: 8, quiet: true });
-const steps = readFileSync(join(out, 'student', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.tokens_per_s);
-const tps = steps.slice(1).reduce((s, r) => s + r.tokens_per_s, 0) / (steps.length - 1); // first step compiles/warms up
 const m = resolveLlamaConfig({ vocab_size: manifest.tokenizer.vocab_size, ...studentCfg.model });
 const flopsPerToken = 6 * countParameters(m) + 12 * m.num_hidden_layers * m.hidden_size * L; // Kaplan et al. 2020, §2.1
-const achieved = (tps * flopsPerToken) / 1e9;
 const ceiling = await onnxMatMulGflops();
-show(`student training (${summary.backend})`, `${tps.toFixed(0)} tokens/s`, `(${(countParameters(m) / 1e6).toFixed(2)} M params, batch ${studentCfg.batch_size}×${L}, α ${studentCfg.alpha})`);
-show('achieved training FLOP/s', `${achieved.toFixed(2)} GFLOP/s`);
-show('onnxruntime CPU MatMul ceiling', `${ceiling.toFixed(1)} GFLOP/s`, '(2048×1024 · 1024×1024)');
-show('training / ceiling', (achieved / ceiling).toFixed(3));
-show('peak RSS of this process', `${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB`, '(teacher session released before training)');
+show('onnxruntime CPU MatMul ceiling', `${ceiling.toFixed(1)} GFLOP/s`, '(2048×1024 · 1024×1024, best of 5)');
+for (const backend of availableBackends()) {
+  const dir = join(out, `student-${backend}`);
+  const steps = backend === 'cpu' ? 3 : 6;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'pipelines/kd.ts', 'train', '--config', 'pipelines/configs/student.json',
+    '--prep', prep, '--data', join(out, 'logits'), '--out', dir, '--max-steps', String(steps), '--eval-windows', '8', '--backend', backend, '--quiet', '--json'], { maxBuffer: 1 << 24 });
+  const summary = JSON.parse(stdout.trim().split('\n').pop()!);
+  const records = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.tokens_per_s);
+  const tps = records.slice(1).reduce((s, r) => s + r.tokens_per_s, 0) / (records.length - 1); // the first step warms up
+  const achieved = (tps * flopsPerToken) / 1e9;
+  show(`student training, ${backend}`, `${tps.toFixed(0)} tokens/s`, `(${(countParameters(m) / 1e6).toFixed(2)} M params, batch ${studentCfg.batch_size}×${L}, α ${studentCfg.alpha}, ${steps} steps)`);
+  show(`achieved training FLOP/s, ${backend}`, `${achieved.toFixed(2)} GFLOP/s`, `(${(achieved / ceiling).toFixed(3)} × the MatMul ceiling)`);
+  show(`peak RSS of training, ${backend}`, `${(summary.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB`, '(kd train process alone; the teacher is never loaded)');
+}
+
+/** TF.js backends whose packages are installed (tfjs-node and -gpu are optional). */
+function availableBackends(): string[] {
+  const pkgs: [string, string][] = [['node-gpu', '@tensorflow/tfjs-node-gpu'], ['node', '@tensorflow/tfjs-node'], ['wasm', '@tensorflow/tfjs-backend-wasm'], ['cpu', '@tensorflow/tfjs-backend-cpu']];
+  return pkgs.filter(([, p]) => existsSync(join('node_modules', p))).map(([b]) => b);
+}
 
 console.log(['| measure | value | note |', '|---|---:|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n'));
 rmSync(out, { recursive: true, force: true });

@@ -60,6 +60,8 @@ export interface TrainSummary {
   seconds: number;
   /** Target tokens trained per second of this session (wall time, evaluation and saving included). */
   tokens_per_s: number;
+  /** Peak resident set of this process (the trainer never loads the teacher), bytes. */
+  peak_rss_bytes: number;
 }
 
 /**
@@ -149,7 +151,7 @@ export async function train(cfg: TrainConfig, inputs: TrainingInputs, control: T
     out: cfg.out, backend, parameters: countParameters(modelCfg), steps: state.step, tokens_seen: state.tokens_seen,
     final_train_loss: state.last_loss ?? NaN, val_loss: val?.loss ?? NaN, val_ppl: val?.ppl ?? NaN,
     best_step: best?.step ?? 0, best_val_loss: best?.loss ?? NaN, best_val_ppl: best?.ppl ?? NaN, stopped_early: state.stopped_early, interrupted,
-    seconds, tokens_per_s: sessionTokens / seconds,
+    seconds, tokens_per_s: sessionTokens / seconds, peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
   };
   writeFileAtomic(join(cfg.out, 'train.json'), JSON.stringify({ config: cfg, model: modelCfg, provenance: inputs.provenance, summary }, null, 2) + '\n');
   model.dispose(); optimizer.dispose();
