@@ -47,7 +47,7 @@ sweep: node_modules
 	$(KD) sweep --config pipelines/configs/sweep.json
 
 eval: node_modules
-	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --out runs/eval
+	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --data runs/logits --out runs/eval
 
 demo: node_modules
 	npx tsx pipelines/demo.ts

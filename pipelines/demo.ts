@@ -18,5 +18,5 @@ await Promise.all([
   $`${kd} train --config pipelines/configs/student.json --alpha 0 --out runs/demo/baseline --quiet`,
   $`${kd} train --config pipelines/configs/student.json --out runs/demo/distilled`,
 ]);
-await $`${kd} eval --teacher runs/teacher/model.onnx --baseline runs/demo/baseline --distilled runs/demo/distilled --out runs/demo`;
+await $`${kd} eval --teacher runs/teacher/model.onnx --baseline runs/demo/baseline --distilled runs/demo/distilled --data runs/logits --out runs/demo`;
 console.error(`demo: done in ${((Date.now() - started) / 60000).toFixed(1)} min; report in runs/demo/report.md`);

@@ -2,7 +2,8 @@
  * eval: the seed article's table from measurements — parameters, validation perplexity (token-
  * weighted, DESIGN §5), bits per byte, tokens/s in the same runtime (ONNX Runtime, same batch shape)
  * and memory (weights bytes, peak RSS of a child process per model) for the teacher, the baseline
- * student and the distilled student. Writes report.json and report.md.
+ * student and the distilled student. Writes report.json, report.md and PNG plots (students'
+ * training curves, perplexity bars, and with --data the teacher's top-k mass coverage).
  */
 import { cpus, totalmem } from 'node:os';
 import { existsSync, mkdirSync, statSync } from 'node:fs';
@@ -15,12 +16,17 @@ import { countParameters, resolveLlamaConfig } from '../lib/model/config.js';
 import { evaluateOnnxIsolated, OnnxEvalResult } from '../lib/metrics/onnx-eval.js';
 import { Device, exportLlamaOnnx, externalDataFiles, parameterCountOf, readOnnx, writeOnnx } from '../lib/onnx/index.js';
 import { readJson, writeFileAtomic } from '../lib/util/fs.js';
+import { writeChart } from '../lib/metrics/charts.js';
+import { perplexityBarsSpec, readCurves, topkMass, topkMassSpec, trainingCurvesSpec, type CurvePoint } from '../lib/metrics/eval-charts.js';
+import { readManifest } from '../lib/shards/index.js';
 
 export interface EvalConfig {
   /** Prep output directory (validation windows). */
   prep: string;
   /** Report directory. */
   out: string;
+  /** Logit dataset directory (optional): k, the teacher, and the top-k mass coverage plot. */
+  data: string | null;
   /** Teacher .onnx. */
   teacher: string | null;
   /** Baseline student checkpoint directory (trained with α = 0). */
@@ -43,11 +49,11 @@ export interface EvalConfig {
 }
 
 export const EVAL_DEFAULTS: EvalConfig = {
-  prep: 'runs/prep', out: 'runs/demo', teacher: null, baseline: null, distilled: null, batch_size: 8, max_windows: 0, stride: null, device: 'auto', quiet: false,
+  prep: 'runs/prep', out: 'runs/demo', data: null, teacher: null, baseline: null, distilled: null, batch_size: 8, max_windows: 0, stride: null, device: 'auto', quiet: false,
 };
 
 const CHECKS: Record<keyof EvalConfig, FieldCheck> = {
-  prep: isString, out: isString, teacher: optional(isString), baseline: optional(isString), distilled: optional(isString),
+  prep: isString, out: isString, data: optional(isString), teacher: optional(isString), baseline: optional(isString), distilled: optional(isString),
   batch_size: isInt(1, 4096), max_windows: isInt(0), stride: optional(isInt(0)), device: isOneOf('auto', 'cpu', 'cuda'), quiet: isBool,
 };
 
@@ -72,14 +78,17 @@ export async function run(partial: Record<string, unknown>, source = 'eval confi
   const stride = cfg.stride ?? Math.max(1, Math.floor(seqLen / 2));
   const report: Report = {};
   const progress = createProgress('eval', roles.length, 'models', cfg.quiet);
+  const curves: CurvePoint[] = [];
   for (const [i, role] of roles.entries()) {
-    const { onnx, parameters, training } = asOnnx(cfg[role]!, join(cfg.out, 'onnx', `${role}.onnx`));
+    const { onnx, parameters, training, metrics } = asOnnx(cfg[role]!, join(cfg.out, 'onnx', `${role}.onnx`));
     const measured = await evaluateOnnxIsolated(onnx, { prep: cfg.prep, batchSize: cfg.batch_size, maxWindows: cfg.max_windows, stride, device: cfg.device });
     report[role] = { parameters, weights_bytes: onnxBytesOnDisk(onnx), onnx, ...measured, ...(training ? { training } : {}) };
+    if (metrics) curves.push(...readCurves(metrics, role));
     progress.update(i + 1, `${role} ppl ${measured.ppl.toFixed(2)}`);
   }
   progress.stop();
-  report.conditions = conditions(cfg, report, stride);
+  report.conditions = await conditions(cfg, report, stride);
+  report.plots = await plots(cfg, report, roles, curves);
   writeFileAtomic(join(cfg.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
   const md = markdown(report, roles);
   writeFileAtomic(join(cfg.out, 'report.md'), md);
@@ -93,24 +102,31 @@ function onnxBytesOnDisk(path: string): number {
 }
 
 /** An .onnx path as is, or a checkpoint directory exported to `target`. */
-function asOnnx(path: string, target: string): { onnx: string; parameters: number; training?: Record<string, unknown> } {
+function asOnnx(path: string, target: string): { onnx: string; parameters: number; training?: Record<string, unknown>; metrics?: string } {
   if (!existsSync(path)) throw new Error(`${path}: model not found`);
   if (statSync(path).isDirectory()) {
     const { cfg, weights } = loadCheckpoint(path);
     writeOnnx(target, exportLlamaOnnx(cfg, weights));
     const trainJson = join(path, 'train.json');
     const training = existsSync(trainJson) ? readJson<{ summary: Record<string, unknown>; config: Record<string, unknown> }>(trainJson) : undefined;
-    return { onnx: target, parameters: countParameters(cfg), training: training && { ...training.summary, alpha: training.config.alpha, temperature: training.config.temperature, loss: training.config.loss, topk_mode: training.config.topk_mode } };
+    return {
+      onnx: target, parameters: countParameters(cfg), metrics: join(path, 'metrics.jsonl'),
+      training: training && { ...training.summary, alpha: training.config.alpha, temperature: training.config.temperature, loss: training.config.loss, topk_mode: training.config.topk_mode, data: training.config.data },
+    };
   }
   const config = join(dirname(path), 'config.json');
   const parameters = existsSync(config) ? countParameters(resolveLlamaConfig(readJson(config), config)) : parameterCountOf(readOnnx(path), path);
   return { onnx: path, parameters };
 }
 
-function conditions(cfg: EvalConfig, report: Report, stride: number): Record<string, unknown> {
+async function conditions(cfg: EvalConfig, report: Report, stride: number): Promise<Record<string, unknown>> {
   const windows = readJson<{ source: string; seq_len: number; splits: { validation: { rows: number; tokens: number } } }>(join(cfg.prep, 'windows.json'));
   const any = Object.values(report)[0] as ModelReport;
+  const manifest = cfg.data ? await readManifest(cfg.data) : undefined;
+  const students = (['baseline', 'distilled'] as const).map((r) => [r, (report[r] as ModelReport | undefined)?.training] as const).filter(([, t]) => t);
   return {
+    ...(manifest ? { logits: { dir: cfg.data, k: manifest.k, mode: manifest.mode, temperatures: manifest.temperatures, teacher: manifest.teacher.path, teacher_dtype: manifest.teacher.dtype } } : {}),
+    ...(students.length ? { training_backend: Object.fromEntries(students.map(([r, t]) => [r, t!.backend])) } : {}),
     data: windows.source, seq_len: windows.seq_len,
     scoring: stride > 0 ? `each validation document by sliding windows of ${windows.seq_len} predictions, stride ${stride}${cfg.max_windows ? ` (first ${cfg.max_windows} documents)` : ''}` : `${cfg.max_windows || windows.splits.validation.rows} packed validation windows of ${windows.seq_len} tokens`,
     scored_tokens: any.scored_tokens, batch_shape: `${cfg.batch_size}×${windows.seq_len}`, runtime: `onnxruntime-node (${any.execution_provider})`,
@@ -118,18 +134,49 @@ function conditions(cfg: EvalConfig, report: Report, stride: number): Record<str
   };
 }
 
+/** Writes the PNG (and SVG) plots next to report.md; returns their file names by kind. */
+async function plots(cfg: EvalConfig, report: Report, roles: readonly string[], curves: CurvePoint[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const c = report.conditions as Record<string, unknown>;
+  if (curves.length) {
+    const sub = (['baseline', 'distilled'] as const).filter((r) => (report[r] as ModelReport | undefined)?.training).map((r) => {
+      const t = (report[r] as ModelReport).training as Record<string, unknown>;
+      return `${r}: α=${t.alpha}, τ=${t.temperature}, ${t.steps} steps, ${Number(t.tokens_seen).toLocaleString('en-US')} tokens, TF.js ${t.backend}`;
+    });
+    if (!curves.some((p) => p.metric.startsWith('KD') && p.student === 'baseline') && roles.includes('baseline')) sub.push('the baseline (α = 0) has no KD term');
+    await writeChart(join(cfg.out, 'training_curves'), trainingCurvesSpec(curves, sub));
+    out.training_curves = 'training_curves.png';
+  }
+  const bars = roles.map((r) => ({ model: r, ppl: (report[r] as ModelReport).ppl }));
+  await writeChart(join(cfg.out, 'perplexity'), perplexityBarsSpec(bars, `${c.scored_tokens} scored tokens of ${c.data}`));
+  out.perplexity = 'perplexity.png';
+  if (cfg.data) {
+    const mass = await topkMass(cfg.data, 256);
+    await writeChart(join(cfg.out, 'topk_mass'), topkMassSpec(mass));
+    out.topk_mass = 'topk_mass.png';
+    (c.logits as Record<string, unknown>).topk_mass = { mean: mass.mean, median: mass.median, p10: mass.p10, positions: mass.masses.length, windows: mass.windows };
+  }
+  return out;
+}
+
 function markdown(report: Report, roles: readonly string[]): string {
   const rows = roles.map((r) => {
     const m = report[r] as ModelReport;
     const t = m.training as Record<string, number> | undefined;
-    return `| ${r} | ${(m.parameters / 1e6).toFixed(2)} M | ${m.ppl.toFixed(2)} | ${m.bpb.toFixed(3)} | ${m.tokens_per_s.toFixed(0)} | ${(m.weights_bytes / 2 ** 20).toFixed(1)} MiB | ${(m.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB | ${t ? `${t.steps} steps, ${Number(t.tokens_seen).toLocaleString('en-US')} tokens, α=${t.alpha}, τ=${t.temperature}` : ''} |`;
+    return `| ${r} | ${(m.parameters / 1e6).toFixed(2)} M | ${m.ppl.toFixed(2)} | ${m.bpb.toFixed(3)} | ${m.tokens_per_s.toFixed(0)} | ${(m.weights_bytes / 2 ** 20).toFixed(1)} MiB | ${(m.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB | ${t ? `${t.steps} steps, ${Number(t.tokens_seen).toLocaleString('en-US')} tokens, α=${t.alpha}, τ=${t.temperature}, TF.js ${t.backend}` : ''} |`;
   });
   const c = report.conditions as Record<string, unknown>;
+  const lg = c.logits as { dir: string; k: number; mode: string; teacher: string; teacher_dtype: string; topk_mass?: { mean: number; median: number } } | undefined;
+  const plots = (report.plots ?? {}) as Record<string, string>;
+  const captions: Record<string, string> = { training_curves: 'Student training curves', perplexity: 'Validation perplexity', topk_mass: 'Teacher top-k mass coverage' };
   return [
     '| model | params | val PPL | bits/byte | tokens/s | weights | peak RSS | training |',
     '|---|---:|---:|---:|---:|---:|---:|---|',
     ...rows, '',
-    `Validation perplexity over ${c.scored_tokens} scored tokens of ${c.data}: ${c.scoring}. Speed on ${c.runtime}, batch ${c.batch_shape}; ${c.machine}.`, '',
+    `Validation perplexity over ${c.scored_tokens} scored tokens of ${c.data}: ${c.scoring}. Speed on ${c.runtime}, batch ${c.batch_shape}; ${c.machine}.`,
+    ...(lg ? [`Distillation data: ${lg.dir}, top-${lg.k} ${lg.mode} logits of the teacher ${lg.teacher} (${lg.teacher_dtype})${lg.topk_mass ? `; the stored top-${lg.k} holds ${(100 * lg.topk_mass.mean).toFixed(1)}% of the teacher's probability mass on average at τ = 1 (median ${(100 * lg.topk_mass.median).toFixed(1)}%)` : ''}.`] : []),
+    '',
+    ...Object.entries(plots).flatMap(([kind, file]) => [`![${captions[kind] ?? kind}](${file})`, '']),
   ].join('\n');
 }
 
@@ -142,6 +189,7 @@ export const command: CommandModule<object, Args> = {
     .option('config', { type: 'string', describe: 'JSON file of config keys (snake_case); flags override it' })
     .option('prep', { type: 'string', describe: `prep output directory (default ${EVAL_DEFAULTS.prep})` })
     .option('out', { type: 'string', describe: `report directory (default ${EVAL_DEFAULTS.out})` })
+    .option('data', { type: 'string', describe: 'logit dataset directory: k and teacher in the report, and the top-k mass coverage plot' })
     .option('teacher', { type: 'string', describe: 'teacher .onnx (or checkpoint directory)' })
     .option('baseline', { type: 'string', describe: 'baseline student: checkpoint directory or .onnx' })
     .option('distilled', { type: 'string', describe: 'distilled student: checkpoint directory or .onnx' })
