@@ -11,6 +11,7 @@ import * as train from '../stages/train.js';
 import * as sweep from '../stages/sweep.js';
 import * as evaluate from '../stages/eval.js';
 import * as inspect from '../stages/inspect.js';
+import * as exportStage from '../stages/export.js';
 
 try {
   await yargs(hideBin(process.argv))
@@ -23,8 +24,9 @@ try {
     .command(train.command)
     .command(sweep.command)
     .command(evaluate.command)
+    .command(exportStage.command)
     .command(inspect.command)
-    .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval or inspect')
+    .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval, export or inspect')
     .strictOptions()
     .fail((msg, err) => { throw err ?? new Error(msg); })
     .help()

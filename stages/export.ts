@@ -1,0 +1,98 @@
+/**
+ * export: a trained student checkpoint → ONNX (same IO as the teacher, through exportLlamaOnnx:
+ * fp32, fp16 or int4 weight-only MatMulNBits) and HF safetensors (config.json, model.safetensors
+ * in F32 or F16, tokenizer.json).
+ *
+ *   <out>/onnx/model.onnx (+ config.json, tokenizer.json beside it, so `kd eval` counts parameters
+ *   and `kd prep --tokenizer` finds the tokenizer)
+ *   <out>/hf/config.json, model.safetensors, tokenizer.json
+ */
+import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Argv, CommandModule } from 'yargs';
+import { flagsToConfig, isBool, isInt, isOneOf, isString, readConfigFile, resolveConfig } from '../lib/cli/config.js';
+import { loadCheckpoint, saveCheckpoint } from '../lib/model/checkpoint.js';
+import { countParameters } from '../lib/model/config.js';
+import { ONNX_DTYPES, ONNX_IOS, OnnxDtype, OnnxIo, writeLlamaOnnx } from '../lib/onnx/index.js';
+
+export interface StudentExportConfig {
+  /** Trained student checkpoint directory (config.json, model.safetensors, tokenizer.json). */
+  checkpoint: string;
+  /** Output directory (onnx/ and hf/ inside). */
+  out: string;
+  /** ONNX weights: fp32, fp16, or int4 weight-only (MatMulNBits). */
+  dtype: OnnxDtype;
+  /** ONNX graph IO (default optimum, as the teacher). */
+  io: OnnxIo;
+  /** int4 quantization block along the input dimension. */
+  block_size: number;
+  /** int4 without zero points. */
+  symmetric: boolean;
+  /** safetensors dtype of the HF copy. */
+  safetensors_dtype: 'F32' | 'F16';
+}
+
+export const STUDENT_EXPORT_DEFAULTS: StudentExportConfig = {
+  checkpoint: 'runs/demo/distilled', out: 'runs/export', dtype: 'fp32', io: 'optimum', block_size: 32, symmetric: false, safetensors_dtype: 'F32',
+};
+
+const CHECKS = {
+  checkpoint: isString, out: isString, dtype: isOneOf(...ONNX_DTYPES), io: isOneOf(...ONNX_IOS), block_size: isInt(16, 4096), symmetric: isBool,
+  safetensors_dtype: isOneOf('F32', 'F16'),
+};
+
+export interface StudentExportResult {
+  checkpoint: string;
+  parameters: number;
+  onnx: { path: string; dtype: OnnxDtype; io: OnnxIo; bytes: number };
+  safetensors: { dir: string; dtype: 'F32' | 'F16'; bytes: number };
+}
+
+/** Writes the ONNX and the HF safetensors copies of a student checkpoint. */
+export function run(partial: Record<string, unknown>, source = 'export config'): StudentExportResult {
+  const cfg = resolveConfig<StudentExportConfig>(STUDENT_EXPORT_DEFAULTS, CHECKS, partial, source);
+  const { cfg: model, weights } = loadCheckpoint(cfg.checkpoint);
+  const tokenizer = join(cfg.checkpoint, 'tokenizer.json');
+  const hasTokenizer = existsSync(tokenizer);
+  const onnxDir = join(cfg.out, 'onnx'), hfDir = join(cfg.out, 'hf');
+  mkdirSync(onnxDir, { recursive: true });
+  const onnxPath = join(onnxDir, 'model.onnx');
+  const sizes = writeLlamaOnnx(onnxPath, model, weights, { dtype: cfg.dtype, io: cfg.io, blockSize: cfg.block_size, symmetric: cfg.symmetric, source: cfg.checkpoint });
+  copyFileSync(join(cfg.checkpoint, 'config.json'), join(onnxDir, 'config.json'));
+  if (hasTokenizer) copyFileSync(tokenizer, join(onnxDir, 'tokenizer.json'));
+  saveCheckpoint(hfDir, model, weights, { dtype: cfg.safetensors_dtype, tokenizer: hasTokenizer ? tokenizer : undefined });
+  return {
+    checkpoint: cfg.checkpoint, parameters: countParameters(model),
+    onnx: { path: onnxPath, dtype: cfg.dtype, io: cfg.io, bytes: sizes.modelBytes + sizes.dataBytes },
+    safetensors: { dir: hfDir, dtype: cfg.safetensors_dtype, bytes: statSync(join(hfDir, 'model.safetensors')).size },
+  };
+}
+
+/** One summary line. */
+export function summary(r: StudentExportResult): string {
+  const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+  return `export: ${r.checkpoint} (${(r.parameters / 1e6).toFixed(2)} M params) → ${r.onnx.path} ${mib(r.onnx.bytes)} ${r.onnx.dtype}, ${r.onnx.io} IO; ${r.safetensors.dir}/model.safetensors ${mib(r.safetensors.bytes)} ${r.safetensors.dtype}\n`;
+}
+
+type Args = Record<string, unknown> & { config?: string; json?: boolean };
+
+export const command: CommandModule<object, Args> = {
+  command: 'export',
+  describe: 'Write a trained student checkpoint as ONNX (fp32/fp16/int4, teacher IO) and as HF safetensors',
+  builder: (y: Argv<object>) => y
+    .option('config', { type: 'string', describe: 'JSON file of config keys (snake_case); flags override it' })
+    .option('checkpoint', { type: 'string', describe: `student checkpoint directory (default ${STUDENT_EXPORT_DEFAULTS.checkpoint})` })
+    .option('out', { type: 'string', describe: `output directory: onnx/model.onnx and hf/ (default ${STUDENT_EXPORT_DEFAULTS.out})` })
+    .option('dtype', { choices: ONNX_DTYPES, describe: 'ONNX weights: fp32, fp16 (weights and activations), int4 (MatMulNBits weight-only linears) (default fp32)' })
+    .option('io', { choices: ONNX_IOS, describe: 'ONNX graph IO, as kd teacher export (default optimum)' })
+    .option('block-size', { type: 'number', describe: 'int4: quantization block, power of two ≥ 16 (default 32)' })
+    .option('symmetric', { type: 'boolean', describe: 'int4: symmetric blocks without zero points (default false)' })
+    .option('safetensors-dtype', { choices: ['F32', 'F16'], describe: 'dtype of hf/model.safetensors (default F32)' })
+    .option('json', { type: 'boolean', describe: 'print the result as JSON on stdout' }) as Argv<Args>,
+  handler: (argv) => {
+    const fromFile = argv.config ? readConfigFile(argv.config) : {};
+    const r = run({ ...fromFile, ...flagsToConfig(argv, Object.keys(CHECKS)) }, argv.config ?? 'export config');
+    process.stderr.write(summary(r));
+    if (argv.json) process.stdout.write(JSON.stringify(r) + '\n');
+  },
+};
