@@ -25,7 +25,10 @@ export interface EvalConfig {
   prep: string;
   /** Report directory. */
   out: string;
-  /** Logit dataset directory (optional): k, the teacher, and the top-k mass coverage plot. */
+  /**
+   * Logit dataset directory: k, the teacher, and the top-k mass coverage plot (default: the
+   * dataset the distilled student's train.json names, when it exists).
+   */
   data: string | null;
   /** Teacher .onnx. */
   teacher: string | null;
@@ -87,6 +90,11 @@ export async function run(partial: Record<string, unknown>, source = 'eval confi
     progress.update(i + 1, `${role} ppl ${measured.ppl.toFixed(2)}`);
   }
   progress.stop();
+  if (!cfg.data) {
+    // Default: the logit dataset the distilled student was trained on, when it is still there.
+    const trainedOn = ((report.distilled as ModelReport | undefined)?.training as { data?: unknown } | undefined)?.data;
+    if (typeof trainedOn === 'string' && existsSync(join(trainedOn, 'manifest.json'))) cfg.data = trainedOn;
+  }
   report.conditions = await conditions(cfg, report, stride);
   report.plots = await plots(cfg, report, roles, curves);
   writeFileAtomic(join(cfg.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
@@ -189,7 +197,7 @@ export const command: CommandModule<object, Args> = {
     .option('config', { type: 'string', describe: 'JSON file of config keys (snake_case); flags override it' })
     .option('prep', { type: 'string', describe: `prep output directory (default ${EVAL_DEFAULTS.prep})` })
     .option('out', { type: 'string', describe: `report directory (default ${EVAL_DEFAULTS.out})` })
-    .option('data', { type: 'string', describe: 'logit dataset directory: k and teacher in the report, and the top-k mass coverage plot' })
+    .option('data', { type: 'string', describe: 'logit dataset directory: k and teacher in the report, and the top-k mass coverage plot (default: the distilled student\'s training data, when present)' })
     .option('teacher', { type: 'string', describe: 'teacher .onnx (or checkpoint directory)' })
     .option('baseline', { type: 'string', describe: 'baseline student: checkpoint directory or .onnx' })
     .option('distilled', { type: 'string', describe: 'distilled student: checkpoint directory or .onnx' })
