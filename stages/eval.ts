@@ -160,9 +160,13 @@ async function plots(cfg: EvalConfig, report: Report, roles: readonly string[], 
   out.perplexity = 'perplexity.png';
   if (cfg.data) {
     const mass = await topkMass(cfg.data, 256);
-    await writeChart(join(cfg.out, 'topk_mass'), topkMassSpec(mass));
-    out.topk_mass = 'topk_mass.png';
-    (c.logits as Record<string, unknown>).topk_mass = { mean: mass.mean, median: mass.median, p10: mass.p10, positions: mass.masses.length, windows: mass.windows };
+    if (!mass) {
+      if (!cfg.quiet) process.stderr.write(`eval: ${cfg.data} stores no τ = 1, so no top-k mass plot\n`);
+    } else {
+      await writeChart(join(cfg.out, 'topk_mass'), topkMassSpec(mass));
+      out.topk_mass = 'topk_mass.png';
+      (c.logits as Record<string, unknown>).topk_mass = { mean: mass.mean, median: mass.median, p10: mass.p10, positions: mass.masses.length, windows: mass.windows };
+    }
   }
   return out;
 }

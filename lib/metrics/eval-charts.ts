@@ -102,13 +102,13 @@ export interface TopkMass {
 
 /**
  * Σ_topk exp(topk_logit − log_z[τ=1]) per position with a target, over the first `maxWindows`
- * windows of a logit dataset.
+ * windows of a logit dataset; null when τ = 1 is not among the stored temperatures.
  */
-export async function topkMass(dataDir: string, maxWindows = 256): Promise<TopkMass> {
+export async function topkMass(dataDir: string, maxWindows = 256): Promise<TopkMass | null> {
   const ds = await openLogitDataset(dataDir);
   const { seqLen: L, k, numTemps: T } = ds.layout;
   const t1 = ds.manifest.temperatures.indexOf(1);
-  if (t1 < 0) throw new Error(`${dataDir}: no τ = 1 among the stored temperatures (${ds.manifest.temperatures.join(', ')})`);
+  if (t1 < 0) return null; // log_z at τ = 1 not stored: the mass cannot be computed
   const masses: number[] = [];
   let windows = 0;
   for await (const row of ds.rows()) {
