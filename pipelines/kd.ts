@@ -27,6 +27,7 @@ try {
     .command(exportStage.command)
     .command(inspect.command)
     .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval, export or inspect')
+    .strictCommands()
     .strictOptions()
     .fail((msg, err) => { throw err ?? new Error(msg); })
     .help()

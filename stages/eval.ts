@@ -149,7 +149,7 @@ async function plots(cfg: EvalConfig, report: Report, roles: readonly string[], 
   if (curves.length) {
     const sub = (['baseline', 'distilled'] as const).filter((r) => (report[r] as ModelReport | undefined)?.training).map((r) => {
       const t = (report[r] as ModelReport).training as Record<string, unknown>;
-      return `${r}: α=${t.alpha}, τ=${t.temperature}, ${t.steps} steps, ${Number(t.tokens_seen).toLocaleString('en-US')} tokens, TF.js ${t.backend}`;
+      return `${r}: α=${t.alpha}${t.alpha > 0 ? `, τ=${t.temperature}` : ''}, ${t.steps} steps, ${Number(t.tokens_seen).toLocaleString('en-US')} tokens, TF.js ${t.backend}`;
     });
     if (!curves.some((p) => p.metric.startsWith('KD') && p.student === 'baseline') && roles.includes('baseline')) sub.push('the baseline (α = 0) has no KD term');
     await writeChart(join(cfg.out, 'training_curves'), trainingCurvesSpec(curves, sub));
@@ -175,7 +175,7 @@ function markdown(report: Report, roles: readonly string[]): string {
   const rows = roles.map((r) => {
     const m = report[r] as ModelReport;
     const t = m.training as Record<string, number> | undefined;
-    return `| ${r} | ${(m.parameters / 1e6).toFixed(2)} M | ${m.ppl.toFixed(2)} | ${m.bpb.toFixed(3)} | ${m.tokens_per_s.toFixed(0)} | ${(m.weights_bytes / 2 ** 20).toFixed(1)} MiB | ${(m.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB | ${t ? `${t.steps} steps, ${Number(t.tokens_seen).toLocaleString('en-US')} tokens, α=${t.alpha}, τ=${t.temperature}, TF.js ${t.backend}` : ''} |`;
+    return `| ${r} | ${(m.parameters / 1e6).toFixed(2)} M | ${m.ppl.toFixed(2)} | ${m.bpb.toFixed(3)} | ${m.tokens_per_s.toFixed(0)} | ${(m.weights_bytes / 2 ** 20).toFixed(1)} MiB | ${(m.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB | ${t ? `${t.steps} steps, ${Number(t.tokens_seen).toLocaleString('en-US')} tokens, α=${t.alpha}${t.alpha > 0 ? `, τ=${t.temperature}` : ''}, TF.js ${t.backend}` : ''} |`;
   });
   const c = report.conditions as Record<string, unknown>;
   const lg = c.logits as { dir: string; k: number; mode: string; teacher: string; teacher_dtype: string; topk_mass?: { mean: number; median: number } } | undefined;

@@ -10,7 +10,7 @@
 import { copyFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { flagsToConfig, isBool, isInt, isOneOf, isString, readConfigFile, resolveConfig } from '../lib/cli/config.js';
+import { flagsToConfig, isBool, isInt, isOneOf, isString, readConfigFile, resolveConfig, mergeConfig } from '../lib/cli/config.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { compareOnnx, formatComparison, OnnxCompareResult } from '../lib/metrics/onnx-compare.js';
 import { readWindows } from '../lib/data/windows.js';
@@ -184,7 +184,7 @@ export const command: CommandModule<object, Args> = {
       if (argv.json) process.stdout.write(JSON.stringify(r) + '\n');
       return;
     }
-    const summary = await runTrain({ ...fromFile, ...flagsToConfig(argv, TRAIN_KEYS) }, argv.config ?? 'teacher config');
+    const summary = await runTrain(mergeConfig(fromFile, flagsToConfig(argv, TRAIN_KEYS)), argv.config ?? 'teacher config');
     if (argv.json) process.stdout.write(JSON.stringify(summary) + '\n');
   },
 };

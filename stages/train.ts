@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { flagsToConfig, readConfigFile } from '../lib/cli/config.js';
+import { flagsToConfig, readConfigFile, mergeConfig } from '../lib/cli/config.js';
 import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { trainOptions } from '../lib/cli/train-options.js';
 import { openLogitDataset } from '../lib/shards/index.js';
@@ -62,7 +62,7 @@ export const command: CommandModule<object, Args> = {
     const controller = new AbortController();
     const release = abortOnSignals(controller, 'saving a resumable state after this step');
     try {
-      const summary = await run({ ...fromFile, ...flagsToConfig(argv, TRAIN_KEYS) }, argv.config ?? 'train config', { signal: controller.signal });
+      const summary = await run(mergeConfig(fromFile, flagsToConfig(argv, TRAIN_KEYS)), argv.config ?? 'train config', { signal: controller.signal });
       if (argv.json) process.stdout.write(JSON.stringify(summary) + '\n');
       if (summary.interrupted) process.exitCode = 130;
     } finally { release(); }

@@ -23,3 +23,11 @@ describe('config files', () => {
     expect(() => readConfigFile(join(dir, 'list.yml'))).toThrow(/list.yml: not a YAML mapping/);
   });
 });
+
+describe('flags over files and refusals', () => {
+  it('--model merges into the config file model instead of replacing it', async () => {
+    const { mergeConfig } = await import('../lib/cli/config.js');
+    const merged = mergeConfig({ alpha: 0.5, model: { hidden_size: 128, num_hidden_layers: 2 } }, { model: { hidden_size: 64 }, alpha: 0.9 });
+    expect(merged).toEqual({ alpha: 0.9, model: { hidden_size: 64, num_hidden_layers: 2 } });
+  });
+});

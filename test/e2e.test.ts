@@ -28,6 +28,8 @@ describe('end to end: prep → teacher → precompute → train → eval', () =>
     const baseline = await trainStudent({ ...student, alpha: 0, out: join(dir, 'baseline') });
     const distilled = await trainStudent({ ...student, alpha: 0.8, temperature: 2, out: join(dir, 'distilled') });
     renameSync(`${onnx}.away`, onnx);
+    // A finished run is never overwritten by accident.
+    await expect(trainStudent({ ...student, alpha: 0, out: join(dir, 'baseline') })).rejects.toThrow(/holds a training run already; --resume continues it, --overwrite starts afresh/);
     expect(baseline.steps).toBe(4);
     expect(distilled.steps).toBe(4);
     for (const out of ['baseline', 'distilled']) {

@@ -52,3 +52,16 @@ export function flagsToConfig(argv: Record<string, unknown>, keys: string[]): Re
   }
   return out;
 }
+
+/**
+ * Flags over a config file: top-level keys replace, object values (e.g. `model`) are merged key by
+ * key, so `--model '{"hidden_size":64}'` changes one field of the file's model.
+ */
+export function mergeConfig(fromFile: Record<string, unknown>, fromFlags: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...fromFile };
+  const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  for (const [key, value] of Object.entries(fromFlags)) {
+    out[key] = isObject(value) && isObject(out[key]) ? { ...(out[key] as Record<string, unknown>), ...value } : value;
+  }
+  return out;
+}

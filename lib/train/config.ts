@@ -69,6 +69,8 @@ export interface TrainConfig {
   backend: BackendChoice;
   /** Continue from the training state in `out` when there is one. */
   resume: boolean;
+  /** Start afresh in an `out` that already holds a training run (otherwise refused unless resuming). */
+  overwrite: boolean;
   /** No progress bar or summary. */
   quiet: boolean;
 }
@@ -79,7 +81,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   lr: 3e-3, min_lr: 3e-4, warmup_steps: 20, weight_decay: 0.1, beta1: 0.9, beta2: 0.95, grad_clip: 1,
   alpha: 0.8, temperature: 2, temperature_schedule: 'constant', temperature_min: 1,
   loss: 'forward_kl', jsd_beta: 0.5, skew_lambda: 0.1, topk_mode: 'tail',
-  eval_every: 0, eval_windows: 64, early_stopping_patience: 0, save_every: 0, dropout: 0, backend: 'auto', resume: false, quiet: false,
+  eval_every: 0, eval_windows: 64, early_stopping_patience: 0, save_every: 0, dropout: 0, backend: 'auto', resume: false, overwrite: false, quiet: false,
 };
 
 /** Default student (`kd train`, `kd sweep`): ~1M parameters with the tokenizer's vocabulary and tied embeddings. */
@@ -101,7 +103,7 @@ const CHECKS: Record<keyof TrainConfig, FieldCheck> = {
   skew_lambda: (v) => (typeof v === 'number' && v >= 0 && v < 1 ? undefined : 'must be a number in [0, 1) (λ = 0 is forward KL)'),
   topk_mode: isOneOf('tail', 'renormalize'),
   eval_every: isInt(0), eval_windows: isInt(0), early_stopping_patience: isInt(0), save_every: isInt(0),
-  dropout: (v) => (typeof v === 'number' && v >= 0 && v < 1 ? undefined : 'must be a number in [0, 1)'), backend: isOneOf('auto', ...BACKENDS), resume: isBool, quiet: isBool,
+  dropout: (v) => (typeof v === 'number' && v >= 0 && v < 1 ? undefined : 'must be a number in [0, 1)'), backend: isOneOf('auto', ...BACKENDS), resume: isBool, overwrite: isBool, quiet: isBool,
 };
 
 export const TRAIN_KEYS = Object.keys(CHECKS) as (keyof TrainConfig)[];

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { appendFileSync, mkdirSync } from 'node:fs';
+import { appendFileSync, mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { initBackend } from '../backend/select.js';
 import { createProgress } from '../cli/progress.js';
@@ -77,6 +77,9 @@ export interface TrainSummary {
 export async function train(cfg: TrainConfig, inputs: TrainingInputs, control: TrainControl = {}): Promise<TrainSummary> {
   const started = performance.now();
   const backend = await initBackend(cfg.backend);
+  if (!cfg.resume && !cfg.overwrite && existsSync(join(cfg.out, 'trainer_state.json'))) {
+    throw new Error(`${cfg.out}: holds a training run already; --resume continues it, --overwrite starts afresh, or choose another --out`);
+  }
   mkdirSync(cfg.out, { recursive: true });
   const log = (s: string) => { if (!cfg.quiet) process.stderr.write(s + '\n'); };
   const { modelCfg, weights } = modelSource(cfg, inputs);
