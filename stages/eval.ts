@@ -149,7 +149,7 @@ async function plots(cfg: EvalConfig, report: Report, roles: readonly string[], 
   if (curves.length) {
     const sub = (['baseline', 'distilled'] as const).filter((r) => (report[r] as ModelReport | undefined)?.training).map((r) => {
       const t = (report[r] as ModelReport).training as Record<string, unknown>;
-      return `${r}: α=${t.alpha}${t.alpha > 0 ? `, τ=${t.temperature}` : ''}, ${t.steps} steps, ${Number(t.tokens_seen).toLocaleString('en-US')} tokens, TF.js ${t.backend}`;
+      return `${r}: α=${t.alpha}${Number(t.alpha) > 0 ? `, τ=${t.temperature}` : ''}, ${t.steps} steps, ${Number(t.tokens_seen).toLocaleString('en-US')} tokens, TF.js ${t.backend}`;
     });
     if (!curves.some((p) => p.metric.startsWith('KD') && p.student === 'baseline') && roles.includes('baseline')) sub.push('the baseline (α = 0) has no KD term');
     await writeChart(join(cfg.out, 'training_curves'), trainingCurvesSpec(curves, sub));
