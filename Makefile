@@ -36,10 +36,10 @@ precompute: runs/teacher/model.onnx
 	$(KD) precompute --config pipelines/configs/precompute.json
 
 train: node_modules
-	$(KD) train --config pipelines/configs/student.json --out runs/student
+	$(KD) train --config pipelines/configs/student.json --out runs/student --overwrite
 
 baseline: node_modules
-	$(KD) train --config pipelines/configs/student.json --alpha 0 --out runs/baseline
+	$(KD) train --config pipelines/configs/student.json --alpha 0 --out runs/baseline --overwrite
 
 # Students over a grid of α, τ, loss and schedule from the same cached logits (runs/logits, after
 # `make precompute`), 2 processes at a time; ranked table and plot in runs/sweep.
