@@ -10,7 +10,7 @@ import { NamedTensors } from '../lib/model/tensors.js';
 import { GraphBuilder } from '../lib/onnx/graph-builder.js';
 import {
   addScoringOutputs, addTopKOutputs, exportLlamaOnnx, ioNamesOf, openOnnxSession, positionIdsFromMask,
-  externalDataFiles, readOnnx, runLogits, runScoring, runTopK, vocabSizeOf, writeDerivedOnnx, writeOnnx,
+  externalDataFiles, readOnnx, runLogits, runScoring, runTopK, vocabChunkCount, vocabSizeOf, writeDerivedOnnx, writeOnnx,
 } from '../lib/onnx/index.js';
 import { attr, decodeModel, DT, encodeModel, floatTensor, onnx, valueInfo } from '../lib/onnx/proto.js';
 
@@ -222,6 +222,31 @@ describe('graph surgery on other decoders', () => {
       expect([...got.topkIds.subarray(r * k, (r + 1) * k)]).toEqual(ref.ids);
       expect(maxAbsDiff(got.topkLogits.subarray(r * k, (r + 1) * k), ref.values)).toBe(0);
       expect(maxAbsDiff(got.logZ.subarray(r * 2, (r + 1) * 2), ref.logZ)).toBeLessThan(1e-5);
+    }
+  });
+
+  it('log_z over vocabulary chunks and the squaring shortcut (τ = τ\'/2) equals a float64 reference', async () => {
+    // fp32 table decoder, V = 1500 (3 chunks by default), logits in [-40, 8] so exp(s/τ) underflows for small τ
+    const V = 1500, B = 2, L = 3, k = 6, temps = [1, 0.25, 2, 1.5, 0.5, 3, 4, 2.5];
+    const u = mulberry32(21), table = Float32Array.from({ length: V * V }, () => Math.round((u() * 48 - 40) * 64) / 64);
+    const g = new GraphBuilder(17);
+    g.named('logits', 'Gather', ['table', 'input_ids'], [attr.int('axis', 0)]);
+    const bytes = encodeModel({
+      irVersion: 8, opsetImport: [{ domain: '', version: 17 }],
+      graph: { name: 'table', node: g.nodes, initializer: [floatTensor('table', [V, V], table)],
+        input: [valueInfo('input_ids', DT.INT64, ['batch_size', 'sequence_length'])],
+        output: [valueInfo('logits', DT.FLOAT, ['batch_size', 'sequence_length', V])] },
+    });
+    expect(vocabChunkCount(V)).toBe(3);
+    expect([vocabChunkCount(4096), vocabChunkCount(151936), vocabChunkCount(300), vocabChunkCount('vocab')]).toEqual([8, 16, 1, 1]);
+    const ids = randomIds(B * L, V, 22);
+    for (const vocabChunks of [undefined, 1, 7]) {
+      const got = await runTopK(await openOnnxSession(addTopKOutputs(bytes, { k, temperatures: temps, vocabChunks }), { device: 'cpu' }), ids, B, L);
+      for (let r = 0; r < B * L; r++) {
+        const ref = topkReference(table.subarray(ids[r] * V, (ids[r] + 1) * V), k, temps);
+        expect([...got.topkIds.subarray(r * k, (r + 1) * k)]).toEqual(ref.ids);
+        expect(maxAbsDiff(got.logZ.subarray(r * temps.length, (r + 1) * temps.length), ref.logZ)).toBeLessThan(1e-6);
+      }
     }
   });
 

@@ -217,8 +217,9 @@ export async function runTopK(h: OnnxSession, ids: IntArray, batch: number, seqL
   const idsT = out.topk_ids, logZ = out.log_z.data as Float32Array;
   const k = idsT.dims[2], numTemperatures = out.log_z.dims[2];
   const src = idsT.data as BigInt64Array;
+  const words = new Int32Array(src.buffer, src.byteOffset, 2 * src.length); // ids are in [0, V): low words (little-endian)
   const topkIds = new Int32Array(src.length);
-  for (let i = 0; i < src.length; i++) topkIds[i] = Number(src[i]);
+  for (let i = 0; i < src.length; i++) topkIds[i] = words[2 * i];
   const bad = logZ.findIndex((v) => !Number.isFinite(v));
   if (bad >= 0) {
     const pos = Math.floor(bad / numTemperatures);
