@@ -1,51 +1,25 @@
 import { copyFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DuckDBInstance, type DuckDBBlobValue, type DuckDBConnection } from '@duckdb/node-api';
 import { parquetMetadata } from 'hyparquet';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { decodeHalf, encodeHalf } from '../lib/logits/fp16.js';
 import {
-  DUCKDB_MACROS, SHARD_CREATED_BY, openLogitDataset, readManifest, readShard, rowBytes, sha256File, shardFileName,
-  verifyShard, writeManifest, writeShard, type LogitManifest, type LogitRow, type ShardLayout, type WriteShardMeta,
+  DUCKDB_MACROS, SHARD_CREATED_BY, SHARD_KV_KEY, SHARD_LAYOUT, openLogitDataset, readManifest, readShard, rowBytes, sha256File,
+  shardFileName, verifyShard, writeManifest, writeShard, type LayoutName, type LogitManifest, type LogitRow, type ShardLayout,
+  type WriteShardMeta,
 } from '../lib/shards/index.js';
+import { joinBytes16, joinBytes32, packRow, splitBytes, unpackRow } from '../lib/shards/packing.js';
+import { BIG_ID, FP16, FP32, makeRows, oldLayoutFixtures, rng } from './shard-rows.js';
 
-const BIG_ID = 9007199254740993n; // 2^53 + 1: not representable as a JS number
-
-/** mulberry32: deterministic uniform [0, 1). */
-function rng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Random rows of a layout; fp16 layouts get fp16-representable logits (so bit-exact compare works). */
-function makeRows(n: number, layout: ShardLayout, vocab: number, seed: number, firstId = 0n): LogitRow[] {
-  const r = rng(seed);
-  const { seqLen: L, k, numTemps: T } = layout;
-  return Array.from({ length: n }, (_, i) => {
-    const logits = new Float32Array(L * k);
-    for (let t = 0; t < L; t++) {
-      let v = 0;
-      for (let j = 0; j < k; j++) { logits[t * k + j] = v; v -= r() * 3; }
-    }
-    return {
-      sample_id: firstId + BigInt(i),
-      input_ids: Uint32Array.from({ length: L }, () => Math.floor(r() * vocab)),
-      target_ids: Int32Array.from({ length: L }, () => (r() < 0.1 ? -100 : Math.floor(r() * vocab))),
-      topk_ids: Uint32Array.from({ length: L * k }, () => Math.floor(r() * vocab)),
-      topk_logits: layout.valueDtype === 'float16' ? decodeHalf(encodeHalf(logits)) : logits,
-      log_z: Float32Array.from({ length: L * T }, () => r() * 5),
-    };
-  });
-}
-
-const FP16: ShardLayout = { seqLen: 16, k: 8, numTemps: 7, idDtype: 'uint16', valueDtype: 'float16' };
-const FP32: ShardLayout = { seqLen: 5, k: 3, numTemps: 2, idDtype: 'uint32', valueDtype: 'float32' };
+/** The `packed-le` shards written by kd before `packed-le-split` (rows: {@link oldLayoutFixtures}), with their sha256. */
+const FIXTURES = fileURLToPath(new URL('./fixtures/shards/', import.meta.url));
+const FIXTURE_SHA256: Record<string, string> = {
+  'packed-le-u16-f16.parquet': 'da2505bb25be4cc0e1b29df75fab803078474905cc07d5b0716c0f1923a052ac',
+  'packed-le-u32-f32.parquet': '0e3d89996922edf17d618d7715988516a558214740dc36ff6e9182666e0b3d69',
+};
 
 let dir: string;
 beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'kd-shards-')); });
@@ -63,6 +37,9 @@ describe('writeShard / readShard', () => {
     expect(back[2].target_ids).toEqual(rows[2].target_ids);
     expect(res).toEqual({ rows: 9, bytes: (await readFile(path)).byteLength, sha256: await sha256File(path) });
     expect(await readdir(dir)).not.toContain('rt16.parquet.tmp');
+    const kv = parquetMetadata(new Uint8Array(await readFile(path))).key_value_metadata!.find((e) => e.key === SHARD_KV_KEY)!;
+    expect(JSON.parse(kv.value!).layout).toBe('packed-le-split');
+    expect(SHARD_LAYOUT).toBe('packed-le-split');
   });
 
   it('round-trips uint32 ids above 65535, fp32 logits, extreme int64 ids, every codec', async () => {
@@ -75,6 +52,11 @@ describe('writeShard / readShard', () => {
       await writeShard(path, rows, { ...FP32, codec });
       expect(await readShard(path, FP32)).toStrictEqual(rows);
     }
+    const level6 = await writeShard(join(dir, 'rt32-gzip6.parquet'), rows, { ...FP32, gzipLevel: 6 });
+    expect(level6.sha256).not.toBe(await sha256File(join(dir, 'rt32-GZIP.parquet'))); // default level 1
+    expect(await readShard(join(dir, 'rt32-gzip6.parquet'), FP32)).toStrictEqual(rows);
+    await expect(writeShard(join(dir, 'rt32-gzip0.parquet'), rows, { ...FP32, gzipLevel: 0 }))
+      .rejects.toThrow(`${dir}/rt32-gzip0.parquet: gzipLevel must be an integer 1..9 (got 0)`);
   });
 
   it('writes byte-identical files for the same rows, whatever the clock says', async () => {
@@ -150,6 +132,90 @@ describe('writeShard / readShard', () => {
   });
 });
 
+describe('byte-stream split (layout packed-le-split)', () => {
+  it('stores byte j of value i at j·n + i', () => {
+    expect(Array.from(splitBytes(Uint16Array.of(0x0102, 0x0304, 0x0506)))).toEqual([2, 4, 6, 1, 3, 5]);
+    expect(Array.from(splitBytes(Uint32Array.of(0x01020304, 0xa0b0c0d0)))).toEqual([4, 0xd0, 3, 0xc0, 2, 0xb0, 1, 0xa0]);
+    expect(Array.from(splitBytes(Int32Array.of(-100)))).toEqual([0x9c, 0xff, 0xff, 0xff]);
+  });
+
+  it('round-trips uint16, uint32, int32, fp16 and fp32 words of odd and even lengths, bit-exact', () => {
+    const r = rng(30);
+    const special = [0, -0, NaN, Infinity, -Infinity, 1e-40, -65504, 2 ** -24, 3.4e38];
+    for (const n of [0, 1, 2, 3, 7, 33, 4097]) {
+      const u16 = Uint16Array.from({ length: n }, () => Math.floor(r() * 65536));
+      expect(joinBytes16(splitBytes(u16), new Uint16Array(n))).toEqual(u16);
+      expect(joinBytes16(splitBytes(u16), new Uint32Array(n))).toEqual(Uint32Array.from(u16));
+      const u32 = Uint32Array.from({ length: n }, (_, i) => (i === 1 ? 0xffffffff : Math.floor(r() * 2 ** 32)));
+      expect(joinBytes32(splitBytes(u32))).toEqual(u32);
+      const i32 = Int32Array.from({ length: n }, () => Math.floor(r() * 2 ** 32) - 2 ** 31);
+      expect(new Int32Array(joinBytes32(splitBytes(i32)).buffer)).toEqual(i32);
+      const f32 = Float32Array.from({ length: n }, (_, i) => special[i] ?? (r() - 0.5) * 1e6);
+      expect(joinBytes32(splitBytes(f32))).toEqual(new Uint32Array(f32.buffer));
+      const f16 = encodeHalf(f32);
+      expect(joinBytes16(splitBytes(f16), new Uint16Array(n))).toEqual(f16);
+    }
+  });
+
+  it('splits a typed-array view that does not start at its buffer', () => {
+    const whole = Uint32Array.of(0xdeadbeef, 0x01020304, 0x05060708, 0xcafef00d);
+    expect(Array.from(splitBytes(whole.subarray(1, 3)))).toEqual([4, 8, 3, 7, 2, 6, 1, 5]);
+    const halves = Uint16Array.of(0xffff, 0x0102, 0x0304);
+    expect(Array.from(splitBytes(halves.subarray(1)))).toEqual([2, 4, 1, 3]);
+  });
+
+  it('packRow / unpackRow round-trip both layouts, odd element counts, unaligned blobs', () => {
+    const odd: ShardLayout = { seqLen: 3, k: 5, numTemps: 1, idDtype: 'uint16', valueDtype: 'float16' };
+    for (const shapes of [FP16, FP32, odd, { ...odd, idDtype: 'uint32' as const, valueDtype: 'float32' as const }]) {
+      const [row] = makeRows(1, shapes, shapes.idDtype === 'uint16' ? 65536 : 2 ** 32, 31);
+      const split = packRow(row, { ...shapes, layout: 'packed-le-split' }, 'x');
+      const plain = packRow(row, { ...shapes, layout: 'packed-le' }, 'x');
+      expect(packRow(row, shapes, 'x')).toEqual(split); // the default
+      expect(split.topk_ids).not.toEqual(plain.topk_ids);
+      for (const [name, packed] of [['packed-le-split', split], ['packed-le', plain]] as const) {
+        const raw: Record<string, unknown> = { sample_id: packed.sample_id };
+        for (const col of ['input_ids', 'target_ids', 'topk_ids', 'topk_logits', 'log_z'] as const) {
+          const b = new Uint8Array(packed[col].byteLength + 1);
+          b.set(packed[col], 1);
+          raw[col] = b.subarray(1); // as hyparquet may hand them out: odd byte offset
+        }
+        expect(unpackRow(raw, { ...shapes, layout: name }, 'x')).toStrictEqual(row);
+      }
+    }
+  });
+});
+
+describe('packed-le shards (written before packed-le-split)', () => {
+  it('reads the fixtures written by the old writer and gets the same rows', async () => {
+    for (const { file, layout, rows } of oldLayoutFixtures()) {
+      const path = join(FIXTURES, file);
+      expect(await sha256File(path)).toBe(FIXTURE_SHA256[file]);
+      expect(await readShard(path, layout)).toStrictEqual(rows);
+      expect(await readShard(path, { ...layout, layout: 'packed-le' }, { sha256: FIXTURE_SHA256[file] })).toStrictEqual(rows);
+      await expect(readShard(path, { ...layout, layout: 'packed-le-split' }))
+        .rejects.toThrow(`${path}: shard does not match manifest (layout="packed-le" expected "packed-le-split")`);
+    }
+  });
+
+  it('are still written byte for byte with layout packed-le and gzipLevel 6', async () => {
+    for (const { file, layout, rows } of oldLayoutFixtures()) {
+      const res = await writeShard(join(dir, `old-${file}`), rows, { ...layout, layout: 'packed-le', gzipLevel: 6 });
+      expect(res.sha256).toBe(FIXTURE_SHA256[file]);
+    }
+  });
+
+  it('open as a dataset whose manifest says packed-le; a manifest naming the other layout is refused', async () => {
+    const { ddir, rows } = await makeDataset('dsold-', 'packed-le');
+    const ds = await openLogitDataset(ddir, { verify: true });
+    expect(ds.layout).toEqual({ ...FP16, layout: 'packed-le' });
+    expect(await ds.readAll()).toStrictEqual(rows);
+    const m = await readManifest(ddir);
+    await writeManifest(ddir, { ...m, encoding: { ...m.encoding, layout: 'packed-le-split' } });
+    await expect((await openLogitDataset(ddir)).readAll())
+      .rejects.toThrow(`${join(ddir, 'shard-00000.parquet')}: shard does not match manifest (layout="packed-le" expected "packed-le-split")`);
+  });
+});
+
 describe('DuckDB reads shards', () => {
   let con: DuckDBConnection;
   beforeAll(async () => { con = await (await DuckDBInstance.create(':memory:')).connect(); });
@@ -161,13 +227,16 @@ describe('DuckDB reads shards', () => {
     const res = await con.runAndReadAll(`SELECT sample_id, input_ids, target_ids, topk_ids, topk_logits, log_z FROM read_parquet('${path}') ORDER BY sample_id`);
     const [ids, inp, tgt, topk, logits, logz] = res.getColumns();
     expect(ids).toEqual(rows.map((r) => r.sample_id));
-    const blob = (v: unknown) => Uint8Array.from((v as DuckDBBlobValue).bytes).buffer;
+    const blob = (v: unknown) => Uint8Array.from((v as DuckDBBlobValue).bytes);
+    const u16s = (v: unknown) => { const b = blob(v); return joinBytes16(b, new Uint16Array(b.length / 2)); };
+    const words = (v: unknown) => joinBytes32(blob(v)).buffer; // byte-split 4-byte values
     rows.forEach((r, i) => {
-      expect(Uint32Array.from(new Uint16Array(blob(inp[i])))).toEqual(r.input_ids);
-      expect(new Int32Array(blob(tgt[i]))).toEqual(r.target_ids);
-      expect(Uint32Array.from(new Uint16Array(blob(topk[i])))).toEqual(r.topk_ids);
-      expect(decodeHalf(new Uint16Array(blob(logits[i])))).toEqual(r.topk_logits);
-      expect(new Float32Array(blob(logz[i]))).toEqual(r.log_z);
+      expect(blob(inp[i]).subarray(0, 16)).toEqual(Uint8Array.from(r.input_ids.subarray(0, 16), (v) => v & 0xff)); // low bytes first
+      expect(Uint32Array.from(u16s(inp[i]))).toEqual(r.input_ids);
+      expect(new Int32Array(words(tgt[i]))).toEqual(r.target_ids);
+      expect(Uint32Array.from(u16s(topk[i]))).toEqual(r.topk_ids);
+      expect(decodeHalf(u16s(logits[i]))).toEqual(r.topk_logits);
+      expect(new Float32Array(words(logz[i]))).toEqual(r.log_z);
     });
     for (const stmt of DUCKDB_MACROS) await con.run(stmt);
     const sql = await con.runAndReadAll(`SELECT count(*) OVER () n, kd_u16s(topk_ids) ids, kd_i32s(target_ids) tgt,
@@ -187,13 +256,41 @@ describe('DuckDB reads shards', () => {
     const path = join(dir, 'duck32.parquet');
     await writeShard(path, rows, FP32);
     for (const stmt of DUCKDB_MACROS) await con.run(stmt);
-    const objs = (await con.runAndReadAll(`SELECT kd_u32s(topk_ids) ids, kd_f32s(topk_logits) lg FROM read_parquet('${path}') ORDER BY sample_id`)).getRowObjectsJS();
-    expect(objs[1].ids).toEqual(Array.from(rows[1].topk_ids, (v) => BigInt(v)));
-    expect(objs[1].lg).toEqual(Array.from(rows[1].topk_logits));
+    const objs = (await con.runAndReadAll(`SELECT kd_u32s(topk_ids) ids, kd_u32s(input_ids) inp, kd_i32s(target_ids) tgt,
+      kd_f32s(topk_logits) lg, kd_f32s(log_z) lz FROM read_parquet('${path}') ORDER BY sample_id`)).getRowObjectsJS();
+    rows.forEach((r, i) => {
+      expect(objs[i].ids).toEqual(Array.from(r.topk_ids, (v) => BigInt(v))); // 15 values: an odd count
+      expect(objs[i].inp).toEqual(Array.from(r.input_ids, (v) => BigInt(v)));
+      expect(objs[i].tgt).toEqual(Array.from(r.target_ids));
+      expect(objs[i].lg).toEqual(Array.from(r.topk_logits));
+      expect(objs[i].lz).toEqual(Array.from(r.log_z));
+    });
+  });
+
+  it('decodes archived packed-le shards with the _packed_le macros', async () => {
+    for (const stmt of DUCKDB_MACROS) await con.run(stmt);
+    const [fp16, fp32] = oldLayoutFixtures();
+    const a = (await con.runAndReadAll(`SELECT kd_u16s_packed_le(input_ids) inp, kd_u16s_packed_le(topk_ids) ids,
+      kd_i32s_packed_le(target_ids) tgt, kd_f16s_packed_le(topk_logits) lg, kd_f32s_packed_le(log_z) lz
+      FROM read_parquet('${join(FIXTURES, fp16.file)}') ORDER BY sample_id`)).getRowObjectsJS();
+    expect(a).toHaveLength(3);
+    fp16.rows.forEach((r, i) => {
+      expect(a[i].inp).toEqual(Array.from(r.input_ids));
+      expect(a[i].ids).toEqual(Array.from(r.topk_ids));
+      expect(a[i].tgt).toEqual(Array.from(r.target_ids));
+      expect(a[i].lg).toEqual(Array.from(r.topk_logits));
+      expect(a[i].lz).toEqual(Array.from(r.log_z));
+    });
+    const b = (await con.runAndReadAll(`SELECT kd_u32s_packed_le(topk_ids) ids, kd_f32s_packed_le(topk_logits) lg
+      FROM read_parquet('${join(FIXTURES, fp32.file)}') ORDER BY sample_id`)).getRowObjectsJS();
+    fp32.rows.forEach((r, i) => {
+      expect(b[i].ids).toEqual(Array.from(r.topk_ids, (v) => BigInt(v)));
+      expect(b[i].lg).toEqual(Array.from(r.topk_logits));
+    });
   });
 });
 
-function manifestFor(shards: LogitManifest['shards'], layout: ShardLayout): LogitManifest {
+function manifestFor(shards: LogitManifest['shards'], layout: ShardLayout, byteLayout: LayoutName = SHARD_LAYOUT): LogitManifest {
   const rows = shards.reduce((a, s) => a + s.rows, 0);
   return {
     format: 'kd-logits', version: 1,
@@ -201,24 +298,24 @@ function manifestFor(shards: LogitManifest['shards'], layout: ShardLayout): Logi
     tokenizer: { sha256: 'b'.repeat(64), vocab_size: 32064, real_vocab_size: 32000 },
     windows: { source: 'windows/train.bin', sha256: 'c'.repeat(64) },
     seq_len: layout.seqLen, k: layout.k, mode: 'topk', temperatures: [1, 1.5, 2, 2.5, 3, 3.5, 4].slice(0, layout.numTemps),
-    encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: 'packed-le' },
+    encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: byteLayout },
     shards, totals: { rows, positions: rows * layout.seqLen, bytes: shards.reduce((a, s) => a + s.bytes, 0) },
     tool_version: '0.1.0', created_at: '2025-01-01T00:00:00Z',
   };
 }
 
-/** A two-shard dataset directory. */
-async function makeDataset(name: string): Promise<{ ddir: string; rows: LogitRow[] }> {
+/** A two-shard dataset directory, shards written in `byteLayout`. */
+async function makeDataset(name: string, byteLayout: LayoutName = SHARD_LAYOUT): Promise<{ ddir: string; rows: LogitRow[] }> {
   const ddir = await mkdtemp(join(dir, name));
   const rows = makeRows(7, FP16, 32000, 11, BIG_ID);
   const parts = [rows.slice(0, 4), rows.slice(4)];
   const shards = [];
   for (const [i, part] of parts.entries()) {
     const file = shardFileName(i);
-    const res = await writeShard(join(ddir, file), part, FP16);
+    const res = await writeShard(join(ddir, file), part, { ...FP16, layout: byteLayout });
     shards.push({ file, rows: res.rows, first_sample_id: part[0].sample_id.toString(), bytes: res.bytes, sha256: res.sha256 });
   }
-  await writeManifest(ddir, manifestFor(shards, FP16));
+  await writeManifest(ddir, manifestFor(shards, FP16, byteLayout));
   return { ddir, rows };
 }
 
@@ -259,7 +356,7 @@ describe('openLogitDataset', () => {
   it('streams all rows in order and checks hashes on request', async () => {
     const { ddir, rows } = await makeDataset('ds-');
     const ds = await openLogitDataset(ddir, { verify: true });
-    expect(ds.layout).toEqual(FP16);
+    expect(ds.layout).toEqual({ ...FP16, layout: 'packed-le-split' });
     const streamed: LogitRow[] = [];
     for await (const row of ds.rows()) streamed.push(row);
     expect(streamed).toStrictEqual(rows);

@@ -1,7 +1,7 @@
 /** Public API of the logit dataset I/O (DESIGN §3.2). Parquet is used only under lib/shards/. */
 export {
-  COLUMNS, IGNORE_INDEX, SHARD_KV_KEY, SHARD_LAYOUT, checkLayout, idDtypeFor, rowBytes,
-  type IdDtype, type LogitRow, type ShardLayout, type ValueDtype,
+  COLUMNS, IGNORE_INDEX, SHARD_KV_KEY, SHARD_LAYOUT, SHARD_LAYOUTS, checkLayout, idDtypeFor, rowBytes,
+  type IdDtype, type LayoutName, type LogitRow, type ShardLayout, type ValueDtype,
 } from './schema.js';
 export { writeShard, rowGroupRows, SHARD_CREATED_BY, type ShardCodec, type ShardWriteResult, type WriteShardMeta } from './writer.js';
 export { looksLikeParquet, readShard, type ReadShardOptions } from './reader.js';

@@ -4,6 +4,7 @@
  * integer (got -1)"`, `"<where>: not a kd-logits manifest (format 'x')"`.
  */
 import type { LogitManifest } from './manifest.js';
+import { SHARD_LAYOUTS } from './schema.js';
 
 type Kind = 'object' | 'string' | 'posint' | 'nonnegint' | 'strings' | 'array' | 'id';
 
@@ -33,7 +34,7 @@ const SHARD_FIELDS: [string, Kind][] = [
 
 const ONE_OF: [string, readonly string[]][] = [
   ['mode', ['topk', 'sampled']], ['encoding.ids', ['uint16', 'uint32']],
-  ['encoding.values', ['float16', 'float32']], ['encoding.layout', ['packed-le']],
+  ['encoding.values', ['float16', 'float32']], ['encoding.layout', SHARD_LAYOUTS],
 ];
 
 function get(obj: unknown, path: string): unknown {

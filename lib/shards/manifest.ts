@@ -8,7 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from './atomic.js';
 import { validateManifest } from './manifest-validate.js';
-import type { IdDtype, ShardLayout, ValueDtype } from './schema.js';
+import type { IdDtype, LayoutName, ShardLayout, ValueDtype } from './schema.js';
 
 /** File name of the manifest inside a dataset directory. */
 export const MANIFEST_FILE = 'manifest.json';
@@ -57,7 +57,8 @@ export interface LogitManifest {
   mode: 'topk' | 'sampled';
   /** Stored temperatures τ, in `log_z` column order. */
   temperatures: number[];
-  encoding: { ids: IdDtype; values: ValueDtype; layout: 'packed-le' };
+  /** Blob dtypes and byte layout (`packed-le-split` as written now; `packed-le` in older datasets). */
+  encoding: { ids: IdDtype; values: ValueDtype; layout: LayoutName };
   shards: ShardEntry[];
   /** rows = Σ shard rows, bytes = Σ shard bytes, positions = windows × seq_len. */
   totals: { rows: number; positions: number; bytes: number };
@@ -107,9 +108,12 @@ export function shardFileName(index: number): string {
   return `shard-${String(index).padStart(5, '0')}.parquet`;
 }
 
-/** The per-row shapes every shard of the dataset must have. */
+/** The per-row shapes and byte layout every shard of the dataset must have. */
 export function layoutOf(m: LogitManifest): ShardLayout {
-  return { seqLen: m.seq_len, k: m.k, numTemps: m.temperatures.length, idDtype: m.encoding.ids, valueDtype: m.encoding.values };
+  return {
+    seqLen: m.seq_len, k: m.k, numTemps: m.temperatures.length,
+    idDtype: m.encoding.ids, valueDtype: m.encoding.values, layout: m.encoding.layout,
+  };
 }
 
 /**

@@ -1,11 +1,14 @@
 /**
- * LogitRow ⇄ packed little-endian column bytes (layout `packed-le`, see schema.ts).
+ * LogitRow ⇄ column bytes in either layout of schema.ts: `packed-le` (each value's
+ * little-endian bytes in order) or `packed-le-split` (the same bytes byte-stream split: for n
+ * values of w bytes, byte j of value i is stored at j·n + i, as Parquet's BYTE_STREAM_SPLIT
+ * does per page; GZIP then sees the slowly varying high bytes of ids and logits in one run).
  * Typed-array views are used directly, so the host must be little-endian (all Node targets
  * in practice: x64, arm64).
  */
 import { endianness } from 'node:os';
 import { decodeHalf, encodeHalf } from '../logits/fp16.js';
-import type { LogitRow, ShardLayout } from './schema.js';
+import { SHARD_LAYOUT, type LayoutName, type LogitRow, type ShardLayout } from './schema.js';
 
 if (endianness() !== 'LE') throw new Error('lib/shards/packing.ts: packed-le shards need a little-endian host');
 
@@ -19,6 +22,9 @@ export interface PackedRow {
   log_z: Uint8Array;
 }
 
+/** Values of one column before they become bytes: 2-byte words or 4-byte words. */
+type Words = Uint16Array | Uint32Array | Int32Array | Float32Array;
+
 const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 
@@ -27,28 +33,72 @@ function bytesOf(a: ArrayBufferView): Uint8Array {
   return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
+/**
+ * Byte-stream split of 2- or 4-byte values: byte j of value i goes to j·n + i (n = values.length).
+ * Returns a new array of values.byteLength bytes.
+ */
+export function splitBytes(values: Words): Uint8Array {
+  const n = values.length;
+  const out = new Uint8Array(values.byteLength);
+  if (values.BYTES_PER_ELEMENT === 2) {
+    const v = values as Uint16Array;
+    for (let i = 0; i < n; i++) {
+      const x = v[i];
+      out[i] = x; // a Uint8Array store keeps the low 8 bits
+      out[n + i] = x >>> 8;
+    }
+    return out;
+  }
+  const v = new Uint32Array(values.buffer, values.byteOffset, n); // 4-byte words, whatever their type
+  for (let i = 0, n2 = 2 * n, n3 = 3 * n; i < n; i++) {
+    const x = v[i];
+    out[i] = x;
+    out[n + i] = x >>> 8;
+    out[n2 + i] = x >>> 16;
+    out[n3 + i] = x >>> 24;
+  }
+  return out;
+}
+
+/** Inverse of {@link splitBytes} for 2-byte values, into `out` (length bytes.length / 2). */
+export function joinBytes16<T extends Uint16Array | Uint32Array>(bytes: Uint8Array, out: T): T {
+  const n = out.length;
+  for (let i = 0; i < n; i++) out[i] = bytes[i] | (bytes[n + i] << 8);
+  return out;
+}
+
+/** Inverse of {@link splitBytes} for 4-byte values: the 32-bit words (view them as Int32/Float32). */
+export function joinBytes32(bytes: Uint8Array): Uint32Array {
+  const n = bytes.length >>> 2;
+  const out = new Uint32Array(n);
+  for (let i = 0, n2 = 2 * n, n3 = 3 * n; i < n; i++) {
+    out[i] = bytes[i] | (bytes[n + i] << 8) | (bytes[n2 + i] << 16) | (bytes[n3 + i] << 24);
+  }
+  return out;
+}
+
 /** Expected element counts per column for a layout. */
 function lengths(layout: ShardLayout): Record<Exclude<keyof LogitRow, 'sample_id'>, number> {
   const { seqLen: L, k, numTemps: T } = layout;
   return { input_ids: L, target_ids: L, topk_ids: L * k, topk_logits: L * k, log_z: L * T };
 }
 
-/** Ids as uint16 or uint32 bytes; throws when an id does not fit uint16. */
-function packIds(ids: Uint32Array, layout: ShardLayout, where: string): Uint8Array {
-  if (layout.idDtype === 'uint32') return bytesOf(ids);
+/** Ids as uint16 or uint32 words; throws when an id does not fit uint16. */
+function idWords(ids: Uint32Array, layout: ShardLayout, where: string): Uint16Array | Uint32Array {
+  if (layout.idDtype === 'uint32') return ids;
   const out = new Uint16Array(ids.length);
   for (let i = 0; i < ids.length; i++) {
     const v = ids[i];
     if (v > 0xffff) throw new Error(`${where}: id ${v} at index ${i} does not fit uint16 (use idDtype 'uint32')`);
     out[i] = v;
   }
-  return bytesOf(out);
+  return out;
 }
 
 /**
- * Packs one row. Throws `"<where>: <column> has N values, expected M"` on a wrong shape,
- * a non-int64 sample_id, or an id that does not fit the layout's id dtype.
- * fp16 values are rounded to nearest even (fp16.ts).
+ * Packs one row in `layout.layout` (default {@link SHARD_LAYOUT}). Throws `"<where>: <column>
+ * has N values, expected M"` on a wrong shape, a non-int64 sample_id, or an id that does not
+ * fit the layout's id dtype. fp16 values are rounded to nearest even (fp16.ts).
  */
 export function packRow(row: LogitRow, layout: ShardLayout, where: string): PackedRow {
   if (typeof row.sample_id !== 'bigint' || row.sample_id < INT64_MIN || row.sample_id > INT64_MAX) {
@@ -59,13 +109,14 @@ export function packRow(row: LogitRow, layout: ShardLayout, where: string): Pack
     const got = row[col]?.length;
     if (got !== n) throw new Error(`${where}: ${col} has ${got} values, expected ${n}`);
   }
+  const bytes = (layout.layout ?? SHARD_LAYOUT) === 'packed-le-split' ? splitBytes : bytesOf;
   return {
     sample_id: row.sample_id,
-    input_ids: packIds(row.input_ids, layout, `${where}: input_ids`),
-    target_ids: bytesOf(row.target_ids),
-    topk_ids: packIds(row.topk_ids, layout, `${where}: topk_ids`),
-    topk_logits: layout.valueDtype === 'float16' ? bytesOf(encodeHalf(row.topk_logits)) : bytesOf(row.topk_logits),
-    log_z: bytesOf(row.log_z),
+    input_ids: bytes(idWords(row.input_ids, layout, `${where}: input_ids`)),
+    target_ids: bytes(row.target_ids),
+    topk_ids: bytes(idWords(row.topk_ids, layout, `${where}: topk_ids`)),
+    topk_logits: bytes(layout.valueDtype === 'float16' ? encodeHalf(row.topk_logits) : row.topk_logits),
+    log_z: bytes(row.log_z),
   };
 }
 
@@ -76,8 +127,32 @@ function ownedBuffer(b: Uint8Array): ArrayBuffer {
   return copy.buffer;
 }
 
+/** How one layout turns a blob into values; the results never alias the blob. */
+interface BlobDecoder {
+  /** 2-byte values (fp16 bits). */
+  w2: (b: Uint8Array) => Uint16Array;
+  /** uint16 ids, widened. */
+  ids16: (b: Uint8Array) => Uint32Array;
+  /** 4-byte values, as a fresh buffer to view as Uint32/Int32/Float32. */
+  w4: (b: Uint8Array) => ArrayBufferLike;
+}
+
+const DECODE: Record<LayoutName, BlobDecoder> = {
+  'packed-le': {
+    w2: (b) => new Uint16Array(ownedBuffer(b)),
+    ids16: (b) => Uint32Array.from(new Uint16Array(ownedBuffer(b))),
+    w4: ownedBuffer,
+  },
+  'packed-le-split': {
+    w2: (b) => joinBytes16(b, new Uint16Array(b.byteLength >>> 1)),
+    ids16: (b) => joinBytes16(b, new Uint32Array(b.byteLength >>> 1)),
+    w4: (b) => joinBytes32(b).buffer,
+  },
+};
+
 /**
- * Unpacks one stored row. `raw` is a decoded Parquet row (sample_id bigint, blobs
+ * Unpacks one stored row of the given byte layout (`layout.layout`, default
+ * {@link SHARD_LAYOUT}). `raw` is a decoded Parquet row (sample_id bigint, blobs
  * Uint8Array). Throws `"<where>: <column> has N bytes, expected M"` when a blob's size does
  * not match the layout (a shard from another dataset, or corruption).
  */
@@ -87,21 +162,22 @@ export function unpackRow(raw: Record<string, unknown>, layout: ShardLayout, whe
   const valBytes = layout.valueDtype === 'float16' ? 2 : 4;
   const want = lengths(layout);
   const size = { input_ids: idBytes, target_ids: 4, topk_ids: idBytes, topk_logits: valBytes, log_z: 4 };
-  const buf = {} as Record<keyof typeof want, ArrayBuffer>;
+  const blob = {} as Record<keyof typeof want, Uint8Array>;
   for (const col of Object.keys(want) as (keyof typeof want)[]) {
     const b = raw[col];
     const expected = want[col] * size[col];
     if (!(b instanceof Uint8Array)) throw new Error(`${where}: ${col} is not a byte array`);
     if (b.byteLength !== expected) throw new Error(`${where}: ${col} has ${b.byteLength} bytes, expected ${expected}`);
-    buf[col] = ownedBuffer(b);
+    blob[col] = b;
   }
-  const ids = (ab: ArrayBuffer) => (idBytes === 2 ? Uint32Array.from(new Uint16Array(ab)) : new Uint32Array(ab));
+  const d = DECODE[layout.layout ?? SHARD_LAYOUT];
+  const ids = (b: Uint8Array) => (idBytes === 2 ? d.ids16(b) : new Uint32Array(d.w4(b)));
   return {
     sample_id: raw.sample_id,
-    input_ids: ids(buf.input_ids),
-    target_ids: new Int32Array(buf.target_ids),
-    topk_ids: ids(buf.topk_ids),
-    topk_logits: valBytes === 2 ? decodeHalf(new Uint16Array(buf.topk_logits)) : new Float32Array(buf.topk_logits),
-    log_z: new Float32Array(buf.log_z),
+    input_ids: ids(blob.input_ids),
+    target_ids: new Int32Array(d.w4(blob.target_ids)),
+    topk_ids: ids(blob.topk_ids),
+    topk_logits: valBytes === 2 ? decodeHalf(d.w2(blob.topk_logits)) : new Float32Array(d.w4(blob.topk_logits)),
+    log_z: new Float32Array(d.w4(blob.log_z)),
   };
 }

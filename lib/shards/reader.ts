@@ -7,7 +7,9 @@ import { open, readFile } from 'node:fs/promises';
 import { gunzipSync } from 'node:zlib';
 import { parquetMetadata, parquetReadObjects, type FileMetaData } from 'hyparquet';
 import { unpackRow } from './packing.js';
-import { COLUMNS, SHARD_KV_KEY, SHARD_LAYOUT, checkLayout, shardKv, type LogitRow, type ShardLayout } from './schema.js';
+import {
+  COLUMNS, SHARD_KV_KEY, SHARD_LAYOUTS, checkLayout, shardKv, type LayoutName, type LogitRow, type ShardLayout,
+} from './schema.js';
 
 const MAGIC = 0x31524150; // 'PAR1' little-endian
 
@@ -35,8 +37,11 @@ function footer(path: string, file: ArrayBuffer): FileMetaData {
   }
 }
 
-/** Compares the file's `kd.shard` metadata with the expected layout; throws on any difference. */
-function checkKv(path: string, meta: FileMetaData, expect: ShardLayout): void {
+/**
+ * Compares the file's `kd.shard` metadata with the expected layout; throws on any difference.
+ * Returns the byte layout the shard records (checked against `expect.layout` when that is given).
+ */
+function checkKv(path: string, meta: FileMetaData, expect: ShardLayout): LayoutName {
   const entry = meta.key_value_metadata?.find((kv) => kv.key === SHARD_KV_KEY);
   if (entry?.value === undefined) throw mismatch(path, `no '${SHARD_KV_KEY}' metadata: not a kd-logits shard`);
   let got: Record<string, unknown>;
@@ -45,14 +50,17 @@ function checkKv(path: string, meta: FileMetaData, expect: ShardLayout): void {
   } catch {
     throw corrupt(path, `'${SHARD_KV_KEY}' metadata is not JSON`);
   }
-  const want = shardKv(expect) as unknown as Record<string, unknown>;
+  const recorded = got.layout as LayoutName;
+  const anyLayout = expect.layout === undefined && SHARD_LAYOUTS.includes(recorded);
+  const want = shardKv(anyLayout ? { ...expect, layout: recorded } : expect) as unknown as Record<string, unknown>;
   const diffs = Object.keys(want)
     .filter((key) => got[key] !== want[key])
     .map((key) => `${key}=${JSON.stringify(got[key])} expected ${JSON.stringify(want[key])}`);
   if (diffs.length > 0) throw mismatch(path, diffs.join(', '));
   const names = meta.schema.slice(1).map((el) => el.name);
   const missing = COLUMNS.filter((c) => !names.includes(c));
-  if (missing.length > 0) throw mismatch(path, `missing column ${missing.join(', ')}; layout ${SHARD_LAYOUT}`);
+  if (missing.length > 0) throw mismatch(path, `missing column ${missing.join(', ')}; layout ${recorded}`);
+  return recorded;
 }
 
 /** Options of {@link readShard}. */
@@ -79,9 +87,10 @@ export async function looksLikeParquet(path: string): Promise<boolean> {
 /**
  * Reads every row of the shard at `path`.
  *
- * `expect` gives the shapes from the manifest ({@link ShardLayout}, e.g. via `layoutOf`).
- * Rows come back in file order with ids widened to Uint32Array and fp16 logits decoded to
- * Float32Array (exact). Errors (one line): `"<path>: truncated or corrupt shard (…)"` for a
+ * `expect` gives the shapes from the manifest ({@link ShardLayout}, e.g. via `layoutOf`); the
+ * blobs are decoded by the byte layout the shard records (`packed-le` or `packed-le-split`),
+ * which must equal `expect.layout` when that is set. Rows come back in file order with ids
+ * widened to Uint32Array and fp16 logits decoded to Float32Array (exact). Errors (one line): `"<path>: truncated or corrupt shard (…)"` for a
  * short, cut or damaged file; `"<path>: shard does not match manifest (k=16 expected 32)"`
  * for a shard written with other shapes or not by kd, or (with `opts.sha256`) whose bytes are
  * not the listed ones (`"…: shard does not match manifest (sha256 … expected …: a shard from
@@ -97,7 +106,7 @@ export async function readShard(path: string, expect: ShardLayout, opts: ReadSha
   }
   const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
   const meta = footer(path, file);
-  checkKv(path, meta, expect);
+  const layout = { ...expect, layout: checkKv(path, meta, expect) };
   if (opts.sha256 !== undefined) {
     const sha = createHash('sha256').update(bytes).digest('hex');
     if (sha !== opts.sha256) throw mismatch(path, `sha256 ${sha.slice(0, 12)}… expected ${opts.sha256.slice(0, 12)}…: a shard from another dataset, or damaged`);
@@ -111,7 +120,7 @@ export async function readShard(path: string, expect: ShardLayout, opts: ReadSha
   if (raw.length !== Number(meta.num_rows)) throw corrupt(path, `${raw.length} rows decoded, footer says ${meta.num_rows}`);
   return raw.map((r, i) => {
     try {
-      return unpackRow(r, expect, `row ${i}`);
+      return unpackRow(r, layout, `row ${i}`);
     } catch (err) {
       throw mismatch(path, (err as Error).message);
     }

@@ -3,7 +3,7 @@
  *
  * One Parquet row = one window of L = seq_len positions. Columns, all REQUIRED:
  *
- * | column        | Parquet type | content (packed little-endian, no header)                  |
+ * | column        | Parquet type | content (little-endian values, byte-split, no header)      |
  * | ------------- | ------------ | ---------------------------------------------------------- |
  * | `sample_id`   | INT64        | window id, exact (bigint)                                  |
  * | `input_ids`   | BYTE_ARRAY   | [L] ids, uint16 or uint32 (manifest `encoding.ids`)        |
@@ -12,8 +12,14 @@
  * | `topk_logits` | BYTE_ARRAY   | [L*k] z_i - max z, fp16 bits or fp32 (`encoding.values`)   |
  * | `log_z`       | BYTE_ARRAY   | [L*T] fp32, logsumexp(z/τ) - max(z)/τ per stored τ         |
  *
- * The file's key-value metadata holds `kd.shard` = JSON of {@link ShardKv}, so a shard from
- * another dataset is recognised before any row is decoded. Compression: GZIP (level 6).
+ * Byte layout `packed-le-split` (manifest `encoding.layout`): a blob of n values of w bytes
+ * (w = 2 for uint16 ids and fp16, 4 for int32, uint32 and fp32) stores byte 0 of every value,
+ * then byte 1 of every value, …, byte w−1 — Parquet's BYTE_STREAM_SPLIT, done inside the blob
+ * so that every Parquet reader still sees a plain BYTE_ARRAY. Shards written before it have
+ * layout `packed-le` (each value's bytes in order) and are still read; the reader decodes by
+ * the layout the shard records. The file's key-value metadata holds `kd.shard` = JSON of
+ * {@link ShardKv} (shapes, dtypes, layout), so a shard from another dataset is recognised
+ * before any row is decoded. Compression: GZIP level 1 (`packed-le` shards: level 6).
  *
  * Why packed bytes and not Parquet LIST columns — measured on the 2-core dev machine while
  * other jobs ran (lowest of 3 runs, each best-of-7 or mean-of-3, so trust ratios more than
@@ -24,7 +30,7 @@
  * | -------------------------------------------- | -------: | ------: | ---------: |
  * | hyparquet-writer, packed, UNCOMPRESSED       |       17 |       4 |  5,316,352 |
  * | hyparquet-writer, packed, SNAPPY             |       89 |       9 |  5,219,676 |
- * | hyparquet-writer, packed, GZIP-6 (zlib)      |      161 |      63 |  4,245,096 | ← chosen
+ * | hyparquet-writer, packed, GZIP-6 (zlib)      |      161 |      63 |  4,245,096 | ← chosen first
  * | hyparquet-writer, packed, GZIP-1 (zlib)      |      148 |      60 |  4,281,673 |
  * | hyparquet-writer, packed, BROTLI-4 (zlib)    |      140 |     159 |  4,163,772 |
  * | hyparquet-writer, LIST, SNAPPY               |      637 |     204 |  4,938,267 |
@@ -41,6 +47,21 @@
  * The last row is end to end: fp16 encoding, validation, fsync, decode to LogitRow.
  * (All writers were byte-deterministic across repeated writes.)
  *
+ * Byte-split blobs, measured later by `npx tsx scripts/shard-layouts.ts runs/logits` (same
+ * shapes; the synthetic generator rewritten, so its old-path bytes differ slightly from the
+ * row above; 3 interleaved passes of best-of-7, while another benchmark shared the machine),
+ * kd writeShard / readShard end to end:
+ *
+ * | layout, codec                       | write ms | read ms | file bytes | B/pos | real B/pos |
+ * | ----------------------------------- | -------: | ------: | ---------: | ----: | ---------: |
+ * | packed-le, GZIP-6 (until the split) |      191 |      84 |  4,267,672 | 130.2 |      117.3 |
+ * | packed-le, GZIP-1                   |      172 |      83 |  4,307,450 | 131.5 |      119.3 |
+ * | packed-le-split, GZIP-1             |      157 |      85 |  3,930,150 | 119.9 |      109.3 | ← chosen
+ * | packed-le-split, GZIP-6             |      287 |      82 |  3,772,251 | 115.1 |      103.4 |
+ *
+ * "real B/pos": the first 256 windows of a `kd precompute` shard of the default teacher
+ * (V = 4096); there writing took 204 / 174 / 153 / 311 ms and reading 61–67 ms.
+ *
  * Packed bytes beat LIST columns on write time, read time and size wherever DuckDB can read
  * the result (LIST stores uint16 as INT32 plus repetition levels). Among packed writers:
  * parquetjs-lite rounds INT64 through parseInt (2^53+1 is lost) and is slowest; DuckDB's
@@ -52,14 +73,33 @@
  * pyarrow and Spark all read (Spark lacks BROTLI by default); its CRC32 also catches
  * corrupted pages. Write/read cost is far below a teacher forward / student step over the
  * same tokens. DuckDB decodes the bytes with the macros in `lib/shards/sql.ts`.
+ *
+ * Why byte-split + GZIP-1: the high bytes of fp16 logits (sign, exponent) and of fp32 log_z
+ * vary slowly, and stored together they compress far better than interleaved with the noisy
+ * low bytes, so split + GZIP-1 is 7–8% smaller than plain + GZIP-6 and 18–25% faster to
+ * write (packRow's split adds ~0.25 µs per position; deflate at level 1 on the split planes
+ * saves more); reading costs the same. Split + GZIP-6 saves another 4–5% but takes 1.8–2× the
+ * write time. Splitting each column over all rows at once would give ~102 real B/pos, but a
+ * blob holds one row (decoded row by row, also by the DuckDB macros), and zlib's Huffman
+ * blocks then mix a row's high- and low-byte planes. Per column (each column's blobs
+ * gzipped at level 1, real shard): fp16 logits 52.0 → 43.6 B/pos and log_z 24.0 → 19.8 gain
+ * from the split, uint16 ids with V = 4096 do not (40.3 → 42.8).
  */
 
 /** Token-id width on disk: uint16 when every id fits (real vocab ≤ 65536, ids 0..65535), else uint32. */
 export type IdDtype = 'uint16' | 'uint32';
 /** `topk_logits` width on disk: IEEE fp16 bits (default) or fp32. */
 export type ValueDtype = 'float16' | 'float32';
-/** Name of the column layout, recorded as manifest `encoding.layout`. */
-export const SHARD_LAYOUT = 'packed-le' as const;
+/**
+ * Byte layouts of the blob columns, recorded as manifest `encoding.layout` and in each shard's
+ * `kd.shard` metadata: `packed-le` = the values' little-endian bytes in order (shards written
+ * before the split layout; still read), `packed-le-split` = the same bytes byte-stream split.
+ */
+export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split'] as const;
+/** One of {@link SHARD_LAYOUTS}. */
+export type LayoutName = (typeof SHARD_LAYOUTS)[number];
+/** The layout of newly written shards. */
+export const SHARD_LAYOUT: LayoutName = 'packed-le-split';
 /** Key of the shard's Parquet key-value metadata entry holding {@link ShardKv}. */
 export const SHARD_KV_KEY = 'kd.shard';
 /** Target id of a position without a target (ignore index). */
@@ -91,13 +131,18 @@ export interface ShardLayout {
   numTemps: number;
   idDtype: IdDtype;
   valueDtype: ValueDtype;
+  /**
+   * Byte layout of the blobs (manifest `encoding.layout`). Absent: the writer writes
+   * {@link SHARD_LAYOUT}, the reader accepts the layout the shard records.
+   */
+  layout?: LayoutName;
 }
 
 /** The `kd.shard` key-value metadata of a shard file. */
 export interface ShardKv {
   format: 'kd-logits';
   version: 1;
-  layout: typeof SHARD_LAYOUT;
+  layout: LayoutName;
   seq_len: number;
   k: number;
   num_temps: number;
@@ -108,10 +153,10 @@ export interface ShardKv {
 /** Column names in file order. */
 export const COLUMNS = ['sample_id', 'input_ids', 'target_ids', 'topk_ids', 'topk_logits', 'log_z'] as const;
 
-/** {@link ShardKv} for a layout. */
+/** {@link ShardKv} for a layout ({@link SHARD_LAYOUT} when `layout.layout` is absent). */
 export function shardKv(layout: ShardLayout): ShardKv {
   return {
-    format: 'kd-logits', version: 1, layout: SHARD_LAYOUT,
+    format: 'kd-logits', version: 1, layout: layout.layout ?? SHARD_LAYOUT,
     seq_len: layout.seqLen, k: layout.k, num_temps: layout.numTemps,
     ids: layout.idDtype, values: layout.valueDtype,
   };
@@ -131,6 +176,9 @@ export function checkLayout(layout: ShardLayout, where: string): void {
   }
   if (layout.valueDtype !== 'float16' && layout.valueDtype !== 'float32') {
     throw new Error(`${where}: valueDtype must be 'float16' or 'float32' (got '${layout.valueDtype}')`);
+  }
+  if (layout.layout !== undefined && !SHARD_LAYOUTS.includes(layout.layout)) {
+    throw new Error(`${where}: layout must be one of ${SHARD_LAYOUTS.join(', ')} (got '${layout.layout}')`);
   }
 }
 
