@@ -16,7 +16,7 @@ import { loadPrecomputeInputs, type PrecomputeInputs } from '../lib/precompute/i
 import { DatasetOutput } from '../lib/precompute/output.js';
 import { computeShards } from '../lib/precompute/run-shards.js';
 import {
-  idDtypeFor, mergeDatasets, planInfo, planShards, threadShardSink, type LogitManifest, type ShardLayout, type ShardSlice, type WriteShardMeta,
+  idDtypeFor, mergeDatasets, SHARD_LAYOUT, planInfo, planShards, threadShardSink, type LogitManifest, type ShardLayout, type ShardSlice, type WriteShardMeta,
 } from '../lib/shards/index.js';
 import { TOOL_VERSION } from '../lib/cli/version.js';
 import { join } from 'node:path';
@@ -100,7 +100,7 @@ function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: ShardLay
     tokenizer: { sha256: inp.tokenizer.sha256, vocab_size: inp.teacherVocab, real_vocab_size: inp.tokenizer.vocabSize },
     windows: { source: join(cfg.prep, 'windows.json'), sha256: inp.windows.meta.splits.train.sha256 },
     seq_len: inp.windows.seqLen, k: cfg.k, mode: 'topk', temperatures: cfg.temperatures,
-    encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: 'packed-le' },
+    encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: SHARD_LAYOUT },
     plan: planInfo(inp.rows, cfg.rows_per_shard, cfg.batch_size),
     shards: [], totals: { rows: 0, positions: 0, bytes: 0 }, tool_version: TOOL_VERSION, created_at: '',
   };
