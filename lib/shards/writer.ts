@@ -60,7 +60,8 @@ export function rowGroupRows(layout: ShardLayout, maxBytes: number, maxRows: num
 /** Serialises packed rows to Parquet bytes. */
 function encodeShard(packed: PackedRow[], meta: WriteShardMeta): Uint8Array {
   const blob = (name: Exclude<keyof PackedRow, 'sample_id'>) => ({
-    name, data: packed.map((r) => r[name]), type: 'BYTE_ARRAY' as const, nullable: false,
+    // Every blob is distinct: PLAIN skips the writer's dictionary trial (it hashes sampled blobs).
+    name, data: packed.map((r) => r[name]), type: 'BYTE_ARRAY' as const, nullable: false, encoding: 'PLAIN' as const,
   });
   const buffer = parquetWriteBuffer({
     columnData: [
