@@ -30,7 +30,11 @@ export interface PrecomputeConfig {
   out: string;
   /** Ids stored per position. */
   k: number;
-  /** Temperatures whose normaliser log_z is stored. */
+  /**
+   * Temperatures whose normaliser log_z is stored. Default [1, 2, 4]: the sweep's grid; each extra
+   * τ costs ~2 passes over [B, L, V] (a τ whose double is stored costs one Mul). Tail-mode training
+   * uses only stored τ: the article's 'step' schedule from 4 needs 1 1.5 2 2.5 3 3.5 4.
+   */
   temperatures: number[];
   /** Windows per teacher forward. */
   batch_size: number;
@@ -51,7 +55,7 @@ export interface PrecomputeConfig {
 
 export const PRECOMPUTE_DEFAULTS: PrecomputeConfig = {
   teacher: 'runs/teacher/model.onnx', prep: 'runs/prep', out: 'runs/logits', k: 32,
-  temperatures: [1, 1.5, 2, 2.5, 3, 3.5, 4], batch_size: 8, rows_per_shard: 1024, max_windows: 0, device: 'auto',
+  temperatures: [1, 2, 4], batch_size: 8, rows_per_shard: 1024, max_windows: 0, device: 'auto',
   overwrite: false, quiet: false,
 };
 

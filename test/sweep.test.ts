@@ -115,7 +115,7 @@ describe('kd sweep on a tiny logit dataset', () => {
 
   it('checks every run before starting any: an unstored temperature names the run', async () => {
     await expect(sweep({ train, grid: { alpha: [0.5], temperature: [2, 5] }, out: join(dir, 'bad'), quiet: true }))
-      .rejects.toThrow(/run t5: temperature 5 was not stored by precompute \(stored: 1, 1.5, 2, 2.5, 3, 3.5, 4\)/);
+      .rejects.toThrow(/run t5: temperature 5 was not stored by precompute \(stored: 1, 2, 4\)/);
     expect(existsSync(join(dir, 'bad', 't2'))).toBe(false);
   });
 });

@@ -4,7 +4,7 @@ export {
 } from './export-llama.js';
 export { splitExternalData, writeOnnxExternal } from './external-data.js';
 export { dequantizeInt4, pack4, quantizeInt4, unpack4, type Int4Weight } from './int4.js';
-export { addScoringOutputs, addTopKOutputs, SCORING_OUTPUT, vocabChunkCount, TOPK_OUTPUTS, type TopKSurgeryOptions } from './topk-graph.js';
+export { addScoringOutputs, addTopKOutputs, SCORING_OUTPUT, TOPK_OUTPUTS, type TopKSurgeryOptions } from './topk-graph.js';
 export {
   buildFeeds, openOnnxSession, positionIdsFromMask, runLogits, runScoring, runTopK,
   type Device, type ExecutionProvider, type Feeds, type IntArray, type OnnxSession, type OpenSessionOptions, type TopKResult,

@@ -21,24 +21,6 @@ export interface TopKSurgeryOptions {
   temperatures: number[];
   /** Name for error messages (e.g. the .onnx path). */
   source?: string;
-  /** Vocabulary chunks for the log_z sums (default from V, see {@link vocabChunkCount}). */
-  vocabChunks?: number;
-}
-
-/** Columns per vocabulary chunk: [B·L, 512] fp32 blocks stay in cache across a chunk's ops. */
-const CHUNK_COLUMNS = 512;
-/** Upper bound on chunks, so the added graph stays small for 100k+ vocabularies. */
-const MAX_CHUNKS = 16;
-
-/**
- * How many column chunks the log_z sums over V are split into: ~V/512, 1 to 16, 1 when V is
- * symbolic. Measured on the 2-core dev machine ([1024, 4096] logits, 7 τ): one pass per op over
- * the whole tensor streams 16 MB from memory each time; 8 chunks of 512 columns cut log_z from
- * ~16 to ~12 ms.
- */
-export function vocabChunkCount(vocab: number | string): number {
-  if (typeof vocab !== 'number') return 1;
-  return Math.max(1, Math.min(MAX_CHUNKS, Math.round(vocab / CHUNK_COLUMNS)));
 }
 
 /** Checks the model, returns a builder at its opset and `logits` cast to float32 [B, L, V]. */
@@ -57,7 +39,7 @@ function startSurgery(bytes: Uint8Array, source: string): { g: GraphBuilder; log
 }
 
 /**
- * Σ_j exp(s_j/τ) over the last axis for every τ: [B, L, |τ|] from s = logits − max ≤ 0 [B, L, c].
+ * Σ_j exp(s_j/τ) over the last axis for every τ: [B, L, |τ|] from s = logits − max ≤ 0 [B, L, V].
  * Temperatures are visited in descending order and exp(s/τ) is taken as exp(s/(2τ))² when 2τ was
  * already computed (τ = 2 from 4, 1 from 2, 1.5 from 3): one Mul instead of Mul + Exp, within a
  * few ulp. (ORT's CPU Sqrt, the other direction, was off by 1e-3 relative after two steps.)
@@ -78,10 +60,10 @@ function expSums(g: GraphBuilder, s: string, temperatures: number[]): string {
  *   lower id),
  * - `topk_logits` float [B, L, k]: top-k values − max(logits) (so the first is 0),
  * - `log_z` float [B, L, |τ|]: per τ, logsumexp(logits/τ) − max/τ (DESIGN §3.2), computed as
- *   Log(Σ_chunks ReduceSum(exp((logits − max)/τ))): exponents ≤ 0 and the max term is exactly 1,
- *   so no overflow and no log(0). ORT's ReduceLogSumExp was ~3× slower on the CPU provider; the
- *   vocabulary is cut into {@link vocabChunkCount} column chunks to stay in cache (see expSums
- *   for the squaring shortcut between temperatures that differ by a factor 2).
+ *   Log(ReduceSum(exp((logits − max)/τ))): exponents ≤ 0 and the max term is exactly 1, so no
+ *   overflow and no log(0). ORT's ReduceLogSumExp was ~3× slower on the CPU provider; see expSums
+ *   for the squaring shortcut between temperatures that differ by a factor 2. (Splitting the
+ *   vocabulary into cache-sized column chunks was tried: ±2 % on [1024, 4096], not kept.)
  * fp16 (or other) logits are cast to float32 first. Other bytes of the model are kept as is.
  * @throws Error "<source>: ONNX model has no 'logits' output (outputs: …)"; "<source>: not an
  *   ONNX model (…)"; for k < 1, k > V, a temperature ≤ 0, or an opset < 13.
@@ -100,11 +82,7 @@ export function addTopKOutputs(modelBytes: Uint8Array, opts: TopKSurgeryOptions)
   g.emit('TopK', [logits, g.int64([k])], [values, 'topk_ids'], [axisLast, attr.int('largest', 1), attr.int('sorted', 1)]);
   const max = g.slice(values, 0, 1, -1); // [B, L, 1]: sorted, so the first value is the max
   g.named('topk_logits', 'Sub', [values, max]);
-  const chunks = typeof vocab === 'number' ? Math.min(opts.vocabChunks ?? vocabChunkCount(vocab), vocab) : 1;
-  const parts = chunks === 1 ? [logits]
-    : g.opN('Split', [logits, g.int64(Array.from({ length: chunks }, (_, i) => Math.floor(((i + 1) * (vocab as number)) / chunks) - Math.floor((i * (vocab as number)) / chunks)))], chunks, [axisLast]);
-  const sums = parts.map((part) => expSums(g, g.op('Sub', [part, max]), temperatures)); // [B, L, |τ|] each
-  const total = sums.reduce((acc, x) => g.op('Add', [acc, x]));
+  const total = expSums(g, g.op('Sub', [logits, max]), temperatures); // [B, L, |τ|]
   g.named('log_z', 'Log', [total]);
   const bl = ['batch_size', 'sequence_length'];
   return editGraph(modelBytes, {
