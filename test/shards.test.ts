@@ -47,15 +47,17 @@ describe('writeShard / readShard', () => {
     rows[0].sample_id = 2n ** 63n - 1n;
     rows[1].sample_id = -(2n ** 63n);
     rows[2].topk_ids[0] = 0xffffffff;
-    for (const codec of ['GZIP', 'SNAPPY', 'UNCOMPRESSED'] as const) {
+    for (const codec of ['BROTLI', 'GZIP', 'SNAPPY', 'UNCOMPRESSED'] as const) {
       const path = join(dir, `rt32-${codec}.parquet`);
       await writeShard(path, rows, { ...FP32, codec });
       expect(await readShard(path, FP32)).toStrictEqual(rows);
     }
-    const level6 = await writeShard(join(dir, 'rt32-gzip6.parquet'), rows, { ...FP32, gzipLevel: 6 });
+    const byDefault = await writeShard(join(dir, 'rt32-default.parquet'), rows, FP32);
+    expect(byDefault.sha256).toBe(await sha256File(join(dir, 'rt32-BROTLI.parquet'))); // default codec
+    const level6 = await writeShard(join(dir, 'rt32-gzip6.parquet'), rows, { ...FP32, codec: 'GZIP', gzipLevel: 6 });
     expect(level6.sha256).not.toBe(await sha256File(join(dir, 'rt32-GZIP.parquet'))); // default level 1
     expect(await readShard(join(dir, 'rt32-gzip6.parquet'), FP32)).toStrictEqual(rows);
-    await expect(writeShard(join(dir, 'rt32-gzip0.parquet'), rows, { ...FP32, gzipLevel: 0 }))
+    await expect(writeShard(join(dir, 'rt32-gzip0.parquet'), rows, { ...FP32, codec: 'GZIP', gzipLevel: 0 }))
       .rejects.toThrow(`${dir}/rt32-gzip0.parquet: gzipLevel must be an integer 1..9 (got 0)`);
   });
 
@@ -197,9 +199,9 @@ describe('packed-le shards (written before packed-le-split)', () => {
     }
   });
 
-  it('are still written byte for byte with layout packed-le and gzipLevel 6', async () => {
+  it('are still written byte for byte with layout packed-le, GZIP level 6', async () => {
     for (const { file, layout, rows } of oldLayoutFixtures()) {
-      const res = await writeShard(join(dir, `old-${file}`), rows, { ...layout, layout: 'packed-le', gzipLevel: 6 });
+      const res = await writeShard(join(dir, `old-${file}`), rows, { ...layout, layout: 'packed-le', codec: 'GZIP', gzipLevel: 6 });
       expect(res.sha256).toBe(FIXTURE_SHA256[file]);
     }
   });

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { open, readFile } from 'node:fs/promises';
-import { gunzipSync } from 'node:zlib';
+import { gunzipSync, brotliDecompressSync } from 'node:zlib';
 import { parquetMetadata, parquetReadObjects, type FileMetaData } from 'hyparquet';
 import { unpackRow } from './packing.js';
 import {
@@ -14,7 +14,7 @@ import {
 const MAGIC = 0x31524150; // 'PAR1' little-endian
 
 /** Decompressors beyond hyparquet's built-in SNAPPY. */
-const DECOMPRESSORS = { GZIP: (input: Uint8Array) => new Uint8Array(gunzipSync(input)) };
+const DECOMPRESSORS = { GZIP: (input: Uint8Array) => new Uint8Array(gunzipSync(input)), BROTLI: (input: Uint8Array) => new Uint8Array(brotliDecompressSync(input)) };
 
 function corrupt(path: string, why: string): Error {
   return new Error(`${path}: truncated or corrupt shard (${why})`);
