@@ -14,7 +14,8 @@
  * Inputs: runs/prep (else a 150-document prep in runs/bench/prep) and runs/teacher/model.onnx
  * (else exported from data/teacher, else a random-weight teacher of the default teacher's shape);
  * KD_BENCH_TEACHER / KD_BENCH_PREP measure another teacher, KD_BENCH_WINDOWS / KD_BENCH_ROUNDS
- * change the windows per measurement (128) and the rounds (5).
+ * change the windows per measurement (256) and the rounds (5); KD_BENCH_SKIP_TRAINING=1 stops after
+ * part 2.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -34,7 +35,7 @@ import { run as prepStage } from '../stages/prep.js';
 import { runExport } from '../stages/teacher.js';
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
-const WINDOWS = env('KD_BENCH_WINDOWS', 128), BATCH = 8, ROUNDS = env('KD_BENCH_ROUNDS', 5);
+const WINDOWS = env('KD_BENCH_WINDOWS', 256), BATCH = 8, ROUNDS = env('KD_BENCH_ROUNDS', 5);
 const out = mkdtempSync(join(tmpdir(), 'kd-bench-'));
 const rows: string[][] = [];
 const show = (name: string, value: string, note = '') => { rows.push([name, value, note]); console.error(`${name}: ${value} ${note}`); };
@@ -73,7 +74,7 @@ async function forward(model: Uint8Array | string, run: (h: OnnxSession, ids: Bi
   await h.session.release();
   return speed;
 }
-const graph = (temperatures: number[]) => addTopKOutputs(readOnnx(teacher), { k: PRECOMPUTE_DEFAULTS.k, temperatures, source: teacher });
+const graph = (temperatures: number[]) => addTopKOutputs(readOnnx(teacher), { k: PRECOMPUTE_DEFAULTS.k, temperatures, source: teacher});
 const [topkAll, topkOne] = [graph(T), graph([1])];
 const runs = { bare: [] as Speed[], topk: [] as Speed[], topk1: [] as Speed[], pre: [] as Speed[] };
 let provider = '', bytesPerPosition = 0;
@@ -112,7 +113,13 @@ const raw = manifest.k * 8;
 const stored = rowBytes({ seqLen: L, k: manifest.k, numTemps: manifest.temperatures.length, idDtype: manifest.encoding.ids, valueDtype: manifest.encoding.values }) / L;
 show('raw (int32 id, fp32 value) pairs', `${raw} bytes/position`, `(k = ${manifest.k})`);
 show('stored columns, uncompressed', `${stored.toFixed(1)} bytes/position`, `(${(stored / raw).toFixed(2)} × raw; incl. input/target ids and ${manifest.temperatures.length} log_z)`);
-show('stored, Parquet GZIP', `${bytesPerPosition.toFixed(1)} bytes/position`, `(${(bytesPerPosition / raw).toFixed(2)} × raw)`);
+show('stored, Parquet (byte-split, BROTLI-1)', `${bytesPerPosition.toFixed(1)} bytes/position`, `(${(bytesPerPosition / raw).toFixed(2)} × raw)`);
+const table = () => console.log(['| measure | value | note |', '|---|---:|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n'));
+if (process.env.KD_BENCH_SKIP_TRAINING) {
+  table();
+  rmSync(out, { recursive: true, force: true });
+  process.exit(0);
+}
 
 // 3. Student training throughput and FLOP/s per TF.js backend, each in its own `kd train` process
 // (so its peak RSS is training alone), vs the ONNX Runtime MatMul ceiling measured here.
@@ -141,5 +148,5 @@ function availableBackends(): string[] {
   return pkgs.filter(([, p]) => existsSync(join('node_modules', p))).map(([b]) => b);
 }
 
-console.log(['| measure | value | note |', '|---|---:|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n'));
+table();
 rmSync(out, { recursive: true, force: true });
