@@ -6,7 +6,9 @@
  *     alternate the measurements with fresh sessions; ratios are taken within a round and the
  *     median over rounds is printed, so a busy machine slows both sides alike; beside it the ratio
  *     of CPU time (all threads) for the same tokens, which other processes disturb much less.
- *     Session creation (and the writer thread's start) is excluded from every number;
+ *     Session creation (and the writer thread's start) is excluded from every number; precompute
+ *     writes 8 shards, so the last shard's write (once per run: nothing is left to overlap it)
+ *     weighs 1/8, as in a run of a few hundred thousand positions;
  *  2. bytes per position: raw (int32 id, fp32 value) pairs vs the stored columns before and after
  *     Parquet compression;
  *  3. student training tokens/s and achieved FLOP/s on the TF.js backend vs the machine's MatMul
@@ -14,7 +16,7 @@
  * Inputs: runs/prep (else a 150-document prep in runs/bench/prep) and runs/teacher/model.onnx
  * (else exported from data/teacher, else a random-weight teacher of the default teacher's shape);
  * KD_BENCH_TEACHER / KD_BENCH_PREP measure another teacher, KD_BENCH_WINDOWS / KD_BENCH_ROUNDS
- * change the windows per measurement (256) and the rounds (5); KD_BENCH_SKIP_TRAINING=1 stops after
+ * change the windows per measurement (256) and the rounds (7); KD_BENCH_SKIP_TRAINING=1 stops after
  * part 2.
  */
 import { execFile } from 'node:child_process';
@@ -35,7 +37,7 @@ import { run as prepStage } from '../stages/prep.js';
 import { runExport } from '../stages/teacher.js';
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
-const WINDOWS = env('KD_BENCH_WINDOWS', 256), BATCH = 8, ROUNDS = env('KD_BENCH_ROUNDS', 5);
+const WINDOWS = env('KD_BENCH_WINDOWS', 256), BATCH = 8, ROUNDS = env('KD_BENCH_ROUNDS', 7);
 const out = mkdtempSync(join(tmpdir(), 'kd-bench-'));
 const rows: string[][] = [];
 const show = (name: string, value: string, note = '') => { rows.push([name, value, note]); console.error(`${name}: ${value} ${note}`); };
@@ -83,7 +85,7 @@ for (let r = 0; r < ROUNDS; r++) {
   runs.bare.push(await forward(teacher, (h, ids, B) => runLogits(h, ids, B, L)));
   runs.topk.push(await forward(topkAll, (h, ids, B) => runTopK(h, ids, B, L)));
   runs.topk1.push(await forward(topkOne, (h, ids, B) => runTopK(h, ids, B, L)));
-  const pre = await precompute({ teacher, prep, out: join(out, 'logits'), max_windows: WINDOWS, batch_size: BATCH, rows_per_shard: WINDOWS / 4, quiet: true, overwrite: true });
+  const pre = await precompute({ teacher, prep, out: join(out, 'logits'), max_windows: WINDOWS, batch_size: BATCH, rows_per_shard: WINDOWS / 8, quiet: true, overwrite: true });
   runs.pre.push({ tps: pre.tokens_per_s, cpu: pre.cpu_seconds });
   split.loop += (WINDOWS * L) / pre.tokens_per_s;
   split.forward += pre.forward_seconds;
