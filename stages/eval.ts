@@ -14,7 +14,7 @@ import { createProgress } from '../lib/cli/progress.js';
 import { loadCheckpoint } from '../lib/model/checkpoint.js';
 import { countParameters, resolveLlamaConfig } from '../lib/model/config.js';
 import { evaluateOnnxIsolated, OnnxEvalResult } from '../lib/metrics/onnx-eval.js';
-import { Device, exportLlamaOnnx, externalDataFiles, parameterCountOf, readOnnx, writeOnnx } from '../lib/onnx/index.js';
+import { checkContextLength, Device, exportLlamaOnnx, externalDataFiles, parameterCountOf, readOnnx, writeOnnx } from '../lib/onnx/index.js';
 import { readJson, writeFileAtomic } from '../lib/util/fs.js';
 import { writeChart } from '../lib/metrics/charts.js';
 import { perplexityBarsSpec, readCurves, topkMass, topkMassSpec, trainingCurvesSpec, type CurvePoint } from '../lib/metrics/eval-charts.js';
@@ -76,7 +76,6 @@ export async function run(partial: Record<string, unknown>, source = 'eval confi
   const cfg = resolveConfig(EVAL_DEFAULTS, CHECKS, partial, source);
   const roles = (['teacher', 'baseline', 'distilled'] as const).filter((r) => cfg[r]);
   if (roles.length === 0) throw new Error(`${source}: nothing to evaluate (give --teacher, --baseline and/or --distilled)`);
-  mkdirSync(join(cfg.out, 'onnx'), { recursive: true });
   const seqLen = readJson<{ seq_len: number }>(join(cfg.prep, 'windows.json'), 'windows.json').seq_len;
   const stride = cfg.stride ?? Math.max(1, Math.floor(seqLen / 2));
   const report: Report = {};
@@ -84,12 +83,14 @@ export async function run(partial: Record<string, unknown>, source = 'eval confi
   const curves: CurvePoint[] = [];
   for (const [i, role] of roles.entries()) {
     const { onnx, parameters, training, metrics } = asOnnx(cfg[role]!, join(cfg.out, 'onnx', `${role}.onnx`));
+    checkContextLength(cfg[role]!, seqLen, join(cfg.prep, 'windows.json'));
     const measured = await evaluateOnnxIsolated(onnx, { prep: cfg.prep, batchSize: cfg.batch_size, maxWindows: cfg.max_windows, stride, device: cfg.device });
     report[role] = { parameters, weights_bytes: onnxBytesOnDisk(onnx), onnx, ...measured, ...(training ? { training } : {}) };
     if (metrics) curves.push(...readCurves(metrics, role));
     progress.update(i + 1, `${role} ppl ${measured.ppl.toFixed(2)}`);
   }
   progress.stop();
+  mkdirSync(cfg.out, { recursive: true }); // only now: a failed evaluation leaves no output directory behind
   if (!cfg.data) {
     // Default: the logit dataset the distilled student was trained on, when it is still there.
     const trainedOn = ((report.distilled as ModelReport | undefined)?.training as { data?: unknown } | undefined)?.data;
@@ -114,6 +115,7 @@ function asOnnx(path: string, target: string): { onnx: string; parameters: numbe
   if (!existsSync(path)) throw new Error(`${path}: model not found`);
   if (statSync(path).isDirectory()) {
     const { cfg, weights } = loadCheckpoint(path);
+    mkdirSync(dirname(target), { recursive: true });
     writeOnnx(target, exportLlamaOnnx(cfg, weights));
     const trainJson = join(path, 'train.json');
     const training = existsSync(trainJson) ? readJson<{ summary: Record<string, unknown>; config: Record<string, unknown> }>(trainJson) : undefined;

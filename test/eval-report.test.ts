@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run as prep } from '../stages/prep.js';
@@ -55,6 +55,20 @@ describe('kd eval plots', () => {
     expect(existsSync(join(out, 'topk_mass.png'))).toBe(false);
     expect(existsSync(join(out, 'training_curves.png'))).toBe(false);
   }, 60_000);
+
+  it('a model that cannot be evaluated leaves no output directory; a short context is named', async () => {
+    const out = join(dir, 'report-bad');
+    await expect(evaluate({ prep: p, out, teacher: join(dir, 'missing.onnx'), quiet: true })).rejects.toThrow(`${join(dir, 'missing.onnx')}: model not found`);
+    expect(existsSync(out)).toBe(false);
+    const short = join(dir, 'short');
+    mkdirSync(short);
+    copyFileSync(join(dir, 'teacher.onnx'), join(short, 'model.onnx'));
+    const teacherConfig = JSON.parse(readFileSync(join(dir, 'teacher', 'config.json'), 'utf8'));
+    writeFileSync(join(short, 'config.json'), JSON.stringify({ ...teacherConfig, max_position_embeddings: 16 }));
+    await expect(evaluate({ prep: p, out, teacher: join(short, 'model.onnx'), quiet: true })).rejects
+      .toThrow(`${join(short, 'config.json')}: max_position_embeddings 16 is smaller than the windows' seq_len 32`);
+    expect(existsSync(out)).toBe(false);
+  });
 });
 
 describe('kd export', () => {

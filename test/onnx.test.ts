@@ -3,14 +3,14 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeHalf, encodeHalf } from '../lib/logits/fp16.js';
-import { LlamaConfig, resolveLlamaConfig } from '../lib/model/config.js';
+import { countParameters, LlamaConfig, resolveLlamaConfig } from '../lib/model/config.js';
 import { initLlamaWeights } from '../lib/model/init.js';
 import { mulberry32 } from '../lib/util/random.js';
 import { NamedTensors } from '../lib/model/tensors.js';
 import { GraphBuilder } from '../lib/onnx/graph-builder.js';
 import {
   addScoringOutputs, addTopKOutputs, exportLlamaOnnx, ioNamesOf, openOnnxSession, positionIdsFromMask,
-  externalDataFiles, readOnnx, runLogits, runScoring, runTopK, vocabSizeOf, writeDerivedOnnx, writeOnnx,
+  externalDataFiles, readOnnx, parameterCountOf, runLogits, runScoring, runTopK, vocabSizeOf, writeDerivedOnnx, writeOnnx,
 } from '../lib/onnx/index.js';
 import { attr, decodeModel, DT, encodeModel, floatTensor, onnx, valueInfo } from '../lib/onnx/proto.js';
 
@@ -160,6 +160,10 @@ describe.each([true, false])('exportLlamaOnnx (tie_word_embeddings=%s)', (tie) =
       expect(maxAbsDiff(got.topkLogits.subarray(r * k, (r + 1) * k), ref.values)).toBeLessThan(1e-5);
       expect(maxAbsDiff(got.logZ.subarray(r * 3, (r + 1) * 3), ref.logZ)).toBeLessThan(1e-4);
     }
+  });
+
+  it('parameterCountOf counts what HF counts (RoPE inv_freq is a buffer, not a parameter)', () => {
+    expect(parameterCountOf(bytes)).toBe(countParameters(cfg));
   });
 
   it('addScoringOutputs gives log_softmax at the labels', async () => {

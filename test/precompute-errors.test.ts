@@ -1,4 +1,4 @@
-import { copyFileSync, cpSync, existsSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readWindows } from '../lib/data/windows.js';
@@ -49,6 +49,20 @@ describe('precompute: bad inputs get one line (and exit code 1 through the CLI)'
     await expect(precompute({ ...CFG, teacher, prep, out, k: 600 })).rejects
       .toThrow(`precompute config: k = 600 is larger than the vocabulary (512 tokens in ${join(prep, 'tokenizer.json')})`);
     expect(existsSync(out)).toBe(false); // refused before any output
+  });
+
+  it('a windows seq_len beyond the context in the config.json beside the teacher (as Optimum exports it)', async () => {
+    const sub = join(dir, 'short-context');
+    mkdirSync(sub, { recursive: true });
+    const short = join(sub, 'model.onnx');
+    copyFileSync(teacher, short);
+    writeFileSync(join(sub, 'config.json'), JSON.stringify({ model_type: 'llama', max_position_embeddings: SEQ_LEN - 1 }));
+    const out = join(dir, 'x-short');
+    await expect(precompute({ ...CFG, teacher: short, prep, out })).rejects.toThrow(
+      `${join(sub, 'config.json')}: max_position_embeddings ${SEQ_LEN - 1} is smaller than the windows' seq_len ${SEQ_LEN} (${join(prep, 'windows.json')}); use a model with a longer context or kd prep --seq-len ≤ ${SEQ_LEN - 1}`);
+    expect(existsSync(out)).toBe(false);
+    writeFileSync(join(sub, 'config.json'), JSON.stringify({ model_type: 'gpt2', n_positions: SEQ_LEN }));
+    expect((await precompute({ ...CFG, max_windows: 8, teacher: short, prep, out })).windows).toBe(8); // long enough: runs
   });
 
   it('an empty window file', async () => {

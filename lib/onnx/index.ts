@@ -9,7 +9,7 @@ export {
   buildFeeds, openOnnxSession, positionIdsFromMask, runLogits, runScoring, runTopK,
   type Device, type ExecutionProvider, type Feeds, type IntArray, type OnnxSession, type OpenSessionOptions, type TopKResult,
 } from './session.js';
-export { externalDataFiles, ioNamesOf, parameterCountOf, teacherDtypeOf, vocabSizeOf } from './inspect.js';
+export { checkContextLength, contextLengthOf, externalDataFiles, ioNamesOf, parameterCountOf, teacherDtypeOf, vocabSizeOf } from './inspect.js';
 export { openDerivedSession, writeDerivedOnnx } from './files.js';
 export { decodeModel, encodeModel, readOnnx, writeOnnx } from './proto.js';
 export { onnxMatMulGflops } from './matmul-ceiling.js';

@@ -2,6 +2,8 @@
  * Reads facts about an ONNX decoder without loading its weights: IO names and vocabulary size
  * (for the vocab checks of DESIGN §6 and the manifest of §3.2).
  */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describeValueInfo, onnx, OnnxTypes, toNumber } from './proto.js';
 import { GRAPH, readVarint, scanFields, viewGraph } from './raw.js';
 
@@ -83,7 +85,8 @@ export function externalDataFiles(modelBytes: Uint8Array, source = 'model'): str
 
 /**
  * Parameters of a model: elements of its initializers of rank ≥ 1 (weights and norms; scalar
- * constants and int64 shapes excluded). A tied embedding stored once counts once. A
+ * constants, int64 shapes and RoPE buffers — `inv_freq`, cos/sin caches, which HF does not count
+ * as parameters — excluded). A tied embedding stored once counts once. A
  * `com.microsoft.MatMulNBits` weight counts as its N·K logical elements (its packed codes, scales
  * and zero points are not counted again).
  */
@@ -98,10 +101,46 @@ export function parameterCountOf(modelBytes: Uint8Array, source = 'model'): numb
     node.input.slice(1, 4).forEach((x) => quantized.add(x));
   }
   for (const t of initializerHeaders(g).values()) {
-    if (quantized.has(t.name)) continue;
+    if (quantized.has(t.name) || ROPE_BUFFER.test(t.name)) continue;
     if (t.dims.length >= 1 && t.dataType !== onnx.TensorProto.DataType.INT64) n += t.dims.reduce((a, d) => a * toNumber(d), 1);
   }
   return n;
+}
+
+/** Initializer names of rotary-embedding buffers (not parameters in HF's count). */
+const ROPE_BUFFER = /inv_freq|(cos|sin)_cache/i;
+
+/** HF config keys that bound the positions a decoder accepts, in order of preference. */
+const CONTEXT_KEYS = ['max_position_embeddings', 'n_positions', 'max_sequence_length', 'seq_length'] as const;
+
+/**
+ * The context length of a model from the Hugging Face `config.json` next to an .onnx file (as
+ * Optimum exports it) or inside a checkpoint directory: undefined when there is none or it has no
+ * such key (ONNX itself does not record one).
+ * @returns the limit and the config file it came from
+ */
+export function contextLengthOf(modelPath: string): { limit: number; key: string; file: string } | undefined {
+  const file = existsSync(modelPath) && statSync(modelPath).isDirectory() ? join(modelPath, 'config.json') : join(dirname(modelPath), 'config.json');
+  if (!existsSync(file)) return undefined;
+  let cfg: Record<string, unknown>;
+  try {
+    cfg = JSON.parse(readFileSync(file, 'utf8'));
+  } catch {
+    return undefined; // not ours to judge here; the checkpoint loader reports a broken config.json
+  }
+  const key = CONTEXT_KEYS.find((k) => Number.isInteger(cfg[k]) && (cfg[k] as number) > 0);
+  return key ? { limit: cfg[key] as number, key, file } : undefined;
+}
+
+/**
+ * @throws Error "<dir>/config.json: max_position_embeddings 64 is smaller than the windows'
+ *   seq_len 128 (<windowsFile>); use a teacher with a longer context or kd prep --seq-len ≤ 64"
+ */
+export function checkContextLength(modelPath: string, seqLen: number, windowsFile: string): void {
+  const ctx = contextLengthOf(modelPath);
+  if (ctx && ctx.limit < seqLen) {
+    throw new Error(`${ctx.file}: ${ctx.key} ${ctx.limit} is smaller than the windows' seq_len ${seqLen} (${windowsFile}); use a model with a longer context or kd prep --seq-len ≤ ${ctx.limit}`);
+  }
 }
 
 /**

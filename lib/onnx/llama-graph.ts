@@ -155,7 +155,8 @@ export class LlamaGraph {
     const g = this.g, half = this.hd / 2;
     const invFreq = Array.from({ length: half }, (_, i) => 1 / this.cfg.rope_theta ** ((2 * i) / this.hd));
     const pos = g.unsqueeze(this.cast(positions, DT.FLOAT), [2]); // [B, L, 1]
-    const freqs = g.op('Mul', [pos, g.float(invFreq)]); // [B, L, hd/2]
+    g.initializers.push(floatTensor('model.rotary_emb.inv_freq', [half], Float32Array.from(invFreq))); // HF's buffer name
+    const freqs = g.op('Mul', [pos, 'model.rotary_emb.inv_freq']); // [B, L, hd/2]
     const emb = g.op('Concat', [freqs, freqs], [attr.int('axis', -1)]); // [B, L, hd]
     const table = (op: string) => {
       const t = g.unsqueeze(g.op(op, [emb]), [2]);

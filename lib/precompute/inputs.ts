@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { readWindows, type WindowSet } from '../data/windows.js';
-import { externalDataFiles, readOnnx, vocabSizeOf } from '../onnx/index.js';
+import { checkContextLength, externalDataFiles, readOnnx, vocabSizeOf } from '../onnx/index.js';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer.js';
 
 /** Everything precompute reads, checked. */
@@ -69,6 +69,7 @@ export async function loadPrecomputeInputs(cfg: InputPaths, source: string): Pro
     throw new Error(`${source}: k = ${cfg.k} is larger than the vocabulary (${tokenizer.vocabSize} tokens in ${tokenizer.path})`);
   }
   const teacherBytes = readOnnx(cfg.teacher);
+  checkContextLength(cfg.teacher, windows.seqLen, join(cfg.prep, 'windows.json'));
   const teacherVocab = vocabSizeOf(teacherBytes, cfg.teacher);
   if (teacherVocab < tokenizer.vocabSize) {
     throw new Error(`${cfg.teacher}: teacher vocabulary (${teacherVocab}) is smaller than the tokenizer's (${tokenizer.vocabSize}, ${tokenizer.path})`);
