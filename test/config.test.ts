@@ -14,6 +14,8 @@ describe('config files', () => {
     const flags = flagsToConfig({ alpha: 0.9, 'max-steps': 7, maxSteps: 7 }, ['alpha', 'max_steps', 'lr']);
     const cfg = resolveTrainConfig({ ...readConfigFile(join(dir, 'a.yaml')), ...flags });
     expect([cfg.alpha, cfg.max_steps, cfg.model.hidden_size, cfg.lr]).toEqual([0.9, 7, 64, 3e-3]);
+    expect(() => flagsToConfig({ lr: Number('fast') }, ['lr'])).toThrow('--lr: not a number'); // yargs gives NaN for '--lr fast'
+    expect(() => resolveTrainConfig({ lr: NaN })).toThrow(/lr = NaN /);
   });
   it('one-line errors for a missing file and bad syntax', () => {
     expect(() => readConfigFile(join(dir, 'none.json'))).toThrow(`${join(dir, 'none.json')}: config file not found`);

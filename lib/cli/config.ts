@@ -26,7 +26,7 @@ export function resolveConfig<T extends object>(defaults: T, checks: Record<keyo
   const cfg = { ...defaults, ...defined } as T;
   for (const key of keys as (keyof T)[]) {
     const problem = checks[key](cfg[key]);
-    if (problem) throw new Error(`${source}: ${String(key)} = ${JSON.stringify(cfg[key])} ${problem}`);
+    if (problem) throw new Error(`${source}: ${String(key)} = ${Number.isNaN(cfg[key]) ? 'NaN' : JSON.stringify(cfg[key])} ${problem}`);
   }
   return cfg;
 }
@@ -48,6 +48,7 @@ export function flagsToConfig(argv: Record<string, unknown>, keys: string[]): Re
   const out: Record<string, unknown> = {};
   for (const key of keys) {
     const kebab = key.replace(/_/g, '-');
+    if (Number.isNaN(argv[kebab])) throw new Error(`--${kebab}: not a number`); // yargs turns '--lr fast' into NaN
     if (argv[kebab] !== undefined) out[key] = argv[kebab];
   }
   return out;
