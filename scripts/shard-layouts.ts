@@ -1,24 +1,30 @@
 /**
- * Shard byte layouts × GZIP levels, end to end (writeShard with fsync → readShard), as the table
- * in lib/shards/schema.ts is measured: 256 rows × L = 128 × k = 32 × 7 temperatures, vocab 32000
- * (uint16 ids), synthetic rows (Zipf ids, random-walk fp16 logits, log_z from them); then, when
- * a logit dataset is given, the first 256 rows of its first shard. Per variant: write and read
- * ms (best of 7, lowest over 3 interleaved passes), file bytes, bytes per position, and packRow /
- * unpackRow µs per position (the byte-split itself). Usage:
+ * Shard byte layouts × codecs (GZIP levels, BROTLI qualities), end to end (writeShard with fsync
+ * → readShard), as the second table in lib/shards/schema.ts is measured: 256 rows × L = 128 ×
+ * k = 32 × 7 temperatures, vocab 32000 (uint16 ids), synthetic rows (Zipf ids, random-walk fp16
+ * logits, log_z from them); then, when a logit dataset is given, the first 256 rows of its first
+ * shard. Per variant: write and read ms (best of 7, lowest over 3 interleaved passes), the
+ * writer's CPU time (process.cpuUsage, user + system of all threads, around writeShard; lowest
+ * of the same 21 writes) in ms and µs per position, file bytes, bytes per position, and packRow /
+ * unpackRow µs per position (the byte-split itself). The CPU time is what precompute pays, since
+ * its writer thread shares the cores with the teacher's ONNX Runtime threads. Usage:
  *   npx tsx scripts/shard-layouts.ts [runs/logits]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeHalf, encodeHalf } from '../lib/logits/fp16.js';
-import { layoutOf, readManifest, readShard, rowBytes, writeShard, type LayoutName, type LogitRow, type ShardLayout } from '../lib/shards/index.js';
+import { layoutOf, readManifest, readShard, rowBytes, writeShard, type LayoutName, type LogitRow, type ShardCodec, type ShardLayout, type WriteShardMeta } from '../lib/shards/index.js';
 import { packRow, unpackRow } from '../lib/shards/packing.js';
 
-const VARIANTS: { name: string; layout: LayoutName; gzipLevel: number }[] = [
-  { name: 'packed-le, GZIP-6 (before)', layout: 'packed-le', gzipLevel: 6 },
-  { name: 'packed-le, GZIP-1', layout: 'packed-le', gzipLevel: 1 },
-  { name: 'packed-le-split, GZIP-1 (now)', layout: 'packed-le-split', gzipLevel: 1 },
-  { name: 'packed-le-split, GZIP-6', layout: 'packed-le-split', gzipLevel: 6 },
+/** Variants; `level` is the GZIP level or the BROTLI quality. */
+const VARIANTS: { name: string; layout: LayoutName; codec: ShardCodec; level: number }[] = [
+  { name: 'packed-le, GZIP-6 (until the split)', layout: 'packed-le', codec: 'GZIP', level: 6 },
+  { name: 'packed-le, GZIP-1', layout: 'packed-le', codec: 'GZIP', level: 1 },
+  { name: 'packed-le-split, GZIP-1 (until BROTLI)', layout: 'packed-le-split', codec: 'GZIP', level: 1 },
+  { name: 'packed-le-split, GZIP-6', layout: 'packed-le-split', codec: 'GZIP', level: 6 },
+  { name: 'packed-le-split, BROTLI-1 (now)', layout: 'packed-le-split', codec: 'BROTLI', level: 1 },
+  { name: 'packed-le-split, BROTLI-2', layout: 'packed-le-split', codec: 'BROTLI', level: 2 },
 ];
 
 /** mulberry32: deterministic uniform [0, 1). */
@@ -70,29 +76,38 @@ function syntheticRows(): { rows: LogitRow[]; layout: ShardLayout } {
   return { rows, layout };
 }
 
-/** Best of `n` timings of `f`, in ms. */
-async function best(n: number, f: () => unknown): Promise<number> {
-  let ms = Infinity;
+/** Best of `n` timings of `f`, in ms: wall clock, and process CPU time (user + system, all threads). */
+async function bestWithCpu(n: number, f: () => unknown): Promise<{ ms: number; cpu: number }> {
+  let ms = Infinity, cpu = Infinity;
   for (let i = 0; i < n; i++) {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     await f();
     ms = Math.min(ms, performance.now() - t0);
+    const c = process.cpuUsage(c0);
+    cpu = Math.min(cpu, (c.user + c.system) / 1000);
   }
-  return ms;
+  return { ms, cpu };
+}
+
+/** Best of `n` wall-clock timings of `f`, in ms. */
+async function best(n: number, f: () => unknown): Promise<number> {
+  return (await bestWithCpu(n, f)).ms;
 }
 
 async function measure(title: string, rows: LogitRow[], shapes: ShardLayout): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'kd-layouts-'));
   const positions = rows.length * shapes.seqLen;
   const raw = (rowBytes(shapes) / shapes.seqLen).toFixed(1);
-  const res = new Map<string, { write: number; read: number; bytes: number; pack: number; unpack: number }>();
+  type Result = { write: number; writeCpu: number; read: number; bytes: number; pack: number; unpack: number };
+  const res = new Map<string, Result>();
   try {
     for (let pass = 0; pass < 3; pass++) {
       for (const v of VARIANTS) {
-        const meta = { ...shapes, layout: v.layout, gzipLevel: v.gzipLevel };
-        const path = join(dir, `${v.layout}-${v.gzipLevel}.parquet`);
+        const meta: WriteShardMeta = { ...shapes, layout: v.layout, codec: v.codec, ...(v.codec === 'GZIP' ? { gzipLevel: v.level } : { brotliQuality: v.level }) };
+        const path = join(dir, `${v.layout}-${v.codec}-${v.level}.parquet`);
         let bytes = 0;
-        const write = await best(7, async () => { bytes = (await writeShard(path, rows, meta)).bytes; });
+        const { ms: write, cpu: writeCpu } = await bestWithCpu(7, async () => { bytes = (await writeShard(path, rows, meta)).bytes; });
         const read = await best(7, () => readShard(path, meta));
         const packed = rows.map((row) => packRow(row, meta, 'x'));
         const pack = await best(7, () => rows.map((row) => packRow(row, meta, 'x')));
@@ -100,18 +115,19 @@ async function measure(title: string, rows: LogitRow[], shapes: ShardLayout): Pr
         const back = await readShard(path, meta);
         if (back.length !== rows.length || back[7].topk_ids[5] !== rows[7].topk_ids[5]) throw new Error(`${v.name}: rows differ`);
         const old = res.get(v.name);
-        res.set(v.name, old ? { write: Math.min(old.write, write), read: Math.min(old.read, read), bytes, pack: Math.min(old.pack, pack), unpack: Math.min(old.unpack, unpack) } : { write, read, bytes, pack, unpack });
+        const now: Result = { write, writeCpu, read, bytes, pack, unpack };
+        res.set(v.name, old ? { write: Math.min(old.write, write), writeCpu: Math.min(old.writeCpu, writeCpu), read: Math.min(old.read, read), bytes, pack: Math.min(old.pack, pack), unpack: Math.min(old.unpack, unpack) } : now);
       }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
   console.log(`\n${title}: ${rows.length} rows × L=${shapes.seqLen} × k=${shapes.k} × ${shapes.numTemps} temps, ${shapes.idDtype} ids, ${shapes.valueDtype} values; raw ${raw} bytes/position`);
-  console.log('| layout, codec | write ms | read ms | file bytes | bytes/position | pack µs/pos | unpack µs/pos |');
-  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+  console.log('| layout, codec | write ms | write CPU ms | write CPU µs/pos | read ms | file bytes | bytes/position | pack µs/pos | unpack µs/pos |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const [name, m] of res) {
     const us = (ms: number) => ((1000 * ms) / positions).toFixed(2);
-    console.log(`| ${name} | ${m.write.toFixed(0)} | ${m.read.toFixed(0)} | ${m.bytes.toLocaleString('en-US')} | ${(m.bytes / positions).toFixed(1)} | ${us(m.pack)} | ${us(m.unpack)} |`);
+    console.log(`| ${name} | ${m.write.toFixed(0)} | ${m.writeCpu.toFixed(0)} | ${us(m.writeCpu)} | ${m.read.toFixed(0)} | ${m.bytes.toLocaleString('en-US')} | ${(m.bytes / positions).toFixed(1)} | ${us(m.pack)} | ${us(m.unpack)} |`);
   }
 }
 

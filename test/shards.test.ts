@@ -61,6 +61,21 @@ describe('writeShard / readShard', () => {
       .rejects.toThrow(`${dir}/rt32-gzip0.parquet: gzipLevel must be an integer 1..9 (got 0)`);
   });
 
+  it('writes BROTLI at brotliQuality (default 1) and rejects qualities outside 0..11', async () => {
+    const rows = makeRows(4, FP16, 32000, 3);
+    const q1 = await writeShard(join(dir, 'br-q1.parquet'), rows, { ...FP16, brotliQuality: 1 });
+    expect((await writeShard(join(dir, 'br-default.parquet'), rows, FP16)).sha256).toBe(q1.sha256);
+    const q2 = await writeShard(join(dir, 'br-q2.parquet'), rows, { ...FP16, codec: 'BROTLI', brotliQuality: 2 });
+    expect(q2.sha256).not.toBe(q1.sha256);
+    expect(await readShard(join(dir, 'br-q2.parquet'), FP16)).toStrictEqual(rows);
+    for (const bad of [12, -1, 1.5]) {
+      const path = join(dir, `br-bad.parquet`);
+      await expect(writeShard(path, rows, { ...FP16, brotliQuality: bad }))
+        .rejects.toThrow(`${path}: brotliQuality must be an integer 0..11 (got ${bad})`);
+      expect(await readdir(dir)).not.toContain('br-bad.parquet');
+    }
+  });
+
   it('writes byte-identical files for the same rows, whatever the clock says', async () => {
     const rows = makeRows(5, FP16, 32000, 3, BIG_ID);
     const a = await writeShard(join(dir, 'det-a.parquet'), rows, FP16);
@@ -118,7 +133,7 @@ describe('writeShard / readShard', () => {
 
   it('reports damaged page bytes (gzip CRC) in one line', async () => {
     const path = join(dir, 'flip.parquet');
-    const { bytes } = await writeShard(path, makeRows(6, FP16, 32000, 13), FP16);
+    const { bytes } = await writeShard(path, makeRows(6, FP16, 32000, 13), { ...FP16, codec: 'GZIP' }); // BROTLI has no checksum
     const buf = await readFile(path);
     for (let i = Math.floor(bytes / 3); i < Math.floor(bytes / 3) + 64; i++) buf[i] ^= 0xa5;
     await writeFile(path, buf);

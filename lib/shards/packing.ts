@@ -2,7 +2,8 @@
  * LogitRow ⇄ column bytes in either layout of schema.ts: `packed-le` (each value's
  * little-endian bytes in order) or `packed-le-split` (the same bytes byte-stream split: for n
  * values of w bytes, byte j of value i is stored at j·n + i, as Parquet's BYTE_STREAM_SPLIT
- * does per page; GZIP then sees the slowly varying high bytes of ids and logits in one run).
+ * does per page; the page codec (BROTLI, or GZIP) then sees the slowly varying high bytes of
+ * ids and logits in one run).
  * Typed-array views are used directly, so the host must be little-endian (all Node targets
  * in practice: x64, arm64).
  */

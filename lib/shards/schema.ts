@@ -19,7 +19,9 @@
  * layout `packed-le` (each value's bytes in order) and are still read; the reader decodes by
  * the layout the shard records. The file's key-value metadata holds `kd.shard` = JSON of
  * {@link ShardKv} (shapes, dtypes, layout), so a shard from another dataset is recognised
- * before any row is decoded. Compression: GZIP level 1 (`packed-le` shards: level 6).
+ * before any row is decoded. Compression: BROTLI quality 1 (shards written before it: GZIP
+ * level 1, `packed-le` shards GZIP level 6; Parquet records the codec per column chunk, and the
+ * reader takes all of them).
  *
  * Why packed bytes and not Parquet LIST columns — measured on the 2-core dev machine while
  * other jobs ran (lowest of 3 runs, each best-of-7 or mean-of-3, so trust ratios more than
@@ -47,20 +49,29 @@
  * The last row is end to end: fp16 encoding, validation, fsync, decode to LogitRow.
  * (All writers were byte-deterministic across repeated writes.)
  *
- * Byte-split blobs, measured later by `npx tsx scripts/shard-layouts.ts runs/logits` (same
- * shapes; the synthetic generator rewritten, so its old-path bytes differ slightly from the
- * row above; 3 interleaved passes of best-of-7, while another benchmark shared the machine),
- * kd writeShard / readShard end to end:
+ * Byte-split blobs and codecs, measured later by `npx tsx scripts/shard-layouts.ts runs/logits`
+ * (same shapes; the synthetic generator rewritten, so its old-path bytes differ slightly from
+ * the row above; 3 interleaved passes of best-of-7, while another benchmark shared the machine),
+ * kd writeShard / readShard end to end. "CPU µs/pos": the writer's CPU time per position, the
+ * lowest process CPU time (user + system, all threads; process.cpuUsage) of the 21 writeShard
+ * calls per variant, which includes packing, Parquet encoding, compression, sha256 and fsync:
  *
- * | layout, codec                       | write ms | read ms | file bytes | B/pos | real B/pos |
- * | ----------------------------------- | -------: | ------: | ---------: | ----: | ---------: |
- * | packed-le, GZIP-6 (until the split) |      191 |      84 |  4,267,672 | 130.2 |      117.3 |
- * | packed-le, GZIP-1                   |      172 |      83 |  4,307,450 | 131.5 |      119.3 |
- * | packed-le-split, GZIP-1             |      157 |      85 |  3,930,150 | 119.9 |      109.3 | ← chosen
- * | packed-le-split, GZIP-6             |      287 |      82 |  3,772,251 | 115.1 |      103.4 |
+ * | layout, codec                          | write ms | CPU µs/pos | read ms | file bytes | B/pos | real B/pos | real CPU µs/pos |
+ * | -------------------------------------- | -------: | ---------: | ------: | ---------: | ----: | ---------: | --------------: |
+ * | packed-le, GZIP-6 (until the split)    |      197 |       6.07 |      94 |  4,267,672 | 130.2 |      117.3 |            6.06 |
+ * | packed-le, GZIP-1                      |      171 |       5.07 |      95 |  4,307,450 | 131.5 |      119.3 |            4.63 |
+ * | packed-le-split, GZIP-1 (until BROTLI) |      160 |       4.38 |     106 |  3,930,150 | 119.9 |      109.3 |            4.51 |
+ * | packed-le-split, GZIP-6                |      321 |       9.33 |     123 |  3,772,251 | 115.1 |      103.4 |            8.57 |
+ * | packed-le-split, BROTLI-1              |       83 |       2.34 |     135 |  3,864,328 | 117.9 |      108.1 |            2.57 | ← chosen
+ * | packed-le-split, BROTLI-2              |       97 |       2.85 |      98 |  3,773,895 | 115.2 |      104.1 |            3.21 |
  *
- * "real B/pos": the first 256 windows of a `kd precompute` shard of the default teacher
- * (V = 4096); there writing took 204 / 174 / 153 / 311 ms and reading 61–67 ms.
+ * "real": the first 256 windows of a `kd precompute` shard of the default teacher (V = 4096),
+ * decoded and written again per variant; there writing took 216 / 168 / 156 / 305 / 75 / 95 ms
+ * and reading 54–78 ms (GZIP-1 split 54, BROTLI-1 73, BROTLI-2 78). Read times are noisy
+ * here: BROTLI-1 and -2 share a decoder yet took 135 vs 98 ms on the synthetic rows, and the
+ * GZIP rows read in 82–85 ms in this script's previous run (94–123 here); taken together,
+ * BROTLI reads no faster than GZIP, perhaps somewhat slower. The GZIP rows' file bytes equal
+ * the previous run's (writeShard is byte-deterministic), its write times were within 12%.
  *
  * Packed bytes beat LIST columns on write time, read time and size wherever DuckDB can read
  * the result (LIST stores uint16 as INT32 plus repetition levels). Among packed writers:
@@ -68,22 +79,49 @@
  * writer cuts row groups only at multiples of 2048 rows, so a 64 MiB cap cannot hold for
  * long windows; parquet-wasm + ZSTD is ~2x faster than GZIP at the same size but brings
  * ~23 MB of wasm + arrow and ~0.4 s import. hyparquet(-writer) is pure JS (~1 MB), exact
- * on INT64, exact row-group control, byte-deterministic. GZIP: of what Node 20's zlib can
- * write, the codec that shrinks fp16/fp32 payloads (~20%; SNAPPY ~2%) and that DuckDB,
- * pyarrow and Spark all read (Spark lacks BROTLI by default); its CRC32 also catches
- * corrupted pages. Write/read cost is far below a teacher forward / student step over the
- * same tokens. DuckDB decodes the bytes with the macros in `lib/shards/sql.ts`.
+ * on INT64, exact row-group control, byte-deterministic. Of the codecs Node 20's zlib can
+ * write, GZIP and BROTLI shrink the fp16/fp32 payloads (packed: ~20%, byte-split: 27–33%;
+ * SNAPPY ~2%). Write/read cost is far below a teacher forward / student step over the same
+ * tokens. DuckDB decodes the bytes with the macros in `lib/shards/sql.ts`.
  *
- * Why byte-split + GZIP-1: the high bytes of fp16 logits (sign, exponent) and of fp32 log_z
- * vary slowly, and stored together they compress far better than interleaved with the noisy
- * low bytes, so split + GZIP-1 is 7–8% smaller than plain + GZIP-6 and 18–25% faster to
- * write (packRow's split adds ~0.25 µs per position; deflate at level 1 on the split planes
- * saves more); reading costs the same. Split + GZIP-6 saves another 4–5% but takes 1.8–2× the
- * write time. Splitting each column over all rows at once would give ~102 real B/pos, but a
- * blob holds one row (decoded row by row, also by the DuckDB macros), and zlib's Huffman
- * blocks then mix a row's high- and low-byte planes. Per column (each column's blobs
- * gzipped at level 1, real shard): fp16 logits 52.0 → 43.6 B/pos and log_z 24.0 → 19.8 gain
- * from the split, uint16 ids with V = 4096 do not (40.3 → 42.8).
+ * Why BROTLI-1 and not GZIP-1 (the default until then): precompute's writer thread shares the
+ * 2 cores with the teacher's ONNX Runtime threads, so what precompute pays for a shard is the
+ * writer's CPU time, not its wall time. On the byte-split rows BROTLI quality 1 is as small as
+ * GZIP-1 (real 108.1 vs 109.3 B/pos) for 0.57× its CPU (2.57 vs 4.51 µs/pos end to end, table
+ * above; the measurement behind the switch, writeShard on 128 real windows, gave 2.5 vs 7.4).
+ * The next steps cost more CPU than they save bytes: against BROTLI-1, BROTLI-2 is 4% smaller
+ * (104.1) for 25% more CPU, GZIP-6 4% smaller (103.4) for 3.3× the CPU. Quality 2 stays
+ * selectable (WriteShardMeta `brotliQuality`).
+ *
+ * What BROTLI costs. Readers: DuckDB (tested through the macros), pyarrow and so HF datasets,
+ * polars, and kd's reader (node:zlib) read BROTLI pages; Spark does not out of the box —
+ * parquet-java loads `org.apache.hadoop.io.compress.BrotliCodec`, which neither Hadoop nor Spark
+ * ships, so Spark needs an extra brotli codec jar on its classpath (without it: "Class
+ * org.apache.hadoop.io.compress.BrotliCodec was not found"). Damage detection: Parquet's page
+ * header has an optional CRC32 of the page, but hyparquet-writer does not write it (and
+ * hyparquet does not check it), so kd shards have never had Parquet page CRCs, with either
+ * codec. What GZIP had was its own trailer (CRC32 and length of the uncompressed page), which
+ * zlib checks on gunzip, so a damaged GZIP page failed to decode in kd's reader. A Brotli
+ * stream has no checksum: a damaged page fails only when the stream turns invalid or decodes
+ * to another length than the page header says. On a 64-row shard of the test shapes, kd's
+ * reader decoded 248 of 300 single-bit flips to wrong values without an error (GZIP-1: 0 of
+ * 300). kd itself depends on neither: training and `kd inspect` (openLogitDataset /
+ * readListedShard) check each shard's sha256 against the manifest before decoding it, resume
+ * and merge (verifyShard) before reusing it. Another reader given a damaged BROTLI shard gets
+ * wrong values silently, so compare the files' sha256 with manifest.json after copying them.
+ * GZIP stays available: WriteShardMeta `codec: 'GZIP'` with `gzipLevel` (default 1); `kd
+ * precompute` has no option for it.
+ *
+ * Why byte-split (measured with GZIP, the codec then): the high bytes of fp16 logits (sign,
+ * exponent) and of fp32 log_z vary slowly, and stored together they compress far better than
+ * interleaved with the noisy low bytes, so split + GZIP-1 is 7–8% smaller than plain + GZIP-6
+ * and 19–28% faster to write (packRow's split adds ~0.25 µs per position; deflate at level 1
+ * on the split planes saves more); reading costs about the same. Split + GZIP-6 saves another
+ * 4–5% but takes ~2× the write time. Splitting each column over all rows at once would give
+ * ~102 real B/pos, but a blob holds one row (decoded row by row, also by the DuckDB macros),
+ * and zlib's Huffman blocks then mix a row's high- and low-byte planes. Per column (each
+ * column's blobs gzipped at level 1, real shard): fp16 logits 52.0 → 43.6 B/pos and log_z
+ * 24.0 → 19.8 gain from the split, uint16 ids with V = 4096 do not (40.3 → 42.8).
  */
 
 /** Token-id width on disk: uint16 when every id fits (real vocab ≤ 65536, ids 0..65535), else uint32. */

@@ -1,13 +1,13 @@
 /**
  * Where finished shards go: written in this thread, or handed to a writer thread so that packing,
- * GZIP and fsync overlap the next teacher forward (onnxruntime-node's `run` blocks the main
+ * compression and fsync overlap the next teacher forward (onnxruntime-node's `run` blocks the main
  * thread while its own threads compute).
  */
 import { Worker } from 'node:worker_threads';
 import type { LogitRow } from './schema.js';
 import { writeShard, type ShardWriteResult, type WriteShardMeta } from './writer.js';
 
-/** What a sink wrote, and how long writing took on the writing thread (packing, GZIP, fsync). */
+/** What a sink wrote, and how long writing took on the writing thread (packing, compression, fsync). */
 export type TimedWriteResult = ShardWriteResult & { seconds: number };
 
 /** Timed {@link writeShard}. */

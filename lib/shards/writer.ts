@@ -10,7 +10,7 @@ import { writeFileAtomic } from './atomic.js';
 import { packRow, type PackedRow } from './packing.js';
 import { SHARD_KV_KEY, SHARD_LAYOUT, checkLayout, rowBytes, shardKv, type LogitRow, type ShardLayout } from './schema.js';
 
-/** Page compression. BROTLI (default, quality 1) costs a third of GZIP-1's CPU at the same size; see schema.ts. */
+/** Page compression. BROTLI (default, quality 1) is GZIP-1's size at 0.34–0.57× its write CPU (two measurements); see schema.ts. */
 export type ShardCodec = 'GZIP' | 'BROTLI' | 'SNAPPY' | 'UNCOMPRESSED';
 
 /** Shapes of the rows plus writing options. */
@@ -22,6 +22,11 @@ export interface WriteShardMeta extends ShardLayout {
    * `packed-le` ones at level 6 (the level kd used before) and faster to write; see schema.ts.
    */
   gzipLevel?: number;
+  /**
+   * Brotli quality of BROTLI pages, 0–11. Default 1: quality 2 is ~4% smaller but costs ~25%
+   * more write CPU, which precompute pays while sharing the cores with the teacher; see schema.ts.
+   */
+  brotliQuality?: number;
   /** Row-group cap in uncompressed payload bytes. Default 64 MiB. */
   maxRowGroupBytes?: number;
   /** Row-group cap in rows. Default 4096. */
@@ -53,12 +58,14 @@ function gzipAt(level: number): (input: Uint8Array) => Uint8Array {
 }
 
 /**
- * Brotli quality of BROTLI pages. Measured on 128 windows of the default teacher's shards
- * (byte-split): quality 1 108.5 bytes/position at 2.5 CPU-µs/position to write, quality 2 104.5
- * at 3.2, GZIP-1 109.5 at 7.4. The writer competes with the teacher for the cores, so its CPU
- * time is what precompute pays.
+ * Default brotli quality of BROTLI pages (`brotliQuality`). Measured on 128 windows of the
+ * default teacher's shards (byte-split): quality 1 108.5 bytes/position at 2.5 CPU-µs/position
+ * to write, quality 2 104.5 at 3.2, GZIP-1 109.5 at 7.4 (end to end with
+ * `scripts/shard-layouts.ts` on 256 windows: 108.1 at 2.57, 104.1 at 3.21, 109.3 at 4.51; table
+ * in schema.ts). The writer competes with the teacher for the cores, so its CPU time is what
+ * precompute pays.
  */
-const BROTLI_QUALITY = 1;
+const DEFAULT_BROTLI_QUALITY = 1;
 
 /** Brotli at `quality` (deterministic: no header fields vary). */
 function brotliAt(quality: number): (input: Uint8Array) => Uint8Array {
@@ -82,7 +89,7 @@ function encodeShard(packed: PackedRow[], meta: WriteShardMeta): Uint8Array {
       blob('input_ids'), blob('target_ids'), blob('topk_ids'), blob('topk_logits'), blob('log_z'),
     ],
     codec: meta.codec ?? 'BROTLI',
-    compressors: { GZIP: gzipAt(meta.gzipLevel ?? DEFAULT_GZIP_LEVEL), BROTLI: brotliAt(BROTLI_QUALITY) },
+    compressors: { GZIP: gzipAt(meta.gzipLevel ?? DEFAULT_GZIP_LEVEL), BROTLI: brotliAt(meta.brotliQuality ?? DEFAULT_BROTLI_QUALITY) },
     statistics: false, // min/max of opaque blobs is useless; sample_id keeps its own
     rowGroupSize: rowGroupRows(meta, meta.maxRowGroupBytes ?? DEFAULT_ROW_GROUP_BYTES,
       meta.maxRowGroupRows ?? DEFAULT_ROW_GROUP_ROWS),
@@ -95,13 +102,16 @@ function encodeShard(packed: PackedRow[], meta: WriteShardMeta): Uint8Array {
 /**
  * Writes `rows` (each of the shapes in `meta`, blobs in `meta.layout`, default
  * {@link SHARD_LAYOUT}) as one Parquet shard at `path`, via `path + '.tmp'`, fsync and
- * rename. Errors, one line each, name the path: bad layout or gzip level, no rows, a row of the wrong shape (`"<path>: row 3: topk_ids has 100 values, expected
- * 4096"`), an id too large for uint16. Nothing is left under `path` on error.
+ * rename. Errors, one line each, name the path: bad layout, gzip level or brotli quality, no
+ * rows, a row of the wrong shape (`"<path>: row 3: topk_ids has 100 values, expected 4096"`),
+ * an id too large for uint16. Nothing is left under `path` on error.
  */
 export async function writeShard(path: string, rows: readonly LogitRow[], meta: WriteShardMeta): Promise<ShardWriteResult> {
   checkLayout(meta, path);
   const level = meta.gzipLevel ?? DEFAULT_GZIP_LEVEL;
   if (!Number.isInteger(level) || level < 1 || level > 9) throw new Error(`${path}: gzipLevel must be an integer 1..9 (got ${level})`);
+  const quality = meta.brotliQuality ?? DEFAULT_BROTLI_QUALITY;
+  if (!Number.isInteger(quality) || quality < 0 || quality > 11) throw new Error(`${path}: brotliQuality must be an integer 0..11 (got ${quality})`);
   if (rows.length === 0) throw new Error(`${path}: refusing to write a shard with no rows`);
   const packed = rows.map((row, i) => packRow(row, meta, `${path}: row ${i}`));
   const bytes = encodeShard(packed, meta);
