@@ -17,7 +17,9 @@
  * (else exported from data/teacher, else a random-weight teacher of the default teacher's shape);
  * KD_BENCH_TEACHER / KD_BENCH_PREP measure another teacher, KD_BENCH_WINDOWS / KD_BENCH_ROUNDS
  * change the windows per measurement (256) and the rounds (7); KD_BENCH_SKIP_TRAINING=1 stops after
- * part 2.
+ * part 2. Part 1 is repeated (64 windows, 5 rounds; KD_BENCH_LARGE=0 skips it) for a random-weight
+ * 42 M-parameter teacher (768 wide, 6 layers, cached in runs/bench), whose forward outweighs the
+ * per-position top-k, log_z and writing work as in real teachers.
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -66,33 +68,6 @@ const w = readWindows(prep, 'train');
 const L = w.seqLen, T = PRECOMPUTE_DEFAULTS.temperatures;
 /** Wall-clock tokens/s and CPU seconds (all threads of this process) of one measurement. */
 interface Speed { tps: number; cpu: number }
-/** Speed of `run` over the bench windows with a session opened (untimed) from `model`. */
-async function forward(model: Uint8Array | string, run: (h: OnnxSession, ids: BigInt64Array, B: number) => Promise<unknown>): Promise<Speed> {
-  const h = await openOnnxSession(model, { device: 'auto', source: teacher });
-  const t0 = performance.now(), cpu0 = process.cpuUsage();
-  for (let b0 = 0; b0 < WINDOWS; b0 += BATCH) await run(h, batchIds(w, b0, BATCH), BATCH);
-  const cpu = process.cpuUsage(cpu0);
-  const speed = { tps: (WINDOWS * L) / ((performance.now() - t0) / 1000), cpu: (cpu.user + cpu.system) / 1e6 };
-  await h.session.release();
-  return speed;
-}
-const graph = (temperatures: number[]) => addTopKOutputs(readOnnx(teacher), { k: PRECOMPUTE_DEFAULTS.k, temperatures, source: teacher});
-const [topkAll, topkOne] = [graph(T), graph([1])];
-const runs = { bare: [] as Speed[], topk: [] as Speed[], topk1: [] as Speed[], pre: [] as Speed[] };
-let provider = '', bytesPerPosition = 0;
-const split = { loop: 0, forward: 0, write: 0 };
-for (let r = 0; r < ROUNDS; r++) {
-  runs.bare.push(await forward(teacher, (h, ids, B) => runLogits(h, ids, B, L)));
-  runs.topk.push(await forward(topkAll, (h, ids, B) => runTopK(h, ids, B, L)));
-  runs.topk1.push(await forward(topkOne, (h, ids, B) => runTopK(h, ids, B, L)));
-  const pre = await precompute({ teacher, prep, out: join(out, 'logits'), max_windows: WINDOWS, batch_size: BATCH, rows_per_shard: WINDOWS / 8, quiet: true, overwrite: true });
-  runs.pre.push({ tps: pre.tokens_per_s, cpu: pre.cpu_seconds });
-  split.loop += (WINDOWS * L) / pre.tokens_per_s;
-  split.forward += pre.forward_seconds;
-  split.write += pre.write_seconds;
-  provider = pre.execution_provider;
-  bytesPerPosition = pre.bytes_per_position;
-}
 const median = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)];
 /** Median over rounds of a/b, wall-clock tokens/s measured in the same round (a busy machine slows both alike). */
 const ratio = (a: Speed[], b: Speed[]) => median(a.map((x, i) => x.tps / b[i].tps));
@@ -100,14 +75,45 @@ const ratio = (a: Speed[], b: Speed[]) => median(a.map((x, i) => x.tps / b[i].tp
 const cpuRatio = (a: Speed[], b: Speed[]) => b.reduce((s, x) => s + x.cpu, 0) / a.reduce((s, x) => s + x.cpu, 0);
 const perS = (a: Speed[]) => `${median(a.map((x) => x.tps)).toFixed(0)} tokens/s`;
 const both = (a: Speed[], b: Speed[]) => `${ratio(a, b).toFixed(3)} (CPU-time ratio ${cpuRatio(a, b).toFixed(3)})`;
-const cpuPerK = (a: Speed[]) => `${((1e6 * a.reduce((s, x) => s + x.cpu, 0)) / (a.length * WINDOWS * L)).toFixed(0)} CPU-ms per 1k tokens`;
-show('bare teacher forward', perS(runs.bare), `(${what}; ${WINDOWS} windows × ${L}, batch ${BATCH}, ${provider}; full logits to JS; ${cpuPerK(runs.bare)}; median of ${ROUNDS} rounds)`);
-show('top-k graph alone', perS(runs.topk), `(${both(runs.topk, runs.bare)} × bare; TopK k=${PRECOMPUTE_DEFAULTS.k} + log_z at ${T.length} τ, nothing written)`);
-show('top-k graph, τ = 1 only', perS(runs.topk1), `(${both(runs.topk1, runs.bare)} × bare)`);
-show('precompute', perS(runs.pre), `(${both(runs.pre, runs.topk)} × top-k graph alone: rows, shards by the writer thread, manifests)`);
-const pct = (x: number) => `${((100 * x) / split.loop).toFixed(1)}%`;
-show('precompute time split', `${pct(split.forward)} forward`, `(main thread: ${pct(split.loop - split.forward)} rows, manifests, last write; writer thread busy ${pct(split.write)} of the time, beside the forwards)`);
-show('precompute / bare forward', both(runs.pre, runs.bare), `(goal ≥ 0.95; wall-clock per round: ${runs.pre.map((x, i) => (x.tps / runs.bare[i].tps).toFixed(2)).join(', ')})`);
+
+/** Part 1 for one teacher: prints its rows (names prefixed by `label`) and returns the precompute summary of the last round. */
+async function measure(model: string, label: string, description: string, windows: number, rounds: number) {
+  /** Speed of `run` over the bench windows with a session opened (untimed) from `bytes`. */
+  async function forward(bytes: Uint8Array | string, run: (h: OnnxSession, ids: BigInt64Array, B: number) => Promise<unknown>): Promise<Speed> {
+    const h = await openOnnxSession(bytes, { device: 'auto', source: model });
+    const t0 = performance.now(), cpu0 = process.cpuUsage();
+    for (let b0 = 0; b0 < windows; b0 += BATCH) await run(h, batchIds(w, b0, BATCH), BATCH);
+    const cpu = process.cpuUsage(cpu0);
+    const speed = { tps: (windows * L) / ((performance.now() - t0) / 1000), cpu: (cpu.user + cpu.system) / 1e6 };
+    await h.session.release();
+    return speed;
+  }
+  const graph = (temperatures: number[]) => addTopKOutputs(readOnnx(model), { k: PRECOMPUTE_DEFAULTS.k, temperatures, source: model });
+  const [topkAll, topkOne] = [graph(T), graph([1])];
+  const runs = { bare: [] as Speed[], topk: [] as Speed[], topk1: [] as Speed[], pre: [] as Speed[] };
+  const split = { loop: 0, forward: 0, write: 0 };
+  let last: Awaited<ReturnType<typeof precompute>> | undefined;
+  for (let r = 0; r < rounds; r++) {
+    runs.bare.push(await forward(model, (h, ids, B) => runLogits(h, ids, B, L)));
+    runs.topk.push(await forward(topkAll, (h, ids, B) => runTopK(h, ids, B, L)));
+    runs.topk1.push(await forward(topkOne, (h, ids, B) => runTopK(h, ids, B, L)));
+    last = await precompute({ teacher: model, prep, out: join(out, 'logits'), max_windows: windows, batch_size: BATCH, rows_per_shard: windows / 8, quiet: true, overwrite: true });
+    runs.pre.push({ tps: last.tokens_per_s, cpu: last.cpu_seconds });
+    split.loop += (windows * L) / last.tokens_per_s;
+    split.forward += last.forward_seconds;
+    split.write += last.write_seconds;
+  }
+  const cpuPerK = (a: Speed[]) => `${((1e6 * a.reduce((s, x) => s + x.cpu, 0)) / (a.length * windows * L)).toFixed(0)} CPU-ms per 1k tokens`;
+  show(`${label}bare teacher forward`, perS(runs.bare), `(${description}; ${windows} windows × ${L}, batch ${BATCH}, ${last!.execution_provider}; full logits to JS; ${cpuPerK(runs.bare)}; median of ${rounds} rounds)`);
+  show(`${label}top-k graph alone`, perS(runs.topk), `(${both(runs.topk, runs.bare)} × bare; TopK k=${PRECOMPUTE_DEFAULTS.k} + log_z at ${T.length} τ, nothing written)`);
+  show(`${label}top-k graph, τ = 1 only`, perS(runs.topk1), `(${both(runs.topk1, runs.bare)} × bare)`);
+  show(`${label}precompute`, perS(runs.pre), `(${both(runs.pre, runs.topk)} × top-k graph alone: rows, shards by the writer thread, manifests)`);
+  const pct = (x: number) => `${((100 * x) / split.loop).toFixed(1)}%`;
+  show(`${label}precompute time split`, `${pct(split.forward)} forward`, `(main thread: ${pct(split.loop - split.forward)} rows, manifests, last write; writer thread busy ${pct(split.write)} of the time, beside the forwards)`);
+  show(`${label}precompute / bare forward`, both(runs.pre, runs.bare), `(goal ≥ 0.95; wall-clock per round: ${runs.pre.map((x, i) => (x.tps / runs.bare[i].tps).toFixed(2)).join(', ')})`);
+  return last!;
+}
+const { bytes_per_position: bytesPerPosition } = await measure(teacher, '', what, WINDOWS, ROUNDS);
 
 // 2. Storage per position.
 const manifest = JSON.parse(readFileSync(join(out, 'logits', 'manifest.json'), 'utf8'));
@@ -116,6 +122,13 @@ const stored = rowBytes({ seqLen: L, k: manifest.k, numTemps: manifest.temperatu
 show('raw (int32 id, fp32 value) pairs', `${raw} bytes/position`, `(k = ${manifest.k})`);
 show('stored columns, uncompressed', `${stored.toFixed(1)} bytes/position`, `(${(stored / raw).toFixed(2)} × raw; incl. input/target ids and ${manifest.temperatures.length} log_z)`);
 show('stored, Parquet (byte-split, BROTLI-1)', `${bytesPerPosition.toFixed(1)} bytes/position`, `(${(bytesPerPosition / raw).toFixed(2)} × raw)`);
+// 1b. The same for a teacher whose forward dominates as in real ones (random weights, cached in runs/bench).
+if (!process.env.KD_BENCH_TEACHER && process.env.KD_BENCH_LARGE !== '0') {
+  const large = 'runs/bench/teacher-42m.onnx';
+  const cfg = resolveLlamaConfig({ vocab_size: w.meta.vocab_size, hidden_size: 768, intermediate_size: 2048, num_hidden_layers: 6, num_attention_heads: 12, num_key_value_heads: 6 });
+  if (!existsSync(large)) writeOnnx(large, exportLlamaOnnx(cfg, initLlamaWeights(cfg, 1)));
+  await measure(large, '42 M teacher: ', `random weights, 768 wide, 6 layers, ${(countParameters(cfg) / 1e6).toFixed(1)} M params`, env('KD_BENCH_LARGE_WINDOWS', 64), 5);
+}
 const table = () => console.log(['| measure | value | note |', '|---|---:|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n'));
 if (process.env.KD_BENCH_SKIP_TRAINING) {
   table();
