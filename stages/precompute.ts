@@ -16,7 +16,7 @@ import { loadPrecomputeInputs, type PrecomputeInputs } from '../lib/precompute/i
 import { DatasetOutput } from '../lib/precompute/output.js';
 import { computeShards } from '../lib/precompute/run-shards.js';
 import {
-  idDtypeFor, mergeDatasets, SHARD_LAYOUT, planInfo, planShards, threadShardSink, type LogitManifest, type ShardLayout, type ShardSlice, type WriteShardMeta,
+  idDtypeFor, mergeDatasets, SHARD_LAYOUT, planInfo, planShards, threadShardSink, type LogitManifest, type ShardSlice, type WriteShardMeta,
 } from '../lib/shards/index.js';
 import { TOOL_VERSION } from '../lib/cli/version.js';
 import { join } from 'node:path';
@@ -44,6 +44,8 @@ export interface PrecomputeConfig {
   max_windows: number;
   /** auto: CUDA when its provider loads, else CPU. */
   device: 'auto' | 'cpu' | 'cuda';
+  /** Parquet page codec: brotli (quality 1, least writer CPU) or gzip (level 1, for readers without brotli, e.g. Spark). */
+  codec: 'brotli' | 'gzip';
   /** This worker's index in a split run (else from SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX; default 0). */
   shard_index?: number;
   /** Workers in a split run (else from SLURM_ARRAY_TASK_COUNT / KD_NUM_SHARDS; default 1). */
@@ -55,14 +57,14 @@ export interface PrecomputeConfig {
 
 export const PRECOMPUTE_DEFAULTS: PrecomputeConfig = {
   teacher: 'runs/teacher/model.onnx', prep: 'runs/prep', out: 'runs/logits', k: 32,
-  temperatures: [1, 2, 4], batch_size: 8, rows_per_shard: 1024, max_windows: 0, device: 'auto',
+  temperatures: [1, 2, 4], batch_size: 8, rows_per_shard: 1024, max_windows: 0, device: 'auto', codec: 'brotli',
   overwrite: false, quiet: false,
 };
 
 const CHECKS: Record<keyof PrecomputeConfig, FieldCheck> = {
   teacher: isString, prep: isString, out: isString, k: isInt(1, 1 << 20),
   temperatures: (v) => (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'number' && t > 0) ? undefined : 'must be a non-empty list of numbers > 0'),
-  batch_size: isInt(1, 4096), rows_per_shard: isInt(1), max_windows: isInt(0), device: isOneOf('auto', 'cpu', 'cuda'),
+  batch_size: isInt(1, 4096), rows_per_shard: isInt(1), max_windows: isInt(0), device: isOneOf('auto', 'cpu', 'cuda'), codec: isOneOf('brotli', 'gzip'),
   shard_index: optional(isInt(0)), num_shards: optional(isInt(1)), overwrite: isBool, quiet: isBool,
 };
 
@@ -97,14 +99,14 @@ export interface PrecomputeSummary {
 }
 
 /** The manifest fields fixed by the inputs; resume and merge compare them. */
-function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: ShardLayout): LogitManifest {
+function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: WriteShardMeta): LogitManifest {
   return {
     format: 'kd-logits', version: 1,
     teacher: { path: cfg.teacher, sha256: inp.teacherSha256, dtype: teacherDtypeOf(inp.teacherBytes, cfg.teacher), execution_provider: 'pending', input_names: [], output_names: ['logits'] },
     tokenizer: { sha256: inp.tokenizer.sha256, vocab_size: inp.teacherVocab, real_vocab_size: inp.tokenizer.vocabSize },
     windows: { source: join(cfg.prep, 'windows.json'), sha256: inp.windows.meta.splits.train.sha256 },
     seq_len: inp.windows.seqLen, k: cfg.k, mode: 'topk', temperatures: cfg.temperatures,
-    encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: SHARD_LAYOUT },
+    encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: SHARD_LAYOUT, codec: layout.codec },
     plan: planInfo(inp.rows, cfg.rows_per_shard, cfg.batch_size),
     shards: [], totals: { rows: 0, positions: 0, bytes: 0 }, tool_version: TOOL_VERSION, created_at: '',
   };
@@ -118,7 +120,9 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   const inp = await loadPrecomputeInputs(cfg, source);
   const graph = addTopKOutputs(inp.teacherBytes, { k: cfg.k, temperatures: cfg.temperatures, source: cfg.teacher });
   const L = inp.windows.seqLen;
-  const layout = { seqLen: L, k: cfg.k, numTemps: cfg.temperatures.length, idDtype: idDtypeFor(inp.tokenizer.vocabSize), valueDtype: 'float16' as const };
+  const layout: WriteShardMeta = {
+    seqLen: L, k: cfg.k, numTemps: cfg.temperatures.length, idDtype: idDtypeFor(inp.tokenizer.vocabSize), valueDtype: 'float16', codec: cfg.codec === 'gzip' ? 'GZIP' : 'BROTLI',
+  };
   const { out, todo } = await DatasetOutput.open(cfg.out, identity(cfg, inp, layout), planShards(inp.rows, cfg.rows_per_shard), { index: worker.index, count: worker.count }, cfg.overwrite);
   const reused = out.shardCount, reusedRows = out.progress().totals.rows;
   const say = (line: string) => { if (!cfg.quiet) process.stderr.write(line + '\n'); };
@@ -208,6 +212,7 @@ export const command: CommandModule<object, Args> = {
     .option('rows-per-shard', { type: 'number', describe: `windows per shard file (default ${PRECOMPUTE_DEFAULTS.rows_per_shard})` })
     .option('max-windows', { type: 'number', describe: 'only the first N training windows, 0 = all (default 0)' })
     .option('device', { choices: ['auto', 'cpu', 'cuda'], describe: 'execution provider: auto = CUDA when it loads, else CPU (default auto)' })
+    .option('codec', { choices: ['brotli', 'gzip'], describe: 'Parquet page codec: brotli (least CPU) or gzip (for readers without brotli, e.g. Spark) (default brotli)' })
     .option('shard-index', { type: 'number', describe: 'this worker\'s index i in a split run: it writes shards j with j mod N = i (default: SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0)' })
     .option('num-shards', { type: 'number', describe: 'number of workers N (default: SLURM_ARRAY_TASK_COUNT or KD_NUM_SHARDS, else 1)' })
     .option('overwrite', { type: 'boolean', describe: 'delete an existing dataset in --out instead of resuming it (single worker)' })

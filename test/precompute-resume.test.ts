@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeModel, readOnnx, writeOnnxExternal } from '../lib/onnx/index.js';
-import { readManifestFile, workerManifestFile } from '../lib/shards/index.js';
+import { openLogitDataset, readManifestFile, workerManifestFile } from '../lib/shards/index.js';
 import { run as precompute } from '../stages/precompute.js';
 import { fileHashes, makePrep, spawnKd, teacherConfig, writeTeacher } from './precompute-fixture.js';
 
@@ -118,6 +118,7 @@ describe('precompute: a dataset from other inputs refuses to resume', () => {
     await expectRefusal({ k: 4 }, /k differs \(manifest 8, current 4\)/);
     await expectRefusal({ temperatures: [1, 2] }, /temperatures differs \(manifest \[1,2,4\], current \[1,2\]\)/);
     await expectRefusal({ max_windows: 100 }, /windows \(plan\.rows\) differs \(manifest 160, current 100\)/);
+    await expectRefusal({ codec: 'gzip' }, /encoding differs \(manifest \{"ids":"uint16","values":"float16","layout":"packed-le-split","codec":"BROTLI"\}, current \{.*"codec":"GZIP"\}\)/);
   });
 
   it('names the windows hash when the window file changed (and windows.json with it)', async () => {
@@ -148,6 +149,17 @@ describe('precompute: a dataset from other inputs refuses to resume', () => {
     const s = await precompute({ ...CFG, teacher, prep, out, max_windows: 48, k: 4, overwrite: true });
     expect(s).toMatchObject({ reused_shards: 0, shards: 3, windows: 48 });
     expect(shardFiles(out).sort()).toEqual(['shard-00000.parquet', 'shard-00001.parquet', 'shard-00002.parquet']);
+  });
+
+  it('--codec gzip writes GZIP pages (for readers without brotli) that read back to the same rows', async () => {
+    const [a, b] = [join(dir, 'codec-brotli'), join(dir, 'codec-gzip')];
+    await precompute({ ...CFG, teacher, prep, out: a, max_windows: 16 });
+    await precompute({ ...CFG, teacher, prep, out: b, max_windows: 16, codec: 'gzip' });
+    expect((await readManifestFile(join(b, 'manifest.json'))).encoding.codec).toBe('GZIP');
+    const [ra, rb] = [await openLogitDataset(a), await openLogitDataset(b)];
+    expect(await rb.readAll()).toStrictEqual(await ra.readAll());
+    expect(readFileSync(join(b, 'shard-00000.parquet')).includes(Buffer.from([0x1f, 0x8b]))).toBe(true); // a gzip member
+    await expect(precompute({ ...CFG, teacher, prep, out: b, codec: 'zstd' })).rejects.toThrow(/codec = "zstd" must be one of brotli, gzip/);
   });
 });
 

@@ -32,6 +32,9 @@ const SHARD_FIELDS: [string, Kind][] = [
   ['file', 'string'], ['rows', 'posint'], ['first_sample_id', 'id'], ['bytes', 'nonnegint'], ['sha256', 'string'],
 ];
 
+/** Page codecs a dataset may record (the writer's ShardCodec). */
+const SHARD_CODECS: readonly string[] = ['BROTLI', 'GZIP', 'SNAPPY', 'UNCOMPRESSED'];
+
 const ONE_OF: [string, readonly string[]][] = [
   ['mode', ['topk', 'sampled']], ['encoding.ids', ['uint16', 'uint32']],
   ['encoding.values', ['float16', 'float32']], ['encoding.layout', SHARD_LAYOUTS],
@@ -111,6 +114,10 @@ export function validateManifest(obj: unknown, where: string): LogitManifest {
   for (const [path, allowed] of ONE_OF) {
     const v = get(obj, path);
     if (!allowed.includes(v as string)) throw new Error(`${where}: field '${path}' must be one of ${allowed.join(', ')} (got ${JSON.stringify(v)})`);
+  }
+  const codec = get(obj, 'encoding.codec'); // optional: datasets written before it was recorded lack it
+  if (codec !== undefined && !SHARD_CODECS.includes(codec as string)) {
+    throw new Error(`${where}: field 'encoding.codec' must be one of ${SHARD_CODECS.join(', ')} (got ${JSON.stringify(codec)})`);
   }
   const m = obj as LogitManifest;
   const temps = m.temperatures as unknown[];

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from './atomic.js';
 import { validateManifest } from './manifest-validate.js';
 import type { IdDtype, LayoutName, ShardLayout, ValueDtype } from './schema.js';
+import type { ShardCodec } from './writer.js';
 
 /** File name of the manifest inside a dataset directory. */
 export const MANIFEST_FILE = 'manifest.json';
@@ -57,8 +58,11 @@ export interface LogitManifest {
   mode: 'topk' | 'sampled';
   /** Stored temperatures τ, in `log_z` column order. */
   temperatures: number[];
-  /** Blob dtypes and byte layout (`packed-le-split` as written now; `packed-le` in older datasets). */
-  encoding: { ids: IdDtype; values: ValueDtype; layout: LayoutName };
+  /**
+   * Blob dtypes, byte layout (`packed-le-split` as written now; `packed-le` in older datasets) and
+   * the page codec (absent in datasets written before it was recorded; readers take it from each page).
+   */
+  encoding: { ids: IdDtype; values: ValueDtype; layout: LayoutName; codec?: ShardCodec };
   shards: ShardEntry[];
   /** rows = Σ shard rows, bytes = Σ shard bytes, positions = windows × seq_len. */
   totals: { rows: number; positions: number; bytes: number };
