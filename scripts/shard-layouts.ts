@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { decodeHalf, encodeHalf } from '../lib/logits/fp16.js';
 import { layoutOf, readManifest, readShard, rowBytes, writeShard, type LayoutName, type LogitRow, type ShardCodec, type ShardLayout, type WriteShardMeta } from '../lib/shards/index.js';
 import { packRow, unpackRow } from '../lib/shards/packing.js';
+import { mulberry32 } from '../lib/util/random.js';
 
 /** Variants; `level` is the GZIP level or the BROTLI quality. */
 const VARIANTS: { name: string; layout: LayoutName; codec: ShardCodec; level: number }[] = [
@@ -27,16 +28,7 @@ const VARIANTS: { name: string; layout: LayoutName; codec: ShardCodec; level: nu
   { name: 'packed-le-split, BROTLI-2', layout: 'packed-le-split', codec: 'BROTLI', level: 2 },
 ];
 
-/** mulberry32: deterministic uniform [0, 1). */
-function rng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const rng = mulberry32; // deterministic uniform [0, 1)
 
 /** 256 synthetic windows: Zipf(1.1) ids (distinct per position), descending random-walk fp16 logits, log_z per τ. */
 function syntheticRows(): { rows: LogitRow[]; layout: ShardLayout } {

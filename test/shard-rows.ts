@@ -1,22 +1,15 @@
 /** Deterministic random LogitRows for the shard tests (and the old-layout fixtures made from them). */
 import { decodeHalf, encodeHalf } from '../lib/logits/fp16.js';
 import type { LogitRow, ShardLayout } from '../lib/shards/index.js';
+import { mulberry32 } from '../lib/util/random.js';
 
 export const BIG_ID = 9007199254740993n; // 2^53 + 1: not representable as a JS number
 
 export const FP16: ShardLayout = { seqLen: 16, k: 8, numTemps: 7, idDtype: 'uint16', valueDtype: 'float16' };
 export const FP32: ShardLayout = { seqLen: 5, k: 3, numTemps: 2, idDtype: 'uint32', valueDtype: 'float32' };
 
-/** mulberry32: deterministic uniform [0, 1). */
-export function rng(seed: number): () => number {
-  let s = seed;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (lib/util/random.ts): deterministic uniform [0, 1). */
+export const rng = mulberry32;
 
 /** Random rows of a layout; fp16 layouts get fp16-representable logits (so bit-exact compare works). */
 export function makeRows(n: number, layout: ShardLayout, vocab: number, seed: number, firstId = 0n): LogitRow[] {
