@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
 import { fromHalfBits, toHalfBits, decodeHalf, encodeHalf } from '../lib/logits/fp16.js';
+import { sharedCases } from './shared-cases.js';
 
-const cases = JSON.parse(readFileSync(new URL('../../shared/cases/encoding.json', import.meta.url), 'utf8')).cases;
+const cases = sharedCases('encoding.json').cases;
 const fp16Case = cases.find((c: { name: string }) => c.name === 'fp16_bits');
 
 describe('fp16 codec (shared/cases/encoding.json)', () => {

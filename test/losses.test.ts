@@ -1,6 +1,5 @@
 // Shared PyTorch float64 reference cases (shared/cases/kd_losses.json) and the API's
 // contracts: refusals, registry, masking, memory. Property tests: losses-props.test.ts.
-import { readFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../lib/backend/select.js';
@@ -19,9 +18,10 @@ import {
   type TeacherSignal,
   type TopKMode,
 } from '../lib/losses/index.js';
+import { sharedCases } from './shared-cases.js';
 
 interface Case { name: string; [key: string]: unknown }
-const CASES: Case[] = JSON.parse(readFileSync(new URL('../../shared/cases/kd_losses.json', import.meta.url), 'utf8')).cases;
+const CASES: Case[] = sharedCases('kd_losses.json').cases;
 const shared = (name: string): Record<string, any> => { // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON fixture
   const c = CASES.find((x) => x.name === name);
   if (!c) throw new Error(`missing shared case ${name}`);

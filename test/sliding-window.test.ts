@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
 import { slidingWindows } from '../lib/metrics/sliding-window.js';
+import { sharedCases } from './shared-cases.js';
 
-const c = JSON.parse(readFileSync(new URL('../../shared/cases/perplexity.json', import.meta.url), 'utf8'))
+const c = sharedCases('perplexity.json')
   .cases.find((x: { name: string }) => x.name === 'sliding_window_scores_each_token_once');
 
 describe('sliding-window perplexity plan (shared/cases/perplexity.json)', () => {

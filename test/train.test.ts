@@ -1,6 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { readFileSync } from 'node:fs';
 import { initBackend } from '../lib/backend/select.js';
 import { resolveLlamaConfig } from '../lib/model/config.js';
 import { LlamaModel } from '../lib/model/llama.js';
@@ -15,8 +14,9 @@ import { cosineWithWarmup, temperatureAt } from '../lib/train/schedule.js';
 import { planTemperature } from '../lib/train/temperature.js';
 import { distillationLoss } from '../lib/losses/index.js';
 import { STORED_TEMPERATURES, syntheticData } from './synthetic.js';
+import { sharedCases } from './shared-cases.js';
 
-const ppl = JSON.parse(readFileSync(new URL('../../shared/cases/perplexity.json', import.meta.url), 'utf8')).cases;
+const ppl = sharedCases('perplexity.json').cases;
 const caseOf = (name: string) => ppl.find((c: { name: string }) => c.name === name);
 const cfg = resolveLlamaConfig({ vocab_size: 40, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 16 });
 
