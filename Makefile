@@ -1,6 +1,7 @@
 # kd — offline knowledge distillation. Every target runs `kd` stages (pipelines/kd.ts) with the
 # shipped defaults; see README.md. `make precompute && make train` works after `make prep`.
-KD := npx tsx pipelines/kd.ts
+# One process: `npx tsx` adds a wrapper that re-sends Ctrl-C, which cuts kd's graceful stop short.
+KD := node pipelines/kd.js
 export ONNXRUNTIME_NODE_INSTALL ?= skip
 
 .PHONY: install prep teacher teacher-onnx teacher-precision precompute train baseline sweep eval demo test bench clean

@@ -7,7 +7,7 @@
 import { $, fs } from 'zx';
 
 $.verbose = true;
-const kd = ['npx', 'tsx', 'pipelines/kd.ts'];
+const kd = ['node', 'pipelines/kd.js']; // one process: Ctrl-C reaches kd once (npx tsx re-sends it)
 const started = Date.now();
 
 await $`${kd} prep --out runs/prep --tokenizer data/teacher/tokenizer.json`;

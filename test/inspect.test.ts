@@ -122,9 +122,9 @@ describe('README', () => {
     const job = parseYaml(readFileSync(new URL('../pipelines/k8s/precompute-job.yaml', import.meta.url), 'utf8'));
     const args: string[] = job.spec.template.spec.containers[0].args;
     expect([job.spec.completionMode, job.spec.completions, args[args.indexOf('--num-shards') + 1]]).toEqual(['Indexed', 4, '4']);
-    expect(job.spec.template.spec.containers[0].command).toEqual(['npx', 'tsx', 'pipelines/kd.ts', 'precompute']);
+    expect(job.spec.template.spec.containers[0].command).toEqual(['node', 'pipelines/kd.js', 'precompute']);
     expect(parseYaml(readFileSync(new URL('../pipelines/k8s/merge-job.yaml', import.meta.url), 'utf8')).spec.template.spec.containers[0].command)
-      .toEqual(['npx', 'tsx', 'pipelines/kd.ts', 'merge', '/data/logits']);
+      .toEqual(['node', 'pipelines/kd.js', 'merge', '/data/logits']);
     const sbatch = readFileSync(new URL('../pipelines/slurm/precompute.sbatch', import.meta.url), 'utf8');
     expect(sbatch).toMatch(/^#SBATCH --array=0-3$/m);
     expect(sbatch).toMatch(/\$KD precompute --config "\$CONFIG" --out "\$OUT"/);
