@@ -63,7 +63,7 @@ export const PRECOMPUTE_DEFAULTS: PrecomputeConfig = {
 
 const CHECKS: Record<keyof PrecomputeConfig, FieldCheck> = {
   teacher: isString, prep: isString, out: isString, k: isInt(1, 1 << 20),
-  temperatures: (v) => (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'number' && t > 0) ? undefined : 'must be a non-empty list of numbers > 0'),
+  temperatures: (v) => (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'number' && t > 0) && new Set(v).size === v.length ? undefined : 'must be a non-empty list of distinct numbers > 0'),
   batch_size: isInt(1, 4096), rows_per_shard: isInt(1), max_windows: isInt(0), device: isOneOf('auto', 'cpu', 'cuda'), codec: isOneOf('brotli', 'gzip'),
   shard_index: optional(isInt(0)), num_shards: optional(isInt(1)), overwrite: isBool, quiet: isBool,
 };

@@ -65,6 +65,14 @@ describe('precompute: bad inputs get one line (and exit code 1 through the CLI)'
     expect((await precompute({ ...CFG, max_windows: 8, teacher: short, prep, out })).windows).toBe(8); // long enough: runs
   });
 
+  it('repeated or non-positive temperatures', async () => {
+    for (const temperatures of [[2, 1, 2], [1, 0]]) {
+      await expect(precompute({ ...CFG, teacher, prep, out: join(dir, 'x-temps'), temperatures })).rejects
+        .toThrow(`precompute config: temperatures = ${JSON.stringify(temperatures)} must be a non-empty list of distinct numbers > 0`);
+    }
+    expect(existsSync(join(dir, 'x-temps'))).toBe(false);
+  });
+
   it('an empty window file', async () => {
     const p2 = join(dir, 'prep-empty');
     cpSync(prep, p2, { recursive: true });
