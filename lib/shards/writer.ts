@@ -69,7 +69,10 @@ const DEFAULT_BROTLI_QUALITY = 1;
 
 /** Brotli at `quality` (deterministic: no header fields vary). */
 function brotliAt(quality: number): (input: Uint8Array) => Uint8Array {
-  return (input) => new Uint8Array(brotliCompressSync(input, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: quality, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: input.length } }));
+  return (input) => {
+    const params = { [zlibConstants.BROTLI_PARAM_QUALITY]: quality, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: input.length };
+    return new Uint8Array(brotliCompressSync(input, { params }));
+  };
 }
 
 /** Rows per row group so that a group stays under both caps (at least 1). */
