@@ -37,6 +37,7 @@ export function trainOptions<T>(y: Argv<T>, d: TrainConfig): Argv<T> {
     .option('save-every', { type: 'number', describe: `write the resumable state every N steps, 0 = epoch ends only (default ${d.save_every})` })
     .option('dropout', { type: 'number', describe: `dropout on attention probabilities and residual branches, 0 = off (default ${d.dropout})` })
     .option('backend', { choices: ['auto', 'node-gpu', 'node', 'wasm', 'cpu'], describe: `TF.js backend (default ${d.backend}: fastest present)` })
+    .option('overwrite', { type: 'boolean', describe: 'start afresh in an --out that already holds a training run (its checkpoints and training state are replaced)' })
     .option('resume', { type: 'boolean', describe: 'continue from the training state in --out (same settings; exact: same loss at every later step)' })
     .option('quiet', { type: 'boolean', describe: 'no progress bar or summary' })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' });

@@ -1,0 +1,48 @@
+/**
+ * The `kd` command line as a yargs instance: one subcommand per stage, each stage's own yargs
+ * command (every option and default lives with its stage). pipelines/kd.ts runs it; the tests parse
+ * every command line the Makefile and pipelines/ write through it without running the stages.
+ */
+import yargs, { Argv } from 'yargs';
+import * as prep from '../stages/prep.js';
+import * as teacher from '../stages/teacher.js';
+import * as precompute from '../stages/precompute.js';
+import * as train from '../stages/train.js';
+import * as sweep from '../stages/sweep.js';
+import * as evaluate from '../stages/eval.js';
+import * as inspect from '../stages/inspect.js';
+import * as exportStage from '../stages/export.js';
+
+/** What `parseOnly` stops with once a command line has parsed and validated. */
+export class ParsedCommandLine extends Error {
+  constructor(readonly argv: Record<string, unknown>) { super('parsed'); }
+}
+
+/**
+ * The `kd` parser for `args` (without `node kd.js`).
+ * @param parseOnly stop after yargs' validation, before any stage handler runs: parseAsync then
+ *   rejects with ParsedCommandLine (the command line is valid) or with the CLI's own error.
+ */
+export function kdCli(args: string[], parseOnly = false): Argv {
+  const cli = yargs(args)
+    .scriptName('kd')
+    .usage('$0 <stage> [options]\n\nOffline knowledge distillation: prep → teacher → precompute → train → eval.')
+    .command(prep.command)
+    .command(teacher.command)
+    .command(precompute.command)
+    .command(precompute.mergeCommand)
+    .command(train.command)
+    .command(sweep.command)
+    .command(evaluate.command)
+    .command(exportStage.command)
+    .command(inspect.command)
+    .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval, export or inspect')
+    .strictCommands()
+    .strictOptions()
+    .fail((msg, err) => { throw err ?? new Error(msg); })
+    .help()
+    .wrap(Math.min(120, process.stdout.columns ?? 100));
+  // Global middleware runs after validation and before the (sub)command's handler.
+  if (parseOnly) cli.middleware((argv) => { throw new ParsedCommandLine(argv); });
+  return cli;
+}
