@@ -4,7 +4,7 @@
 KD := node pipelines/kd.js
 export ONNXRUNTIME_NODE_INSTALL ?= skip
 
-.PHONY: install prep teacher teacher-onnx teacher-precision precompute train baseline sweep eval demo test bench clean
+.PHONY: install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo test bench clean
 
 node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -41,6 +41,15 @@ train: node_modules
 
 baseline: node_modules
 	$(KD) train --config pipelines/configs/student.json --alpha 0 --out runs/baseline --overwrite
+
+# The same on a GPU machine: the teacher on CUDA, the student on @tensorflow/tfjs-node-gpu. Each
+# refuses to start on a CPU (no silent fallback); install onnxruntime's CUDA binaries and
+# tfjs-node-gpu first (README "Backends and devices").
+precompute-gpu: runs/teacher/model.onnx
+	$(KD) precompute --config pipelines/configs/precompute-gpu.json
+
+train-gpu: node_modules
+	$(KD) train --config pipelines/configs/student-gpu.json --out runs/student --overwrite
 
 # Students over a grid of α, τ, loss and schedule from the same cached logits (runs/logits, after
 # `make precompute`), 2 processes at a time; ranked table and plot in runs/sweep.

@@ -1,14 +1,16 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { appendFileSync, mkdirSync, existsSync } from 'node:fs';
+import { mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { initBackend } from '../backend/select.js';
+import { checkCapacity } from '../backend/capacity.js';
+import { initBackendInfo } from '../backend/select.js';
 import { createProgress } from '../cli/progress.js';
 import { LlamaConfig, countParameters, resolveLlamaConfig } from '../model/config.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
 import { nllSum } from '../metrics/nll.js';
 import { PerplexityAccumulator } from '../metrics/perplexity.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { appendText, writeFileAtomic } from '../util/fs.js';
+import { acquireLock, commandLine } from '../util/lock.js';
 import { AdamW } from './adamw.js';
 import { epochOrder } from './batch.js';
 import { TrainConfig } from './config.js';
@@ -42,6 +44,8 @@ export interface TrainControl {
 export interface TrainSummary {
   out: string;
   backend: string;
+  /** The device the backend's kernels ran on, e.g. "node-gpu: TensorFlow on a CUDA GPU". */
+  backend_device: string;
   parameters: number;
   steps: number;
   tokens_seen: number;
@@ -71,18 +75,31 @@ export interface TrainSummary {
  * `out/best/` (lowest validation loss). metrics.jsonl gets one line per step and per evaluation.
  * With `resume`, the run continues from the state in `out` and gives the same loss at every later
  * step as an uninterrupted run.
- * @throws Error when the model's vocabulary is smaller than the tokenizer's, the windows exceed
- *   max_position_embeddings, or the state to resume is foreign or from other settings.
+ * `out` is locked (out/.kd.lock) while the run lasts: a second run on it is refused.
+ * @throws Error when `out` is in use by another run, the model's vocabulary is smaller than the
+ *   tokenizer's, the windows exceed max_position_embeddings, or the state to resume is foreign or
+ *   from other settings; `<file>: no space left on device` when a save fails (the previous state stays).
  */
 export async function train(cfg: TrainConfig, inputs: TrainingInputs, control: TrainControl = {}): Promise<TrainSummary> {
+  mkdirSync(cfg.out, { recursive: true });
+  const lock = acquireLock(cfg.out, commandLine('kd train'), { log: (line) => process.stderr.write(`kd: ${line}\n`) });
+  try {
+    return await trainLocked(cfg, inputs, control);
+  } finally {
+    lock.release();
+  }
+}
+
+/** {@link train} once `cfg.out` is locked. */
+async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: TrainControl): Promise<TrainSummary> {
   const started = performance.now();
-  const backend = await initBackend(cfg.backend);
+  const { name: backend, detail: backendDevice } = await initBackendInfo(cfg.backend);
   if (!cfg.resume && !cfg.overwrite && existsSync(join(cfg.out, 'trainer_state.json'))) {
     throw new Error(`${cfg.out}: holds a training run already; --resume continues it, --overwrite starts afresh, or choose another --out`);
   }
-  mkdirSync(cfg.out, { recursive: true });
   const log = (s: string) => { if (!cfg.quiet) process.stderr.write(s + '\n'); };
   const { modelCfg, weights } = modelSource(cfg, inputs);
+  checkCapacity(backend, countParameters(modelCfg), cfg.init_from ?? 'train config: model');
   const B = cfg.batch_size, A = cfg.grad_accum;
   const stepsPerEpoch = Math.floor(inputs.train.rows / (B * A));
   if (stepsPerEpoch < 1) throw new Error(`${cfg.data ?? cfg.prep}: ${inputs.train.rows} training windows are fewer than one step (batch_size ${B} × grad_accum ${A})`);
@@ -94,11 +111,11 @@ export async function train(cfg: TrainConfig, inputs: TrainingInputs, control: T
   const model = new LlamaModel(modelCfg, resumed?.weights ?? weights, cfg.seed, resumed ? cfg.out : cfg.init_from ?? 'init');
   const optimizer = new AdamW(model.variables(), { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8, weightDecay: cfg.weight_decay });
   if (resumed) {
-    optimizer.load(resumed.moments, state.step, join(cfg.out, 'optimizer.safetensors'));
+    optimizer.load(resumed.moments, state.step, resumed.optimizerPath);
     truncateMetrics(metricsPath, state.step);
     log(`train: resumed from step ${state.step}${state.stopped_early ? ' (stopped early: nothing left to do)' : ''}`);
   } else writeFileAtomic(metricsPath, '');
-  log(`train: backend ${backend}, ${countParameters(modelCfg).toLocaleString('en-US')} parameters, ${totalSteps} steps of ${B * A} windows × ${inputs.train.seqLen} tokens, α=${cfg.alpha}, ${inputs.lossFn.note ?? `τ=${cfg.temperature}`}, loss ${cfg.loss}/${cfg.topk_mode}${cfg.dropout > 0 ? `, dropout ${cfg.dropout}` : ''}`);
+  log(`train: backend ${backendDevice}, ${countParameters(modelCfg).toLocaleString('en-US')} parameters, ${totalSteps} steps of ${B * A} windows × ${inputs.train.seqLen} tokens, α=${cfg.alpha}, ${inputs.lossFn.note ?? `τ=${cfg.temperature}`}, loss ${cfg.loss}/${cfg.topk_mode}${cfg.dropout > 0 ? `, dropout ${cfg.dropout}` : ''}`);
 
   const orders = new Map<number, Uint32Array>();
   const orderOf = (epoch: number) => orders.get(epoch) ?? orders.set(epoch, epochOrder(inputs.train.rows, cfg.seed, epoch)).get(epoch)!;
@@ -112,7 +129,7 @@ export async function train(cfg: TrainConfig, inputs: TrainingInputs, control: T
       state.best = state.last_val; state.bad_evals = 0;
       saveBest(cfg.out, model, inputs.tokenizer, state.best);
     } else state.bad_evals += 1;
-    appendFileSync(metricsPath, JSON.stringify({ step, epoch, val_loss: v.loss, val_ppl: v.ppl }) + '\n');
+    appendText(metricsPath, JSON.stringify({ step, epoch, val_loss: v.loss, val_ppl: v.ppl }) + '\n');
   };
 
   if (!state.stopped_early) {
@@ -128,7 +145,7 @@ export async function train(cfg: TrainConfig, inputs: TrainingInputs, control: T
       onStep: (r) => {
         Object.assign(state, { step: r.step, epoch: r.epoch, tokens_seen: state.tokens_seen + r.tokens, last_loss: r.loss });
         sessionTokens += r.tokens;
-        appendFileSync(metricsPath, JSON.stringify(r) + '\n');
+        appendText(metricsPath, JSON.stringify(r) + '\n');
         const epochEnd = r.step % stepsPerEpoch === 0 || r.step === totalSteps;
         if ((cfg.eval_every > 0 && r.step % cfg.eval_every === 0) || epochEnd) {
           evaluateNow(r.step, r.epoch);
@@ -151,7 +168,7 @@ export async function train(cfg: TrainConfig, inputs: TrainingInputs, control: T
   const seconds = (performance.now() - started) / 1000;
   const val = state.last_val, best = state.best; // null only when interrupted before the first evaluation
   const summary: TrainSummary = {
-    out: cfg.out, backend, parameters: countParameters(modelCfg), steps: state.step, tokens_seen: state.tokens_seen,
+    out: cfg.out, backend, backend_device: backendDevice, parameters: countParameters(modelCfg), steps: state.step, tokens_seen: state.tokens_seen,
     final_train_loss: state.last_loss ?? NaN, val_loss: val?.loss ?? NaN, val_ppl: val?.ppl ?? NaN,
     best_step: best?.step ?? 0, best_val_loss: best?.loss ?? NaN, best_val_ppl: best?.ppl ?? NaN, stopped_early: state.stopped_early, interrupted,
     seconds, tokens_per_s: sessionTokens / seconds, peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
