@@ -12,6 +12,7 @@ import * as sweep from '../stages/sweep.js';
 import * as evaluate from '../stages/eval.js';
 import * as inspect from '../stages/inspect.js';
 import * as exportStage from '../stages/export.js';
+import { listOptions, refuseRepeatedFlags } from '../lib/cli/config.js';
 
 /** What `parseOnly` stops with once a command line has parsed and validated. */
 export class ParsedCommandLine extends Error {
@@ -42,6 +43,7 @@ export function kdCli(args: string[], parseOnly = false): Argv {
     .fail((msg, err) => { throw err ?? new Error(msg); })
     .help()
     .wrap(Math.min(120, process.stdout.columns ?? 100));
+  cli.middleware((argv) => refuseRepeatedFlags(argv, listOptions(cli)));
   // Global middleware runs after validation and before the (sub)command's handler.
   if (parseOnly) cli.middleware((argv) => { throw new ParsedCommandLine(argv); });
   return cli;

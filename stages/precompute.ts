@@ -7,7 +7,7 @@
  * lib/precompute/output.ts for the bookkeeping.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
+import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, numberListFlag, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
 import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { resolveWorker } from '../lib/cli/workers.js';
@@ -207,7 +207,7 @@ export const command: CommandModule<object, Args> = {
     .option('prep', { type: 'string', describe: `prep output directory (default ${PRECOMPUTE_DEFAULTS.prep})` })
     .option('out', { type: 'string', describe: `logit dataset directory (default ${PRECOMPUTE_DEFAULTS.out})` })
     .option('k', { type: 'number', describe: `ids stored per position (default ${PRECOMPUTE_DEFAULTS.k})` })
-    .option('temperatures', { type: 'array', number: true, describe: `temperatures whose log_z is stored (default ${PRECOMPUTE_DEFAULTS.temperatures.join(' ')})` })
+    .option('temperatures', { type: 'array', coerce: numberListFlag('temperatures'), describe: `temperatures whose log_z is stored (default ${PRECOMPUTE_DEFAULTS.temperatures.join(' ')})` })
     .option('batch-size', { type: 'number', describe: `windows per teacher forward (default ${PRECOMPUTE_DEFAULTS.batch_size})` })
     .option('rows-per-shard', { type: 'number', describe: `windows per shard file (default ${PRECOMPUTE_DEFAULTS.rows_per_shard})` })
     .option('max-windows', { type: 'number', describe: 'only the first N training windows, 0 = all (default 0)' })

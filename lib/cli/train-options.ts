@@ -1,6 +1,7 @@
 import type { Argv } from 'yargs';
 import { TrainConfig } from '../train/config.js';
 import { TEMPERATURE_SCHEDULES } from '../train/schedule.js';
+import { jsonFlag } from './config.js';
 
 /** The yargs options of every TrainConfig field, each described once (defaults shown from `d`). */
 export function trainOptions<T>(y: Argv<T>, d: TrainConfig): Argv<T> {
@@ -9,7 +10,7 @@ export function trainOptions<T>(y: Argv<T>, d: TrainConfig): Argv<T> {
     .option('data', { type: 'string', describe: 'logit dataset directory written by precompute' })
     .option('prep', { type: 'string', describe: `prep output directory: windows and tokenizer.json (default ${d.prep})` })
     .option('out', { type: 'string', describe: `output directory (default ${d.out})` })
-    .option('model', { type: 'string', coerce: (s: string) => JSON.parse(s), describe: 'model architecture as JSON of HF LlamaConfig fields, e.g. \'{"hidden_size":128}\'' })
+    .option('model', { type: 'string', coerce: jsonFlag('model'), describe: 'model architecture as JSON of HF LlamaConfig fields, e.g. \'{"hidden_size":128}\'' })
     .option('init-from', { type: 'string', describe: 'start from this HF Llama checkpoint directory' })
     .option('seed', { type: 'number', describe: `seed of the init and the data order (default ${d.seed})` })
     .option('batch-size', { type: 'number', describe: `windows per micro-batch (default ${d.batch_size})` })

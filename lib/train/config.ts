@@ -1,6 +1,6 @@
 import { BACKENDS, BackendChoice } from '../backend/select.js';
 import { FieldCheck, isBool, isInt, isNum, isOneOf, isString, optional, resolveConfig } from '../cli/config.js';
-import { LlamaConfig } from '../model/config.js';
+import { checkModelOverrides, LlamaConfig } from '../model/config.js';
 import { TEMPERATURE_SCHEDULES, TemperatureSchedule } from './schedule.js';
 
 /** Training configuration shared by `kd train` (student) and `kd teacher train`. */
@@ -92,7 +92,7 @@ export const STUDENT_DEFAULTS: TrainConfig = {
 
 const CHECKS: Record<keyof TrainConfig, FieldCheck> = {
   data: optional(isString), prep: isString, out: isString,
-  model: (v) => (typeof v === 'object' && v !== null && !Array.isArray(v) ? undefined : 'must be an object of LlamaConfig fields'),
+  model: checkModelOverrides,
   init_from: optional(isString), seed: isInt(0, 2 ** 32 - 1),
   batch_size: isInt(1, 4096), grad_accum: isInt(1, 4096), epochs: isInt(1, 10000), max_steps: isInt(0),
   lr: isNum(0, 10), min_lr: isNum(0, 10), warmup_steps: isInt(0), weight_decay: isNum(0, 10),
