@@ -133,11 +133,15 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   let loop: LoopResult = { seconds: 0, cpuSeconds: 0, forward: 0, write: 0 };
   try {
     if (todo.length > 0) loop = await teacherLoop(cfg, inp, graph, out, todo, layout, controller.signal);
+  } catch (e) {
+    out.release();
+    throw e;
   } finally {
     stopSignals();
   }
   const interrupted = controller.signal.aborted;
   const m = interrupted ? out.progress() : await out.finish();
+  out.release(); // finish did, unless interrupted
   const computed = m.totals.rows - reusedRows;
   const summary: PrecomputeSummary = {
     out: cfg.out, worker: { index: worker.index, count: worker.count }, windows: m.totals.rows, positions: m.totals.positions,

@@ -5,7 +5,8 @@
  * (`windows.json`, `train.bin`, `validation.bin`, `validation.stream.bin`,
  * `validation.docs.json`) and `prep.json` (the resolved config).
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileDurable, writeFileAtomic } from '../lib/util/fs.js';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Argv, CommandModule } from 'yargs';
@@ -107,7 +108,7 @@ export async function run(partial: Partial<PrepConfig> = {}): Promise<PrepSummar
   rmSync(join(cfg.out, 'windows.json'), { force: true });
   const tokPath = join(cfg.out, 'tokenizer.json');
   if (cfg.tokenizer !== undefined) {
-    if (resolve(cfg.tokenizer) !== resolve(tokPath)) copyFileSync(cfg.tokenizer, tokPath);
+    if (resolve(cfg.tokenizer) !== resolve(tokPath)) copyFileDurable(cfg.tokenizer, tokPath);
   } else {
     log(`prep: training byte-level BPE tokenizer, vocab ${cfg.vocab_size}, on the train split`);
     await trainTokenizer(split.train.map((d) => d.text), tokPath, { vocabSize: cfg.vocab_size });
@@ -119,7 +120,7 @@ export async function run(partial: Partial<PrepConfig> = {}): Promise<PrepSummar
     seq_len: cfg.seq_len, eos_id: tok.eosId, vocab_size: tok.vocabSize, tokenizer_sha256: tok.sha256,
     source: cfg.corpus, seed: cfg.seed, val_fraction: cfg.val_fraction,
   }, tokenized);
-  writeFileSync(join(cfg.out, 'prep.json'), JSON.stringify(cfg, null, 2) + '\n');
+  writeFileAtomic(join(cfg.out, 'prep.json'), JSON.stringify(cfg, null, 2) + '\n');
 
   const summary: PrepSummary = {
     out: cfg.out, source: cfg.corpus, seq_len: cfg.seq_len,

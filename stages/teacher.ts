@@ -7,7 +7,8 @@
  * trained checkpoint compactly (fp16 safetensors + config + tokenizer + training log) for
  * committing under data/.
  */
-import { copyFileSync, existsSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
+import { copyFileDurable } from '../lib/util/fs.js';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { flagsToConfig, isBool, isInt, isOneOf, isString, readConfigFile, resolveConfig, mergeConfig } from '../lib/cli/config.js';
@@ -123,7 +124,7 @@ export function runShip(partial: Record<string, unknown>, source = 'ship config'
   const { cfg: modelCfg, weights } = loadCheckpoint(cfg.checkpoint);
   saveCheckpoint(cfg.out, modelCfg, weights, { dtype: 'F16', tokenizer: join(cfg.checkpoint, 'tokenizer.json') });
   for (const f of ['train.json', 'metrics.jsonl']) {
-    if (existsSync(join(cfg.checkpoint, f))) copyFileSync(join(cfg.checkpoint, f), join(cfg.out, f));
+    if (existsSync(join(cfg.checkpoint, f))) copyFileDurable(join(cfg.checkpoint, f), join(cfg.out, f));
   }
   const bytes = ['config.json', 'model.safetensors', 'tokenizer.json', 'train.json', 'metrics.jsonl']
     .filter((f) => existsSync(join(cfg.out, f))).reduce((n, f) => n + statSync(join(cfg.out, f)).size, 0);

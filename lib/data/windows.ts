@@ -16,8 +16,8 @@
  *
  * The stream of a split is `doc₁ EOS doc₂ EOS … docₙ EOS`, documents in corpus order.
  */
-import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { writeFileAtomic } from '../util/fs.js';
 import { join } from 'node:path';
 import { mulberry32 } from '../util/random.js';
 
@@ -189,12 +189,9 @@ function bytesOf(a: TokenArray): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 }
 
-/** Writes to a temporary name, then renames; returns the sha256 of the bytes. */
+/** Writes durably (lib/util/fs.ts); returns the sha256 of the bytes. */
 function writeAtomic(path: string, data: Buffer): string {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, path);
-  return createHash('sha256').update(data).digest('hex');
+  return writeFileAtomic(path, data).sha256;
 }
 
 /**

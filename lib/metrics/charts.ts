@@ -4,7 +4,7 @@
  * present).
  */
 import { Resvg } from '@resvg/resvg-js';
-import { writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../util/fs.js';
 import * as vega from 'vega';
 import { compile, type TopLevelSpec } from 'vega-lite';
 
@@ -86,7 +86,7 @@ export function svgToPng(svg: string, scale = 2): Uint8Array {
  */
 export async function writeChart(base: string, spec: TopLevelSpec): Promise<{ svg: string; png: string }> {
   const svg = await renderSvg(spec);
-  writeFileSync(`${base}.svg`, svg);
-  writeFileSync(`${base}.png`, svgToPng(svg));
+  writeFileAtomic(`${base}.svg`, svg);
+  writeFileAtomic(`${base}.png`, svgToPng(svg));
   return { svg: `${base}.svg`, png: `${base}.png` };
 }

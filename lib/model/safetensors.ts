@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { decodeHalf, encodeHalf } from '../logits/fp16.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { writeDurable, type DurableResult } from '../util/fs.js';
 import { NamedTensors } from './tensors.js';
 
 /*
@@ -54,29 +54,45 @@ function decode(bytes: Buffer, dtype: string, where: string): Float32Array {
   }
 }
 
-/**
- * Serialises tensors (in the map's order) to safetensors bytes.
- * @param dtype storage type for every tensor (F16 rounds to nearest even).
- */
-export function encodeSafetensors(tensors: NamedTensors, dtype: SafetensorsDtype = 'F32', metadata: Record<string, string> = {}): Buffer {
+/** Bytes of the header (u64 length + JSON, padded so data starts 8-aligned) for `tensors` stored as `dtype`. */
+function encodeHeader(tensors: NamedTensors, dtype: SafetensorsDtype, metadata: Record<string, string>): Buffer {
   const header: Record<string, unknown> = { __metadata__: metadata };
-  const chunks: Uint8Array[] = [];
+  const width = dtype === 'F16' ? 2 : 4;
   let offset = 0;
   for (const [name, t] of tensors) {
-    const data = dtype === 'F16' ? encodeHalf(t.data) : t.data;
-    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-    header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
-    chunks.push(bytes);
-    offset += bytes.length;
+    header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + t.data.length * width] };
+    offset += t.data.length * width;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8); // align data to 8 bytes
   const head = Buffer.alloc(8);
   head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)));
-  return Buffer.concat([head, Buffer.from(json, 'utf8'), ...chunks]);
+  return Buffer.concat([head, Buffer.from(json, 'utf8')]);
 }
 
-/** Writes a .safetensors file atomically (temporary name, then rename). */
-export function writeSafetensors(path: string, tensors: NamedTensors, dtype: SafetensorsDtype = 'F32', metadata: Record<string, string> = {}): void {
-  writeFileAtomic(path, encodeSafetensors(tensors, dtype, metadata));
+/** A tensor's stored bytes (F16 rounds to nearest even). */
+function tensorBytes(data: Float32Array, dtype: SafetensorsDtype): Uint8Array {
+  const out = dtype === 'F16' ? encodeHalf(data) : data;
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/**
+ * Serialises tensors (in the map's order) to safetensors bytes.
+ * @param dtype storage type for every tensor (F16 rounds to nearest even).
+ */
+export function encodeSafetensors(tensors: NamedTensors, dtype: SafetensorsDtype = 'F32', metadata: Record<string, string> = {}): Buffer {
+  return Buffer.concat([encodeHeader(tensors, dtype, metadata), ...[...tensors.values()].map((t) => tensorBytes(t.data, dtype))]);
+}
+
+/**
+ * Writes a .safetensors file durably (lib/util/fs.ts: temporary name, every byte written, fsync,
+ * rename), streaming one tensor at a time, so no second copy of the whole model is made.
+ * @returns the file's size and sha256 (hashed while writing)
+ * @throws Error `<path>: no space left on device` and the like; `path` then keeps its previous content
+ */
+export function writeSafetensors(path: string, tensors: NamedTensors, dtype: SafetensorsDtype = 'F32', metadata: Record<string, string> = {}): DurableResult {
+  return writeDurable(path, (file) => {
+    file.write(encodeHeader(tensors, dtype, metadata));
+    for (const t of tensors.values()) file.write(tensorBytes(t.data, dtype));
+  });
 }

@@ -4,7 +4,8 @@
  * that leave the model's directory, and onnxruntime-node cannot take external data for a
  * model opened from bytes.
  */
-import { constants, copyFileSync, existsSync, linkSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileDurable } from '../util/fs.js';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
 import { externalDataFiles } from './inspect.js';
@@ -17,9 +18,7 @@ function linkOrCopy(original: string, target: string): void {
   try {
     linkSync(original, target);
   } catch {
-    const tmp = `${target}.tmp-${process.pid}`;
-    copyFileSync(original, tmp, constants.COPYFILE_FICLONE);
-    renameSync(tmp, target);
+    copyFileDurable(original, target);
   }
 }
 

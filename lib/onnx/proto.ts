@@ -2,7 +2,8 @@
  * ONNX protobuf access: the generated `onnx-proto` classes (ONNX 1.10 schema), builders for
  * tensors / value infos / attributes, and atomic model file I/O.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../util/fs.js';
 import { endianness } from 'node:os';
 import onnxProto from 'onnx-proto';
 import type { onnx as OnnxTypes } from 'onnx-proto';
@@ -99,11 +100,9 @@ export function readOnnx(path: string): Uint8Array {
 }
 
 /**
- * Writes model bytes atomically: to `<path>.tmp-<pid>` first, then renamed, so a crash never
- * leaves a truncated file under the final name.
+ * Writes model bytes durably (lib/util/fs.ts), so a crash or a full disk never leaves a truncated
+ * file under the final name. @throws Error `<path>: no space left on device` and the like
  */
 export function writeOnnx(path: string, bytes: Uint8Array): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, bytes);
-  renameSync(tmp, path);
+  writeFileAtomic(path, bytes);
 }

@@ -7,10 +7,13 @@
  * - `manifest.json` exists only for a complete dataset: a single worker writes it at the end
  *   and drops its worker manifest; N workers leave complete worker manifests for `kd merge`;
  * - a re-run keeps every shard that some manifest in the directory lists and whose size and
- *   sha256 match, after checking that the manifest was made from the same inputs.
+ *   sha256 match, after checking that the manifest was made from the same inputs;
+ * - each worker locks the directory for its index (`.kd.precompute-IIIII.lock`): workers with
+ *   different indices share a directory, a second process with the same index is refused.
  */
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { acquireLock, commandLine, type DirLock } from '../util/lock.js';
 import {
   MANIFEST_FILE, TMP_SUFFIX, WORKER_MANIFEST_RE, readManifestFile, reusableShards, workerManifestFile, workerShards, writeManifest,
   type LogitManifest, type ShardEntry, type ShardSlice, type WorkerInfo,
@@ -31,7 +34,7 @@ export class DatasetOutput {
   private readonly entries = new Map<number, ShardEntry>();
   private readonly file: string;
 
-  private constructor(readonly dir: string, private readonly template: LogitManifest, readonly worker: WorkerInfo) {
+  private constructor(readonly dir: string, private readonly template: LogitManifest, readonly worker: WorkerInfo, private readonly lock: DirLock) {
     this.file = workerManifestFile(worker.index, worker.count);
   }
 
@@ -39,16 +42,30 @@ export class DatasetOutput {
    * Prepares `dir` for `worker`'s shards of `plan`: with `overwrite` (single worker only) deletes
    * an earlier dataset; removes this worker's leftover temporary files; keeps the shards that a
    * manifest lists and that verify. `template` holds the identity (hashes, shapes, plan).
+   * Takes the worker's lock on `dir` first; {@link finish} and {@link release} give it back.
    * @returns the output and the shards still to compute, in order
-   * @throws Error "<manifest>: cannot resume: teacher sha256 differs (…)" and the like
+   * @throws Error "<dir>: in use by pid 1234 on host H since … (kd precompute); wait for it or stop it",
+   *   "<manifest>: cannot resume: teacher sha256 differs (…)" and the like
    */
   static async open(dir: string, template: LogitManifest, plan: ShardSlice[], worker: WorkerInfo, overwrite: boolean): Promise<{ out: DatasetOutput; todo: ShardSlice[] }> {
     mkdirSync(dir, { recursive: true });
+    const name = `.kd.precompute-${String(worker.index).padStart(5, '0')}.lock`;
+    const lock = acquireLock(dir, commandLine('kd precompute'), { name, log: (line) => process.stderr.write(`kd: ${line}\n`) });
+    try {
+      return await DatasetOutput.prepare(dir, template, plan, worker, overwrite, lock);
+    } catch (e) {
+      lock.release();
+      throw e;
+    }
+  }
+
+  /** {@link open} once the lock is held. */
+  private static async prepare(dir: string, template: LogitManifest, plan: ShardSlice[], worker: WorkerInfo, overwrite: boolean, lock: DirLock): Promise<{ out: DatasetOutput; todo: ShardSlice[] }> {
     if (overwrite) {
       if (worker.count > 1) throw new Error(`${dir}: --overwrite cannot be used with ${worker.count} workers (they would delete each other's shards); empty the directory before starting them`);
       clearDataset(dir);
     }
-    const out = new DatasetOutput(dir, template, worker);
+    const out = new DatasetOutput(dir, template, worker, lock);
     const mine = workerShards(plan, worker);
     for (const s of mine) rmSync(join(dir, s.file + TMP_SUFFIX), { force: true });
     rmSync(join(dir, out.file + TMP_SUFFIX), { force: true });
@@ -65,6 +82,11 @@ export class DatasetOutput {
       await out.save(false);
     }
     return { out, todo };
+  }
+
+  /** Gives back the worker's lock on the directory (idempotent; {@link finish} calls it). */
+  release(): void {
+    this.lock.release();
   }
 
   /** Shards listed so far (reused and new). */
@@ -106,9 +128,17 @@ export class DatasetOutput {
   /**
    * Marks this worker done. A single worker writes `manifest.json` (unless an identical one is
    * already there) and removes the worker manifests in the directory, which it subsumes; one of N
-   * writes its worker manifest with `complete: true`.
+   * writes its worker manifest with `complete: true`. Releases the lock.
    */
   async finish(): Promise<LogitManifest> {
+    try {
+      return await this.writeFinal();
+    } finally {
+      this.release();
+    }
+  }
+
+  private async writeFinal(): Promise<LogitManifest> {
     const m = this.manifest(true);
     if (this.worker.count > 1) {
       await writeManifest(this.dir, m, this.file);

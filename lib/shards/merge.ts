@@ -3,12 +3,12 @@
  * after checking that they come from the same inputs and together list every planned shard
  * exactly once. Shards living in other directories are hard-linked (or copied) into the output.
  */
-import { constants, copyFileSync, existsSync, linkSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { MANIFEST_FILE, WORKER_MANIFEST_RE, verifyShard, writeManifest, type LogitManifest, type ShardEntry } from './manifest.js';
 import { planShards } from './plan.js';
 import { identityDiff, listedManifests, type ListedManifest } from './resume.js';
-import { TMP_SUFFIX } from './atomic.js';
+import { copyFileDurable } from '../util/fs.js';
 
 /** What {@link mergeDatasets} did. */
 export interface MergeResult {
@@ -78,13 +78,12 @@ function collectShards(sources: ListedManifest[]): { entry: ShardEntry; dir: str
   });
 }
 
-/** Hard link, else copy (via a temporary name), `src` to `dest`. */
+/** Hard link, else a durable copy (temporary name, fsync, rename), `src` to `dest`. */
 function place(src: string, dest: string): void {
   try {
     linkSync(src, dest);
   } catch {
-    copyFileSync(src, dest + TMP_SUFFIX, constants.COPYFILE_FICLONE);
-    renameSync(dest + TMP_SUFFIX, dest);
+    copyFileDurable(src, dest);
   }
 }
 

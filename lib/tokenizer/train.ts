@@ -8,7 +8,8 @@
  * (256 bytes + specials + merged tokens) reaches the requested size, and rebuild the
  * tokenizer from that JSON.
  */
-import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../util/fs.js';
 import { spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -157,9 +158,7 @@ export async function trainTokenizer(texts: string[], outPath: string, opts: Tra
   const bpe = truncateMerges(trainFullMerges(texts), vocabSize, specials);
   const json = JSON.stringify(tokenizerJson(bpe, specials));
   await verify(json, vocabSize, texts.slice(0, 20), outPath);
-  const tmp = `${outPath}.tmp-${process.pid}`;
-  writeFileSync(tmp, json);
-  renameSync(tmp, outPath);
+  writeFileAtomic(outPath, json);
   return { vocabSize, merges: bpe.merges.length };
 }
 

@@ -1,10 +1,11 @@
-import { cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
 import { NamedTensors } from '../model/tensors.js';
 import { readSafetensors, writeSafetensors } from '../model/safetensors.js';
-import { readJson, sha256, writeFileAtomic } from '../util/fs.js';
+import { copyFileDurable, linkOrCopyDurable, readJson, sha256FileSync, writeFileAtomic } from '../util/fs.js';
 import { AdamW } from './adamw.js';
 import { TrainConfig } from './config.js';
 
@@ -34,15 +35,22 @@ export interface TrainerState {
   rng: string;
   /** The config keys that fix the trajectory: a resume with other values is refused. */
   trajectory: Record<string, unknown>;
-  /** sha256 of the files written with this state, checked at resume (a save cut short is detected). */
+  /** sha256 of the files written with this state (paths relative to out), checked at resume. */
   files: Record<string, string>;
+  /**
+   * Where this state's weights and AdamW moments are (relative to out, under state/). Absent in
+   * states written before: then model.safetensors and optimizer.safetensors in out.
+   */
+  weights?: { model: string; optimizer: string };
 }
 
 /** Config keys that do not change the loss at any step, so they may differ at resume. */
 const FREE_KEYS: (keyof TrainConfig)[] = ['out', 'resume', 'quiet', 'backend', 'save_every', 'eval_every', 'early_stopping_patience'];
 
 export const STATE_FILE = 'trainer_state.json';
-const FILES = ['model.safetensors', 'optimizer.safetensors'];
+/** The directory of the resumable weights and moments, out/state/. */
+export const STATE_DIR = 'state';
+const LEGACY = { model: 'model.safetensors', optimizer: 'optimizer.safetensors' };
 
 /** A fresh state for a run of `cfg`. */
 export function initialState(cfg: TrainConfig): TrainerState {
@@ -56,24 +64,44 @@ export function initialState(cfg: TrainConfig): TrainerState {
 }
 
 /**
- * Writes the resumable state to `out`: the HF checkpoint (config.json, model.safetensors,
- * tokenizer.json), optimizer.safetensors (AdamW moments) and, last, trainer_state.json with the
- * files' hashes.
+ * Writes the resumable state to `out` so that a save cut short at any point (crash, kill, full
+ * disk) leaves the previous state resumable:
+ * 1. weights and AdamW moments go to new files `out/state/{model,optimizer}-<step>-<id>.safetensors`
+ *    (durable, hashed while written);
+ * 2. `out/trainer_state.json`, naming those files and their sha256, replaces the previous one
+ *    atomically: this rename is the switch from the old state to the new;
+ * 3. the HF checkpoint in `out` (model.safetensors: a hard link to the state's weights, or a copy;
+ *    config.json; tokenizer.json) and optimizer.safetensors (likewise) are brought up to date, and
+ *    the previous state's files removed.
+ * @throws Error `<file>: no space left on device` and the like; the previous state then stays
  */
 export function saveTrainingState(out: string, model: LlamaModel, optimizer: AdamW, state: TrainerState, tokenizer: string): void {
-  saveCheckpoint(out, model.cfg, model.toNamedTensors(), { tokenizer });
-  writeSafetensors(join(out, 'optimizer.safetensors'), optimizer.state());
-  state.files = Object.fromEntries(FILES.map((f) => [f, sha256(readFileSync(join(out, f)))]));
+  mkdirSync(join(out, STATE_DIR), { recursive: true });
+  const id = `${String(state.step).padStart(8, '0')}-${randomBytes(3).toString('hex')}`;
+  const weights = { model: `${STATE_DIR}/model-${id}.safetensors`, optimizer: `${STATE_DIR}/optimizer-${id}.safetensors` };
+  const m = writeSafetensors(join(out, weights.model), model.toNamedTensors(), 'F32', { format: 'pt' });
+  const o = writeSafetensors(join(out, weights.optimizer), optimizer.state());
+  Object.assign(state, { weights, files: { [weights.model]: m.sha256, [weights.optimizer]: o.sha256 } });
   writeFileAtomic(join(out, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
+  writeFileAtomic(join(out, 'config.json'), JSON.stringify({ ...model.cfg, torch_dtype: 'float32' }, null, 2) + '\n');
+  copyFileDurable(tokenizer, join(out, 'tokenizer.json'));
+  linkOrCopyDurable(join(out, weights.model), join(out, LEGACY.model));
+  linkOrCopyDurable(join(out, weights.optimizer), join(out, LEGACY.optimizer));
+  dropOtherStates(out, state);
+}
+
+/** Removes resumable files that `state` does not name (earlier saves, saves cut short). */
+function dropOtherStates(out: string, state: TrainerState): void {
+  for (const f of readdirSync(join(out, STATE_DIR))) if (!(`${STATE_DIR}/${f}` in state.files)) rmSync(join(out, STATE_DIR, f), { force: true });
 }
 
 /**
  * Reads the resumable state in `out` written for the same trajectory.
- * @returns undefined when `out` holds no state
+ * @returns undefined when `out` holds no state; `optimizerPath` names the moments' file
  * @throws Error naming the file when the state is foreign, was written for other settings
  *   (listing them) or its files do not match their hashes.
  */
-export function loadTrainingState(out: string, cfg: TrainConfig): { state: TrainerState; weights: NamedTensors; moments: NamedTensors } | undefined {
+export function loadTrainingState(out: string, cfg: TrainConfig): { state: TrainerState; weights: NamedTensors; moments: NamedTensors; optimizerPath: string } | undefined {
   const path = join(out, STATE_FILE);
   if (!existsSync(path)) return undefined;
   let saved = readJson<TrainerState>(path, 'trainer state');
@@ -87,21 +115,23 @@ export function loadTrainingState(out: string, cfg: TrainConfig): { state: Train
     const list = differ.map((k) => `${k}: ${JSON.stringify(saved.trajectory[k])} → ${JSON.stringify(want[k])}`).join(', ');
     throw new Error(`${path}: the run in ${out} was started with other settings (${list}); resume with the same ones or train into a fresh --out`);
   }
-  for (const f of legacy ? [] : FILES) {
-    if (!existsSync(join(out, f)) || sha256(readFileSync(join(out, f))) !== saved.files[f]) {
-      throw new Error(`${path}: ${f} does not match the saved state (a save was cut short?); cannot resume exactly`);
+  const files = saved.weights ?? LEGACY;
+  for (const f of legacy ? [] : Object.values(files)) {
+    if (!existsSync(join(out, f)) || sha256FileSync(join(out, f)) !== saved.files[f]) {
+      throw new Error(`${path}: ${f} does not match the saved state (changed since it was saved?); cannot resume exactly`);
     }
   }
-  const { weights } = loadCheckpoint(out);
-  const moments = readSafetensors(join(out, 'optimizer.safetensors')).tensors;
-  return { state: saved, weights, moments };
+  const weights = saved.weights ? readSafetensors(join(out, files.model)).tensors : loadCheckpoint(out).weights;
+  const optimizerPath = join(out, files.optimizer);
+  return { state: saved, weights, moments: readSafetensors(optimizerPath).tensors, optimizerPath };
 }
 
 /** Copies the HF checkpoint files of `out` to `out/<name>` (e.g. epoch-N). */
 export function copyCheckpoint(out: string, name: string): void {
   const dir = join(out, name);
   mkdirSync(dir, { recursive: true });
-  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) cpSync(join(out, f), join(dir, f));
+  for (const f of ['config.json', 'tokenizer.json']) copyFileDurable(join(out, f), join(dir, f));
+  linkOrCopyDurable(join(out, 'model.safetensors'), join(dir, 'model.safetensors')); // never rewritten in place: sharing is safe
 }
 
 /** Writes the current weights as an HF checkpoint to `out/best` with best.json (step, val loss, ppl). */
@@ -111,9 +141,18 @@ export function saveBest(out: string, model: LlamaModel, tokenizer: string, best
   writeFileAtomic(join(dir, 'best.json'), JSON.stringify(best, null, 2) + '\n');
 }
 
-/** Drops metrics.jsonl records of steps after `step` (logged after the checkpoint a resume starts from). */
+/**
+ * Drops metrics.jsonl records of steps after `step` (logged after the checkpoint a resume starts
+ * from) and a last line torn by a crash or a full disk.
+ */
 export function truncateMetrics(path: string, step: number): void {
   if (!existsSync(path)) return;
-  const keep = readFileSync(path, 'utf8').split('\n').filter((line) => line.trim() && (JSON.parse(line) as { step: number }).step <= step);
+  const lines = readFileSync(path, 'utf8').split('\n').filter((line) => line.trim());
+  const parsed = (line: string) => { try { return JSON.parse(line) as { step: number }; } catch { return undefined; } };
+  const keep = lines.filter((line, i) => {
+    const r = parsed(line);
+    if (r === undefined && i < lines.length - 1) throw new Error(`${path}: line ${i + 1} is not JSON; fix or delete it to resume`);
+    return r !== undefined && r.step <= step;
+  });
   writeFileAtomic(path, keep.map((l) => l + '\n').join(''));
 }
