@@ -4,7 +4,7 @@
  * that leave the model's directory, and onnxruntime-node cannot take external data for a
  * model opened from bytes.
  */
-import { existsSync, linkSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { copyFileDurable } from '../util/fs.js';
 import { tmpdir } from 'node:os';
 import { basename, dirname, isAbsolute, join, normalize, resolve, sep } from 'node:path';
@@ -43,19 +43,51 @@ export function writeDerivedOnnx(srcPath: string, bytes: Uint8Array, destPath: s
 }
 
 /**
+ * Where the external data files of the model at `srcPath` really are, when any of them is a
+ * symlink that leaves the model's directory — the Hugging Face hub cache layout, where
+ * `snapshots/<rev>/model.onnx_data` links to `../../blobs/<sha256>`. ORT refuses such data
+ * ("External data path escapes model directory"), so the derived model is then opened from a
+ * directory of hard links to the real files instead.
+ * @returns location → real path, or undefined when every file resolves inside the model directory
+ */
+function escapingExternalData(srcPath: string, locations: string[]): Map<string, string> | undefined {
+  const srcDir = realpathSync(dirname(resolve(srcPath)));
+  const real = new Map(locations.map((loc) => [loc, realpathSync(join(dirname(resolve(srcPath)), loc))]));
+  return [...real.values()].some((p) => dirname(p) !== srcDir) ? real : undefined;
+}
+
+/** A fresh directory holding hard links (or, across file systems, copies) named `loc` to each real file. */
+function stageLinks(real: Map<string, string>): string {
+  const first = [...real.values()][0];
+  let dir: string;
+  try { dir = mkdtempSync(join(dirname(first), '.kd-derived-')); } catch { dir = mkdtempSync(join(tmpdir(), 'kd-derived-')); }
+  for (const [loc, path] of real) linkOrCopy(path, join(dir, loc));
+  return dir;
+}
+
+/**
  * Opens `derived` — a graph-surgery result of the model at `srcPath` — as a session, also when the
  * original keeps its weights in external data: onnxruntime-node cannot resolve external data for
  * a model given as bytes, so the derived model is then written beside the original (or, if that
  * directory is not writable, into a temporary directory with the data hard-linked or copied),
- * opened by path and deleted again. The session's `source` is `srcPath`.
+ * opened by path and deleted again. A hub-cache model (data symlinked out of its directory) is
+ * opened from a temporary directory of hard links beside the real files. The session's `source`
+ * is `srcPath`.
  * @throws Error as {@link openOnnxSession} and {@link writeDerivedOnnx}, naming `srcPath`.
  */
 export async function openDerivedSession(srcPath: string, derived: Uint8Array, opts: OpenSessionOptions = {}): Promise<OnnxSession> {
-  if (externalDataFiles(derived, srcPath).length === 0) return openOnnxSession(derived, { ...opts, source: srcPath });
+  const locations = externalDataFiles(derived, srcPath);
+  if (locations.length === 0) return openOnnxSession(derived, { ...opts, source: srcPath });
   const name = `.kd-derived-${process.pid}-${basename(srcPath)}`;
+  const missing = locations.find((loc) => !existsSync(join(dirname(resolve(srcPath)), loc)));
+  const escaping = missing === undefined ? escapingExternalData(srcPath, locations) : undefined;
   let dir: string | undefined, path = join(dirname(resolve(srcPath)), name);
   try {
-    writeDerivedOnnx(srcPath, derived, path);
+    if (escaping) {
+      dir = stageLinks(escaping);
+      path = join(dir, name);
+      writeOnnx(path, derived);
+    } else writeDerivedOnnx(srcPath, derived, path);
   } catch (e) {
     if (!/EACCES|EROFS|EPERM/.test(String((e as NodeJS.ErrnoException).code))) throw e;
     dir = mkdtempSync(join(tmpdir(), 'kd-derived-'));
