@@ -99,7 +99,7 @@ describe("a checkpoint's config.json: harmless HF keys pass, math-changing ones 
   // the keys of a real HF Llama config.json (TinyLlama-1.1B) at the values kd implements
   const hf = {
     ...base, architectures: ['LlamaForCausalLM'], attention_bias: false, attention_dropout: 0.0, bos_token_id: 1, eos_token_id: 2,
-    hidden_act: 'silu', initializer_range: 0.02, max_position_embeddings: 2048, mlp_bias: false, model_type: 'llama', pretraining_tp: 1,
+    hidden_act: 'silu' as const, initializer_range: 0.02, max_position_embeddings: 2048, mlp_bias: false, model_type: 'llama' as const, pretraining_tp: 1,
     rms_norm_eps: 1e-5, rope_scaling: null, rope_theta: 10000.0, tie_word_embeddings: false, torch_dtype: 'bfloat16',
     transformers_version: '4.44.0', use_cache: true, head_dim: 8, pad_token_id: null, _name_or_path: 'x',
   };
@@ -111,12 +111,12 @@ describe("a checkpoint's config.json: harmless HF keys pass, math-changing ones 
   });
 
   it.each([
-    ['rope_scaling', { rope_type: 'linear', factor: 2 }, 'rope_scaling = {"rope_type":"linear","factor":2} is not implemented by kd (only null: plain RoPE)'],
-    ['attention_bias', true, 'attention_bias = true is not implemented by kd'],
-    ['mlp_bias', true, 'mlp_bias = true is not implemented by kd'],
-    ['sliding_window', 4096, 'sliding_window = 4096 is not implemented by kd'],
-    ['head_dim', 4, 'head_dim = 4 is not implemented by kd (only hidden_size / num_attention_heads = 8)'],
-    ['model_type', 'mistral', "model_type = \"mistral\" is not supported (only 'llama'"],
+    ['rope_scaling', { rope_type: 'yarn', factor: 2 }, 'rope_scaling = {"rope_type":"yarn","factor":2} is refused: rope_scaling.rope_type \'yarn\' is not implemented by kd (only default, linear, llama3)'],
+    ['attention_bias', 'yes', 'attention_bias = "yes" must be true or false'],
+    ['mlp_bias', 1, 'mlp_bias = 1 must be true or false'],
+    ['sliding_window', 4096, "sliding_window = 4096 is not a field of model_type 'llama'"],
+    ['head_dim', 5, 'head_dim 5 must be even for RoPE'],
+    ['model_type', 'gpt2', "model_type = \"gpt2\" is not supported (kd implements 'llama', 'qwen2', 'mistral')"],
     ['hidden_act', 'gelu', 'hidden_act = "gelu" is not supported'],
     ['hidden_size', '16', 'hidden_size = "16" must be an integer ≥ 1'],
     ['rope_thta', 1e4, "unknown key 'rope_thta' (did you mean 'rope_theta'?)"],
@@ -124,17 +124,19 @@ describe("a checkpoint's config.json: harmless HF keys pass, math-changing ones 
     expect(() => resolveLlamaConfig({ ...hf, [key]: value }, 'ckpt/config.json')).toThrow(`ckpt/config.json: ${message}`);
   });
 
-  it('sliding_window is accepted when use_sliding_window is false (Qwen2-style configs)', () => {
-    expect(resolveLlamaConfig({ ...hf, sliding_window: 4096, use_sliding_window: false }).hidden_size).toBe(16);
+  it('sliding_window is accepted on qwen2 and mistral configs (architectures.test.ts checks the masks)', () => {
+    const { attention_bias: _a, mlp_bias: _m, ...common } = hf;
+    expect(resolveLlamaConfig({ ...common, model_type: 'qwen2', sliding_window: 4096, use_sliding_window: false }).sliding_window).toBe(4096);
+    expect(resolveLlamaConfig({ ...common, model_type: 'mistral', sliding_window: 4096 }).sliding_window).toBe(4096);
   });
 
-  it('loadCheckpoint refuses a checkpoint whose config.json sets rope_scaling (it was ignored: same perplexity)', () => {
+  it('loadCheckpoint refuses a checkpoint whose config.json sets a rope_scaling kd does not implement (it was ignored: same perplexity)', () => {
     const ckpt = join(dir, 'ckpt');
     const cfg = tinyConfig(true);
     saveCheckpoint(ckpt, cfg, initLlamaWeights(cfg, 1));
     expect(loadCheckpoint(ckpt).cfg.hidden_size).toBe(cfg.hidden_size); // the config kd writes loads back
     const path = join(ckpt, 'config.json');
-    writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, 'utf8')), rope_scaling: { type: 'linear', factor: 4 } }));
-    expect(() => loadCheckpoint(ckpt)).toThrow(`${path}: rope_scaling = {"type":"linear","factor":4} is not implemented by kd`);
+    writeFileSync(path, JSON.stringify({ ...JSON.parse(readFileSync(path, 'utf8')), rope_scaling: { type: 'dynamic', factor: 4 } }));
+    expect(() => loadCheckpoint(ckpt)).toThrow(`${path}: rope_scaling = {"type":"dynamic","factor":4} is refused: rope_scaling.rope_type 'dynamic' is not implemented by kd`);
   });
 });

@@ -1,21 +1,20 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { withHfDefaults } from './architectures.js';
 import { LlamaConfig, resolveLlamaConfig } from './config.js';
 import { readSafetensors, SafetensorsDtype, writeSafetensors } from './safetensors.js';
 import { NamedTensors } from './tensors.js';
 import { copyFileDurable, readJson, writeFileAtomic } from '../util/fs.js';
 
 /**
- * Reads a Hugging Face Llama checkpoint directory: config.json + model.safetensors.
+ * Reads a Hugging Face Llama, Qwen2 or Mistral checkpoint directory: config.json + model.safetensors.
  * @throws Error naming the file when either is missing or inconsistent.
  */
 export function loadCheckpoint(dir: string): { cfg: LlamaConfig; weights: NamedTensors } {
   if (!existsSync(dir)) throw new Error(`${dir}: checkpoint directory not found`);
-  const raw = readJson<Partial<LlamaConfig> & { model_type?: string }>(join(dir, 'config.json'), 'config.json');
-  if (raw.model_type !== undefined && raw.model_type !== 'llama') {
-    throw new Error(`${join(dir, 'config.json')}: model_type '${raw.model_type}' is not supported (only 'llama')`);
-  }
-  const cfg = resolveLlamaConfig(raw, join(dir, 'config.json'));
+  // Keys the file leaves out take HF's defaults for its model_type (e.g. tie_word_embeddings false).
+  const raw = readJson<Record<string, unknown>>(join(dir, 'config.json'), 'config.json');
+  const cfg = resolveLlamaConfig(withHfDefaults(raw) as Partial<LlamaConfig>, join(dir, 'config.json'));
   const { tensors } = readSafetensors(join(dir, 'model.safetensors'));
   return { cfg, weights: tensors };
 }

@@ -1,11 +1,14 @@
 import { unknownKey } from '../cli/config.js';
+import { architectureClass, checkArchitecture, MODEL_TYPES, ModelType, projectionBiases } from './architectures.js';
+import { checkRopeScaling, RopeScaling } from './rope.js';
 
 /**
- * Llama-architecture model configuration with Hugging Face `LlamaConfig` field names,
- * so a `config.json` written here loads in `transformers` and vice versa.
+ * Llama-architecture model configuration with Hugging Face `LlamaConfig` field names (and the
+ * Qwen2Config / MistralConfig fields of those two small variants, see architectures.ts), so a
+ * `config.json` written here loads in `transformers` and vice versa.
  */
 export interface LlamaConfig {
-  model_type: 'llama';
+  model_type: ModelType;
   architectures: string[];
   /** Embedding rows; may exceed the tokenizer's real vocabulary (padded rows). */
   vocab_size: number;
@@ -22,6 +25,20 @@ export interface LlamaConfig {
   bos_token_id?: number | number[] | null;
   eos_token_id?: number | number[] | null;
   torch_dtype?: string;
+  /** Per-head width when not hidden_size / num_attention_heads (null: that quotient). */
+  head_dim?: number | null;
+  /** llama: biases on q/k/v/o_proj. */
+  attention_bias?: boolean;
+  /** llama: biases on gate/up/down_proj. */
+  mlp_bias?: boolean;
+  /** RoPE variant (rope.ts): null or rope_type 'default', 'linear', 'llama3'. */
+  rope_scaling?: RopeScaling | null;
+  /** mistral, qwen2: attention window in positions (the query included); null: full attention. */
+  sliding_window?: number | null;
+  /** qwen2: whether sliding_window applies (to layers ≥ max_window_layers, or per layer_types). */
+  use_sliding_window?: boolean;
+  max_window_layers?: number;
+  layer_types?: ('full_attention' | 'sliding_attention')[];
 }
 
 export const LLAMA_DEFAULTS: LlamaConfig = {
@@ -48,7 +65,7 @@ const tokenId: Check = (v) => (v === null || (Number.isInteger(v) && (v as numbe
 
 /** The LlamaConfig fields kd reads, each with its type check (a string where a number belongs is refused). */
 const FIELDS: Record<keyof LlamaConfig, Check> = {
-  model_type: (v) => (v === 'llama' ? undefined : "is not supported (only 'llama': kd implements the Llama architecture alone)"),
+  model_type: (v) => (MODEL_TYPES.includes(v as ModelType) ? undefined : `is not supported (kd implements ${MODEL_TYPES.map((t) => `'${t}'`).join(', ')})`),
   architectures: (v) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'must be a list of strings'),
   vocab_size: positiveInt, hidden_size: positiveInt, intermediate_size: positiveInt, num_hidden_layers: positiveInt,
   num_attention_heads: positiveInt, num_key_value_heads: positiveInt, max_position_embeddings: positiveInt,
@@ -58,6 +75,15 @@ const FIELDS: Record<keyof LlamaConfig, Check> = {
   hidden_act: (v) => (v === 'silu' ? undefined : "is not supported (only 'silu')"),
   bos_token_id: tokenId, eos_token_id: tokenId,
   torch_dtype: (v) => (typeof v === 'string' ? undefined : 'must be a string such as "float32"'),
+  head_dim: (v) => (v === null ? undefined : positiveInt(v)),
+  attention_bias: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false'),
+  mlp_bias: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false'),
+  rope_scaling: (v) => { const p = checkRopeScaling(v); return p && `is refused: ${p.key} ${p.problem}`; },
+  sliding_window: (v) => (v === null ? undefined : positiveInt(v)),
+  use_sliding_window: (v) => (typeof v === 'boolean' ? undefined : 'must be true or false'),
+  max_window_layers: (v) => (Number.isInteger(v) && (v as number) >= 0 ? undefined : 'must be an integer ≥ 0'),
+  layer_types: (v) => (Array.isArray(v) && v.every((x) => x === 'full_attention' || x === 'sliding_attention')
+    ? undefined : "must be a list of 'full_attention' / 'sliding_attention'"),
 };
 const FIELD_NAMES = Object.keys(FIELDS);
 
@@ -70,19 +96,11 @@ const HARMLESS = new Set([
   '_name_or_path', '_commit_hash', '_attn_implementation', 'transformers_version', 'dtype', 'use_cache', 'initializer_range',
   'pretraining_tp', 'pad_token_id', 'sep_token_id', 'decoder_start_token_id', 'tokenizer_class', 'id2label', 'label2id',
   'output_attentions', 'output_hidden_states', 'return_dict', 'torchscript', 'use_bfloat16', 'is_decoder', 'is_encoder_decoder',
-  'task_specific_params', 'problem_type', 'finetuning_task', 'max_window_layers', 'use_sliding_window',
+  'task_specific_params', 'problem_type', 'finetuning_task',
 ]);
 
 /** HF keys that change the math, accepted only at the value kd implements; the check says why not. */
 const MATH: Record<string, (v: unknown, raw: Record<string, unknown>) => string | undefined> = {
-  rope_scaling: (v) => (v === null ? undefined : 'is not implemented by kd (only null: plain RoPE)'),
-  attention_bias: (v) => (v === false ? undefined : 'is not implemented by kd (only false: q/k/v/o projections without bias)'),
-  mlp_bias: (v) => (v === false ? undefined : 'is not implemented by kd (only false: MLP projections without bias)'),
-  sliding_window: (v, raw) => (v === null || raw.use_sliding_window === false ? undefined : 'is not implemented by kd (only null, or use_sliding_window false: full causal attention)'),
-  head_dim: (v, raw) => {
-    const implied = (raw.hidden_size as number) / (raw.num_attention_heads as number);
-    return v === null || v === implied ? undefined : `is not implemented by kd (only hidden_size / num_attention_heads = ${implied})`;
-  },
   attention_dropout: (v) => (v === 0 || v === 0.0 ? undefined : "is not implemented by kd (only 0; set kd train's dropout instead)"),
   partial_rotary_factor: (v) => (v === 1 ? undefined : 'is not implemented by kd (only 1: RoPE over the whole head)'),
 };
@@ -107,10 +125,13 @@ const REQUIRED: (keyof LlamaConfig)[] = [
 ];
 
 /**
- * Resolves a partial config (e.g. a parsed HF `config.json`) against the defaults and checks it.
- * Keys: LlamaConfig fields are type-checked; harmless HF bookkeeping keys are dropped; HF keys that
- * change the math (rope_scaling, attention_bias, mlp_bias, sliding_window, head_dim, …) are refused
- * unless at the value kd implements; any other key is refused with the nearest valid name.
+ * Resolves a partial config against kd's defaults (LLAMA_DEFAULTS; a Hugging Face config.json
+ * goes through architectures.ts `withHfDefaults` first, for HF's) and checks it.
+ * Keys: LlamaConfig fields are type-checked (rope_scaling: only the rope types rope.ts implements;
+ * keys of another model_type refused, see architectures.ts); harmless HF bookkeeping keys are
+ * dropped; HF keys that change the math in ways kd does not implement (attention_dropout,
+ * partial_rotary_factor) are refused unless at the neutral value; any other key is refused with
+ * the nearest valid name.
  * @throws Error `<source>: <key> = <value> <problem>` (one line), or on a missing required field or
  *   inconsistent shapes.
  */
@@ -129,41 +150,38 @@ export function resolveLlamaConfig(partial: Partial<LlamaConfig>, source = 'conf
   }
   const cfg: LlamaConfig = { ...LLAMA_DEFAULTS, ...picked } as LlamaConfig;
   if (raw.num_key_value_heads === undefined) cfg.num_key_value_heads = cfg.num_attention_heads;
-  if (cfg.hidden_size % cfg.num_attention_heads !== 0) {
+  if (raw.architectures === undefined) cfg.architectures = [architectureClass(cfg.model_type)];
+  checkArchitecture(cfg, source);
+  if (cfg.head_dim == null && cfg.hidden_size % cfg.num_attention_heads !== 0) {
     throw new Error(`${source}: hidden_size ${cfg.hidden_size} is not divisible by num_attention_heads ${cfg.num_attention_heads}`);
   }
   if (cfg.num_attention_heads % cfg.num_key_value_heads !== 0) {
     throw new Error(`${source}: num_attention_heads ${cfg.num_attention_heads} is not divisible by num_key_value_heads ${cfg.num_key_value_heads}`);
   }
-  if ((cfg.hidden_size / cfg.num_attention_heads) % 2 !== 0) {
-    throw new Error(`${source}: head_dim ${cfg.hidden_size / cfg.num_attention_heads} must be even for RoPE`);
-  }
+  if (headDim(cfg) % 2 !== 0) throw new Error(`${source}: head_dim ${headDim(cfg)} must be even for RoPE`);
   return cfg;
 }
 
-/** Per-head width: hidden_size / num_attention_heads. */
-export const headDim = (cfg: LlamaConfig): number => cfg.hidden_size / cfg.num_attention_heads;
+/** Per-head width: head_dim, or hidden_size / num_attention_heads. */
+export const headDim = (cfg: LlamaConfig): number => cfg.head_dim ?? cfg.hidden_size / cfg.num_attention_heads;
 
 /**
- * The HF tensor names and shapes of a Llama checkpoint, in a stable order.
- * Linear weights are [out_features, in_features] as in `torch.nn.Linear`.
+ * The HF tensor names and shapes of a Llama (Qwen2, Mistral) checkpoint, in a stable order.
+ * Linear weights are [out_features, in_features] as in `torch.nn.Linear`; biases [out_features]
+ * where the architecture has them (architectures.ts `projectionBiases`).
  */
 export function llamaTensorShapes(cfg: LlamaConfig): [string, number[]][] {
-  const d = cfg.hidden_size, hd = headDim(cfg), kv = cfg.num_key_value_heads * hd;
+  const d = cfg.hidden_size, hd = headDim(cfg), q = cfg.num_attention_heads * hd, kv = cfg.num_key_value_heads * hd, f = cfg.intermediate_size;
+  const bias = projectionBiases(cfg);
   const out: [string, number[]][] = [['model.embed_tokens.weight', [cfg.vocab_size, d]]];
   for (let i = 0; i < cfg.num_hidden_layers; i++) {
-    const p = `model.layers.${i}`;
-    out.push(
-      [`${p}.input_layernorm.weight`, [d]],
-      [`${p}.self_attn.q_proj.weight`, [d, d]],
-      [`${p}.self_attn.k_proj.weight`, [kv, d]],
-      [`${p}.self_attn.v_proj.weight`, [kv, d]],
-      [`${p}.self_attn.o_proj.weight`, [d, d]],
-      [`${p}.post_attention_layernorm.weight`, [d]],
-      [`${p}.mlp.gate_proj.weight`, [cfg.intermediate_size, d]],
-      [`${p}.mlp.up_proj.weight`, [cfg.intermediate_size, d]],
-      [`${p}.mlp.down_proj.weight`, [d, cfg.intermediate_size]],
-    );
+    const p = `model.layers.${i}`, a = `${p}.self_attn`;
+    out.push([`${p}.input_layernorm.weight`, [d]], [`${a}.q_proj.weight`, [q, d]], [`${a}.k_proj.weight`, [kv, d]], [`${a}.v_proj.weight`, [kv, d]]);
+    if (bias.qkv) out.push([`${a}.q_proj.bias`, [q]], [`${a}.k_proj.bias`, [kv]], [`${a}.v_proj.bias`, [kv]]);
+    out.push([`${a}.o_proj.weight`, [d, q]]);
+    if (bias.o) out.push([`${a}.o_proj.bias`, [d]]);
+    out.push([`${p}.post_attention_layernorm.weight`, [d]], [`${p}.mlp.gate_proj.weight`, [f, d]], [`${p}.mlp.up_proj.weight`, [f, d]], [`${p}.mlp.down_proj.weight`, [d, f]]);
+    if (bias.mlp) out.push([`${p}.mlp.gate_proj.bias`, [f]], [`${p}.mlp.up_proj.bias`, [f]], [`${p}.mlp.down_proj.bias`, [d]]);
   }
   out.push(['model.norm.weight', [d]]);
   if (!cfg.tie_word_embeddings) out.push(['lm_head.weight', [cfg.vocab_size, d]]);

@@ -1,10 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { layerWindow } from './architectures.js';
+import { attentionMask } from './attention-mask.js';
 import { LlamaConfig, headDim } from './config.js';
 import { fromHfLayout, fusedShapes, toHfLayout } from './hf-layout.js';
 import { dropout, DropoutOptions } from './dropout.js';
 import { initLlamaWeights } from './init.js';
-import { embeddingLookup, linear } from './ops.js';
-import { applyRope, ropeTables } from './rope.js';
+import { affine, embeddingLookup, linear } from './ops.js';
+import { applyRope, ropeInvFreq, ropeTables } from './rope.js';
 import { NamedTensors } from './tensors.js';
 
 let nextModelId = 0;
@@ -18,15 +20,20 @@ export interface ForwardOptions {
   dropout?: DropoutOptions;
 }
 
+type Tables = Record<'cos' | 'sin' | 'cosQ' | 'sinQ', tf.Tensor2D>;
+
 /**
  * A Llama-architecture causal LM (RMSNorm, RoPE, SwiGLU MLP, grouped-query attention, optional
- * tied embeddings) in TF.js, numerically equal to HF `LlamaForCausalLM` in float32.
+ * tied embeddings) in TF.js, numerically equal to HF `LlamaForCausalLM` in float32 — and to
+ * `Qwen2ForCausalLM` / `MistralForCausalLM`, which differ in projection biases and sliding-window
+ * masks (architectures.ts); rope_scaling variants are in rope.ts.
  * Weights live in tf.Variables with fused [in, out] layouts (see hf-layout.ts).
  */
 export class LlamaModel {
   readonly cfg: LlamaConfig;
   readonly params: Map<string, tf.Variable>;
-  private rope = new Map<number, Record<'cos' | 'sin' | 'cosQ' | 'sinQ' | 'mask', tf.Tensor2D>>();
+  private rope = new Map<string, Tables>();
+  private masks = new Map<string, tf.Tensor2D>();
 
   /**
    * @param weights HF-named host tensors (`model.embed_tokens.weight`, …); random (seeded) when omitted.
@@ -90,8 +97,9 @@ export class LlamaModel {
   private attention(x: tf.Tensor2D, layer: number, B: number, L: number, drop?: DropoutOptions): tf.Tensor2D {
     const H = this.cfg.num_attention_heads, KV = this.cfg.num_key_value_heads, hd = headDim(this.cfg);
     const G = H / KV;
-    const { cos, sin, mask, cosQ, sinQ } = this.tables(L, G);
-    const qkv = linear(x, this.p(`${layer}.wqkv`) as tf.Tensor2D); // [N, (H + 2·KV)·hd]
+    const { cos, sin, cosQ, sinQ } = this.tables(L, G);
+    const mask = this.mask(L, G, layerWindow(this.cfg, layer));
+    const qkv = affine(x, this.w(`${layer}.wqkv`), this.b(`${layer}.bqkv`)); // [N, (H + 2·KV)·hd]
     const [q, k, v] = tf.split(qkv, [H * hd, KV * hd, KV * hd], 1);
     const group = (t: tf.Tensor, g: number) => // [N, KV·g·hd] → [B·KV, g·L, hd]
       tf.reshape(tf.transpose(tf.reshape(t, [B, L, KV, g, hd]), [0, 2, 3, 1, 4]), [B * KV, g * L, hd]) as tf.Tensor3D;
@@ -101,39 +109,53 @@ export class LlamaModel {
     const probs = dropout(tf.softmax(tf.add(scores, mask)) as tf.Tensor3D, drop, 3 * layer);
     const out = tf.matMul(probs, group(v, 1)); // [B·KV, G·L, hd]
     const merged = tf.reshape(tf.transpose(tf.reshape(out, [B, KV, G, L, hd]), [0, 3, 1, 2, 4]), [B * L, H * hd]);
-    return linear(merged, this.p(`${layer}.wo`) as tf.Tensor2D) as tf.Tensor2D;
+    return affine(merged, this.w(`${layer}.wo`), this.b(`${layer}.bo`)) as tf.Tensor2D;
   }
 
   /** SwiGLU MLP: down(silu(gate(x)) ⊙ up(x)) (Shazeer 2020, eq. 6). x [N, d] → [N, d]. */
   private mlp(x: tf.Tensor2D, layer: number): tf.Tensor2D {
     const f = this.cfg.intermediate_size;
-    const [gate, up] = tf.split(linear(x, this.p(`${layer}.wgu`) as tf.Tensor2D), [f, f], 1);
+    const [gate, up] = tf.split(affine(x, this.w(`${layer}.wgu`), this.b(`${layer}.bgu`)), [f, f], 1);
     const act = tf.mul(tf.mul(gate, tf.sigmoid(gate)), up);
-    return linear(act, this.p(`${layer}.wdown`) as tf.Tensor2D) as tf.Tensor2D;
+    return affine(act, this.w(`${layer}.wdown`), this.b(`${layer}.bdown`)) as tf.Tensor2D;
   }
 
-  /** RoPE tables (plain, and repeated G times for stacked query heads) and the causal mask, built once. */
-  private tables(L: number, G: number) {
-    const key = L * 1024 + G;
+  /** RoPE tables (plain, and repeated G times for stacked query heads), built once per (L, G). */
+  private tables(L: number, G: number): Tables {
+    const key = `${L},${G}`;
     let t = this.rope.get(key);
     if (!t) {
       const hd = headDim(this.cfg);
-      const { cos, sin } = ropeTables(L, hd, this.cfg.rope_theta);
-      const mask = new Float32Array(G * L * L);
-      for (let r = 0; r < G * L; r++) for (let j = (r % L) + 1; j < L; j++) mask[r * L + j] = -1e9;
+      const { cos, sin } = ropeTables(L, ropeInvFreq(hd, this.cfg.rope_theta, this.cfg.rope_scaling));
       const repeat = (a: Float32Array) => { const o = new Float32Array(G * a.length); for (let g = 0; g < G; g++) o.set(a, g * a.length); return o; };
       t = tf.tidy(() => ({
         cos: tf.keep(tf.tensor2d(cos, [L, hd])), sin: tf.keep(tf.tensor2d(sin, [L, hd])),
         cosQ: tf.keep(tf.tensor2d(repeat(cos), [G * L, hd])), sinQ: tf.keep(tf.tensor2d(repeat(sin), [G * L, hd])),
-        mask: tf.keep(tf.tensor2d(mask, [G * L, L])),
       }));
       this.rope.set(key, t);
     }
     return t;
   }
 
+  /** The additive causal (or sliding-window) mask [G·L, L], built once per (L, G, window). */
+  private mask(L: number, G: number, window: number | null): tf.Tensor2D {
+    const key = `${L},${G},${window}`;
+    let m = this.masks.get(key);
+    if (!m) this.masks.set(key, (m = tf.keep(tf.tensor2d(attentionMask(L, G, window), [G * L, L])))); // kept: logits may run inside tf.tidy
+    return m;
+  }
+
   private p(name: string): tf.Variable {
     return this.params.get(name)!;
+  }
+
+  private w(name: string): tf.Tensor2D {
+    return this.p(name) as tf.Tensor2D;
+  }
+
+  /** A fused bias, or undefined where the architecture has none. */
+  private b(name: string): tf.Tensor1D | undefined {
+    return this.params.get(name) as tf.Tensor1D | undefined;
   }
 
   /** Current weights as HF-named host tensors ([out, in] linear weights). */
@@ -147,6 +169,8 @@ export class LlamaModel {
   dispose(): void {
     for (const v of this.params.values()) v.dispose();
     for (const t of this.rope.values()) tf.dispose(Object.values(t));
+    tf.dispose([...this.masks.values()]);
     this.rope.clear();
+    this.masks.clear();
   }
 }

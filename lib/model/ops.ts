@@ -35,6 +35,15 @@ export function linear(x: tf.Tensor, w: tf.Tensor2D): tf.Tensor {
 }
 
 /**
+ * Dense layer with an optional bias: x·w + b.
+ * @param x [..., in]  @param w [in, out]  @param b [out] or undefined  @returns [..., out]
+ */
+export function affine(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor {
+  const y = linear(x, w);
+  return b ? tf.add(y, b) : y;
+}
+
+/**
  * Row lookup table[ids] whose gradient is a scatter-add (ScatterNd sums duplicate ids).
  * @param table [V, D] @param ids int32 [N] @returns [N, D]
  */

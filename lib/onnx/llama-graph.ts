@@ -1,6 +1,8 @@
 /**
- * The Llama forward pass (HF `LlamaForCausalLM` semantics) as ONNX nodes, in three precisions
- * and with or without a KV cache. `export-llama.ts` declares the graph IO around it.
+ * The Llama forward pass (HF `LlamaForCausalLM` semantics, and the Qwen2 / Mistral variants:
+ * projection biases, sliding-window masks, see model/architectures.ts; rope_scaling variants via
+ * model/rope.ts's inverse frequencies) as ONNX nodes, in three precisions and with or without a
+ * KV cache. `export-llama.ts` declares the graph IO around it.
  *
  * Precision (`dtype`):
  * - fp32: everything float32.
@@ -21,7 +23,9 @@
  *   for every op in these graphs (MatMul, Softmax, SimplifiedLayerNormalization, elementwise) and
  *   MatMulNBits has float and float16 kernels, so fp16 and int4 run on the GPU as written.
  */
+import { layerWindow, ProjectionBiases, projectionBiases } from '../model/architectures.js';
 import { headDim, LlamaConfig } from '../model/config.js';
+import { ropeInvFreq } from '../model/rope.js';
 import { HostTensor, NamedTensors } from '../model/tensors.js';
 import { encodeHalf } from '../logits/fp16.js';
 import { GraphBuilder } from './graph-builder.js';
@@ -68,9 +72,15 @@ export class LlamaGraph {
   /** Element type of activations and of the KV cache. */
   readonly act: number;
   readonly hd: number;
+  private readonly bias: ProjectionBiases;
   private cos = '';
   private sin = '';
-  private maskBias = '';
+  /** Causal ∧ padding mask (bool [B, 1, 1, L, T]) and absolute query/key positions, for per-window biases. */
+  private allowed = '';
+  private queries = '';
+  private keys = '';
+  /** Additive mask bias per sliding window ('null' for full causal attention), built on first use. */
+  private maskBias = new Map<string, string>();
   /** Number of past positions (int64 scalar) and, for merged decoders, the end of the past to use ([1]). */
   private pastLen = '';
   private pastEnd = '';
@@ -78,6 +88,7 @@ export class LlamaGraph {
   constructor(readonly cfg: LlamaConfig, readonly weights: NamedTensors, readonly o: LlamaGraphOptions) {
     this.hd = headDim(cfg);
     this.act = o.dtype === 'fp16' ? DT.FLOAT16 : DT.FLOAT;
+    this.bias = projectionBiases(cfg);
   }
 
   private tensor(name: string, dims: number[], data: Float32Array, half: boolean): string {
@@ -95,8 +106,16 @@ export class LlamaGraph {
     return this.g.op('Cast', [x], [attr.int('to', to)]);
   }
 
-  /** y = x·Wᵀ with W [out, in] (HF layout): MatMul with `<name>.T` [in, out], or MatMulNBits for int4. */
-  linear(x: string, name: string): string {
+  /**
+   * y = x·Wᵀ (+ b) for HF projection `<name>.weight` [out, in] (and `<name>.bias` when `bias`):
+   * MatMul with `<name>.weight.T` [in, out], or MatMulNBits for int4, then Add.
+   */
+  linear(x: string, name: string, bias = false): string {
+    const y = this.matmul(x, `${name}.weight`);
+    return bias ? this.g.op('Add', [y, this.weight(`${name}.bias`)]) : y;
+  }
+
+  private matmul(x: string, name: string): string {
     const t = this.weights.get(name)!, [n, k] = t.shape;
     if (this.o.dtype !== 'int4') return this.g.op('MatMul', [x, this.tensor(`${name}.T`, [k, n], transpose2d(t), this.o.dtype === 'fp16')]);
     const q = quantizeInt4(t.data, n, k, this.o.blockSize, this.o.symmetric);
@@ -122,22 +141,38 @@ export class LlamaGraph {
     return g.op('Mul', [half ? this.cast(normed, DT.FLOAT16) : normed, this.weight(weightName)]);
   }
 
-  /** Sequence length L, total length T = mask width, past length P = T − L; causal + padding bias [B, 1, 1, L, T]. */
+  /** Sequence length L, total length T = mask width, past length P = T − L; causal ∧ padding [B, 1, 1, L, T]. */
   buildMask(): void {
     const g = this.g, dim = (x: string, i: number) => g.op('Gather', [g.op('Shape', [x]), g.int64([i], [])], [attr.int('axis', 0)]);
     const len = dim('input_ids', 1), total = dim('attention_mask', 1);
     this.pastLen = g.op('Sub', [total, len]);
-    const keys = g.op('Range', [g.int64([0], []), total, g.int64([1], [])]); // [T]
-    const queries = g.op('Range', [this.pastLen, total, g.int64([1], [])]); // [L], absolute positions
-    const causal = g.op('GreaterOrEqual', [g.unsqueeze(queries, [1]), g.unsqueeze(keys, [0])]); // [L, T]
+    this.keys = g.unsqueeze(g.op('Range', [g.int64([0], []), total, g.int64([1], [])]), [0]); // [1, T]
+    this.queries = g.unsqueeze(g.op('Range', [this.pastLen, total, g.int64([1], [])]), [1]); // [L, 1], absolute positions
+    const causal = g.op('GreaterOrEqual', [this.queries, this.keys]); // [L, T]
     const pad = g.unsqueeze(this.cast('attention_mask', DT.BOOL), [1, 2, 3]); // [B, 1, 1, 1, T]
-    this.maskBias = g.op('Where', [g.op('And', [causal, pad]), g.float([0], []), g.float([MASK_BIAS], [])]);
+    this.allowed = g.op('And', [causal, pad]);
     if (this.o.io.useCacheBranch) {
       // Optimum's merged decoder runs the no-past branch when use_cache_branch is false; the past
       // is then ignored, which slicing it to length 0 reproduces without an If node.
       const pastDim = g.op('Gather', [g.op('Shape', ['past_key_values.0.key']), g.int64([2])], [attr.int('axis', 0)]); // [1]
       this.pastEnd = g.op('Mul', [pastDim, this.cast('use_cache_branch', DT.INT64)]);
     }
+  }
+
+  /**
+   * The additive mask bias [B, 1, 1, L, T] of a layer: 0 where allowed, MASK_BIAS elsewhere; with a
+   * sliding window w also key > query − w (HF masking_utils' sliding_window_overlay).
+   */
+  private maskFor(window: number | null): string {
+    let bias = this.maskBias.get(String(window));
+    if (!bias) {
+      const g = this.g;
+      const allowed = window === null ? this.allowed
+        : g.op('And', [this.allowed, g.op('Greater', [this.keys, g.op('Sub', [this.queries, g.int64([window], [])])])]);
+      bias = g.op('Where', [allowed, g.float([0], []), g.float([MASK_BIAS], [])]);
+      this.maskBias.set(String(window), bias);
+    }
+    return bias;
   }
 
   /** position_ids [B, L]: the input, or HF's cumsum(mask) − 1 (1 where masked) over the last L columns. */
@@ -153,7 +188,7 @@ export class LlamaGraph {
   /** cos/sin tables [B, L, 1, head_dim] from positions (computed in float32 as HF does, then cast). */
   buildRope(positions: string): void {
     const g = this.g, half = this.hd / 2;
-    const invFreq = Array.from({ length: half }, (_, i) => 1 / this.cfg.rope_theta ** ((2 * i) / this.hd));
+    const invFreq = ropeInvFreq(this.hd, this.cfg.rope_theta, this.cfg.rope_scaling); // rope_scaling folded into the frequencies
     const pos = g.unsqueeze(this.cast(positions, DT.FLOAT), [2]); // [B, L, 1]
     g.initializers.push(floatTensor('model.rotary_emb.inv_freq', [half], Float32Array.from(invFreq))); // HF's buffer name
     const freqs = g.op('Mul', [pos, 'model.rotary_emb.inv_freq']); // [B, L, hd/2]
@@ -190,10 +225,10 @@ export class LlamaGraph {
   attention(x: string, p: string, i: number): string {
     const g = this.g, cfg = this.cfg, hd = this.hd;
     const kvh = cfg.num_key_value_heads, groups = cfg.num_attention_heads / kvh;
-    const heads = (name: string, n: number) => g.op('Reshape', [this.linear(x, name), g.int64([0, 0, n, hd])]);
-    const q = this.rope(heads(`${p}.q_proj.weight`, cfg.num_attention_heads)); // [B, L, H, hd]
-    const k = this.rope(heads(`${p}.k_proj.weight`, kvh)); // [B, L, KV, hd]
-    const v = heads(`${p}.v_proj.weight`, kvh);
+    const heads = (name: string, n: number) => g.op('Reshape', [this.linear(x, name, this.bias.qkv), g.int64([0, 0, n, hd])]);
+    const q = this.rope(heads(`${p}.q_proj`, cfg.num_attention_heads)); // [B, L, H, hd]
+    const k = this.rope(heads(`${p}.k_proj`, kvh)); // [B, L, KV, hd]
+    const v = heads(`${p}.v_proj`, kvh);
     const q5 = g.op('Transpose', [g.op('Reshape', [q, g.int64([0, 0, kvh, groups, hd])])],
       [attr.ints('perm', [0, 2, 3, 1, 4])]); // [B, KV, G, L, hd]
     const perm = (t: string, pm: number[]) => g.op('Transpose', [t], [attr.ints('perm', pm)]);
@@ -203,20 +238,20 @@ export class LlamaGraph {
     const v5 = g.unsqueeze(this.withPast(perm(v, [0, 2, 1, 3]), i, 'value'), [2]); // [B, KV, 1, T, hd]
     let scores = g.op('MatMul', [q5, kT5]); // [B, KV, G, L, T]
     if (this.act !== DT.FLOAT) scores = this.cast(scores, DT.FLOAT);
-    scores = g.op('Add', [g.op('Mul', [scores, g.float([1 / Math.sqrt(hd)], [])]), this.maskBias]);
+    scores = g.op('Add', [g.op('Mul', [scores, g.float([1 / Math.sqrt(hd)], [])]), this.maskFor(layerWindow(cfg, i))]);
     let probs = g.op('Softmax', [scores], [attr.int('axis', -1)]);
     if (this.act !== DT.FLOAT) probs = this.cast(probs, this.act);
     const ctx = perm(g.op('MatMul', [probs, v5]), [0, 3, 1, 2, 4]); // [B, L, KV, G, hd]
-    const merged = g.op('Reshape', [ctx, g.int64([0, 0, cfg.hidden_size])]); // [B, L, D]
-    return this.linear(merged, `${p}.o_proj.weight`);
+    const merged = g.op('Reshape', [ctx, g.int64([0, 0, cfg.num_attention_heads * hd])]); // [B, L, H·hd]
+    return this.linear(merged, `${p}.o_proj`, this.bias.o);
   }
 
   /** down(silu(gate(x)) · up(x)). */
   mlp(x: string, p: string): string {
     const g = this.g;
-    const gate = this.linear(x, `${p}.gate_proj.weight`);
+    const b = this.bias.mlp, gate = this.linear(x, `${p}.gate_proj`, b);
     const act = g.op('Mul', [gate, g.op('Sigmoid', [gate])]);
-    return this.linear(g.op('Mul', [act, this.linear(x, `${p}.up_proj.weight`)]), `${p}.down_proj.weight`);
+    return this.linear(g.op('Mul', [act, this.linear(x, `${p}.up_proj`, b)]), `${p}.down_proj`, b);
   }
 
   layer(h: string, i: number): string {
