@@ -7,13 +7,15 @@
  *   and `kd prep --tokenizer` finds the tokenizer)
  *   <out>/hf/config.json, model.safetensors, tokenizer.json
  */
-import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { flagsToConfig, isBool, isInt, isOneOf, isString, readConfigFile, resolveConfig } from '../lib/cli/config.js';
 import { loadCheckpoint, saveCheckpoint } from '../lib/model/checkpoint.js';
 import { countParameters } from '../lib/model/config.js';
 import { ONNX_DTYPES, ONNX_IOS, OnnxDtype, OnnxIo, writeLlamaOnnx } from '../lib/onnx/index.js';
+import { refuseExisting, sideFiles, writePlanned } from '../lib/onnx/export-files.js';
 
 export interface StudentExportConfig {
   /** Trained student checkpoint directory (config.json, model.safetensors, tokenizer.json). */
@@ -30,15 +32,17 @@ export interface StudentExportConfig {
   symmetric: boolean;
   /** safetensors dtype of the HF copy. */
   safetensors_dtype: 'F32' | 'F16';
+  /** Replace existing output files (default: any existing output is refused before anything is written). */
+  overwrite: boolean;
 }
 
 export const STUDENT_EXPORT_DEFAULTS: StudentExportConfig = {
-  checkpoint: 'runs/demo/distilled', out: 'runs/export', dtype: 'fp32', io: 'optimum', block_size: 32, symmetric: false, safetensors_dtype: 'F32',
+  checkpoint: 'runs/demo/distilled', out: 'runs/export', dtype: 'fp32', io: 'optimum', block_size: 32, symmetric: false, safetensors_dtype: 'F32', overwrite: false,
 };
 
 const CHECKS = {
   checkpoint: isString, out: isString, dtype: isOneOf(...ONNX_DTYPES), io: isOneOf(...ONNX_IOS), block_size: isInt(16, 4096), symmetric: isBool,
-  safetensors_dtype: isOneOf('F32', 'F16'),
+  safetensors_dtype: isOneOf('F32', 'F16'), overwrite: isBool,
 };
 
 export interface StudentExportResult {
@@ -48,19 +52,27 @@ export interface StudentExportResult {
   safetensors: { dir: string; dtype: 'F32' | 'F16'; bytes: number };
 }
 
-/** Writes the ONNX and the HF safetensors copies of a student checkpoint. */
+/**
+ * Writes the ONNX and the HF safetensors copies of a student checkpoint.
+ * @throws Error "<path>: exists; --overwrite replaces it" for any existing output file (checked
+ *   before anything is written); the checkpoint loader's and exporter's errors.
+ */
 export function run(partial: Record<string, unknown>, source = 'export config'): StudentExportResult {
   const cfg = resolveConfig<StudentExportConfig>(STUDENT_EXPORT_DEFAULTS, CHECKS, partial, source);
   const { cfg: model, weights } = loadCheckpoint(cfg.checkpoint);
-  const tokenizer = join(cfg.checkpoint, 'tokenizer.json');
-  const hasTokenizer = existsSync(tokenizer);
   const onnxDir = join(cfg.out, 'onnx'), hfDir = join(cfg.out, 'hf');
-  mkdirSync(onnxDir, { recursive: true });
   const onnxPath = join(onnxDir, 'model.onnx');
-  const sizes = writeLlamaOnnx(onnxPath, model, weights, { dtype: cfg.dtype, io: cfg.io, blockSize: cfg.block_size, symmetric: cfg.symmetric, source: cfg.checkpoint });
-  copyFileSync(join(cfg.checkpoint, 'config.json'), join(onnxDir, 'config.json'));
-  if (hasTokenizer) copyFileSync(tokenizer, join(onnxDir, 'tokenizer.json'));
-  saveCheckpoint(hfDir, model, weights, { dtype: cfg.safetensors_dtype, tokenizer: hasTokenizer ? tokenizer : undefined });
+  const side = sideFiles(onnxPath, cfg.checkpoint, model, cfg.dtype === 'fp16' ? 'float16' : 'float32');
+  const hfFiles = ['config.json', 'model.safetensors', ...(side.tokenizer ? ['tokenizer.json'] : [])].map((f) => ({ path: join(hfDir, f) }));
+  refuseExisting([{ path: onnxPath }, ...side.files, ...hfFiles], cfg.overwrite);
+  mkdirSync(onnxDir, { recursive: true });
+  writePlanned(side.files);
+  const sizes = writeLlamaOnnx(onnxPath, model, weights, {
+    dtype: cfg.dtype, io: cfg.io, blockSize: cfg.block_size, symmetric: cfg.symmetric, source: cfg.checkpoint,
+    tokenizerSha256: side.tokenizer && createHash('sha256').update(side.tokenizer).digest('hex'),
+  });
+  const tokenizer = join(cfg.checkpoint, 'tokenizer.json');
+  saveCheckpoint(hfDir, model, weights, { dtype: cfg.safetensors_dtype, tokenizer: side.tokenizer ? tokenizer : undefined });
   return {
     checkpoint: cfg.checkpoint, parameters: countParameters(model),
     onnx: { path: onnxPath, dtype: cfg.dtype, io: cfg.io, bytes: sizes.modelBytes + sizes.dataBytes },
@@ -88,6 +100,7 @@ export const command: CommandModule<object, Args> = {
     .option('block-size', { type: 'number', describe: 'int4: quantization block, power of two ≥ 16 (default 32)' })
     .option('symmetric', { type: 'boolean', describe: 'int4: symmetric blocks without zero points (default false)' })
     .option('safetensors-dtype', { choices: ['F32', 'F16'], describe: 'dtype of hf/model.safetensors (default F32)' })
+    .option('overwrite', { type: 'boolean', describe: 'replace existing output files (default: an existing output is refused)' })
     .option('json', { type: 'boolean', describe: 'print the result as JSON on stdout' }) as Argv<Args>,
   handler: (argv) => {
     const fromFile = argv.config ? readConfigFile(argv.config) : {};

@@ -11,7 +11,8 @@ import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, numberList
 import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { resolveWorker } from '../lib/cli/workers.js';
-import { addTopKOutputs, openDerivedSession, teacherDtypeOf } from '../lib/onnx/index.js';
+import { addTopKOutputs, openDerivedSession, teacherDtypeOf, TOKENIZER_SHA256_KEY, type OnnxSession } from '../lib/onnx/index.js';
+import { measureLogitsWidth } from '../lib/precompute/teacher-rows.js';
 import { loadPrecomputeInputs, type PrecomputeInputs } from '../lib/precompute/inputs.js';
 import { DatasetOutput } from '../lib/precompute/output.js';
 import { computeShards } from '../lib/precompute/run-shards.js';
@@ -102,9 +103,12 @@ export interface PrecomputeSummary {
 function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: WriteShardMeta): LogitManifest {
   return {
     format: 'kd-logits', version: 1,
-    teacher: { path: cfg.teacher, sha256: inp.teacherSha256, dtype: teacherDtypeOf(inp.teacherBytes, cfg.teacher), execution_provider: 'pending', input_names: [], output_names: ['logits'] },
+    teacher: {
+      path: cfg.teacher, sha256: inp.teacherSha256, dtype: teacherDtypeOf(inp.teacherBytes, cfg.teacher), execution_provider: 'pending', input_names: [], output_names: ['logits'],
+      tokenizer_sha256: inp.teacherTokenizer?.sha256 ?? null,
+    },
     tokenizer: { sha256: inp.tokenizer.sha256, vocab_size: inp.teacherVocab, real_vocab_size: inp.tokenizer.vocabSize },
-    windows: { source: join(cfg.prep, 'windows.json'), sha256: inp.windows.meta.splits.train.sha256 },
+    windows: { source: join(cfg.prep, 'windows.json'), sha256: inp.windows.meta.splits.train.sha256, validation_sha256: inp.validationSha256 },
     seq_len: inp.windows.seqLen, k: cfg.k, mode: 'topk', temperatures: cfg.temperatures,
     encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: SHARD_LAYOUT, codec: layout.codec },
     plan: planInfo(inp.rows, cfg.rows_per_shard, cfg.batch_size),
@@ -118,12 +122,19 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   const cfg = resolveConfig(PRECOMPUTE_DEFAULTS, CHECKS, partial, source);
   const worker = resolveWorker(cfg.shard_index, cfg.num_shards);
   const inp = await loadPrecomputeInputs(cfg, source);
+  if (!inp.teacherTokenizer && !cfg.quiet) {
+    process.stderr.write(`kd: warning: ${cfg.teacher}: no tokenizer.json beside it and no ${TOKENIZER_SHA256_KEY} in its metadata; cannot check that ${inp.tokenizer.path} is the teacher's tokenizer\n`);
+  }
   const graph = addTopKOutputs(inp.teacherBytes, { k: cfg.k, temperatures: cfg.temperatures, source: cfg.teacher });
+  const session = inp.vocabDeclared ? undefined : await measureVocab(cfg, inp, graph); // before any output exists
   const L = inp.windows.seqLen;
   const layout: WriteShardMeta = {
     seqLen: L, k: cfg.k, numTemps: cfg.temperatures.length, idDtype: idDtypeFor(inp.tokenizer.vocabSize), valueDtype: 'float16', codec: cfg.codec === 'gzip' ? 'GZIP' : 'BROTLI',
   };
-  const { out, todo } = await DatasetOutput.open(cfg.out, identity(cfg, inp, layout), planShards(inp.rows, cfg.rows_per_shard), { index: worker.index, count: worker.count }, cfg.overwrite);
+  const opened = await DatasetOutput.open(cfg.out, identity(cfg, inp, layout), planShards(inp.rows, cfg.rows_per_shard), { index: worker.index, count: worker.count }, cfg.overwrite)
+    .catch(async (e: unknown) => { await session?.session.release(); throw e; });
+  const { out, todo } = opened;
+  if (todo.length === 0) await session?.session.release(); // nothing to compute: the measuring session is not needed
   const reused = out.shardCount, reusedRows = out.progress().totals.rows;
   const say = (line: string) => { if (!cfg.quiet) process.stderr.write(line + '\n'); };
   if (worker.count > 1) say(`precompute: worker ${worker.index} of ${worker.count} (from ${worker.source})`);
@@ -132,7 +143,7 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   const stopSignals = abortOnSignals(controller, 'precompute stops once the shard being written is listed; re-run to resume');
   let loop: LoopResult = { seconds: 0, cpuSeconds: 0, forward: 0, write: 0 };
   try {
-    if (todo.length > 0) loop = await teacherLoop(cfg, inp, graph, out, todo, layout, controller.signal);
+    if (todo.length > 0) loop = await teacherLoop(cfg, inp, graph, out, todo, layout, controller.signal, session);
   } catch (e) {
     out.release();
     throw e;
@@ -154,6 +165,26 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   return summary;
 }
 
+/**
+ * For a teacher whose logits width is symbolic: opens the session and measures the real width on
+ * the first window, which replaces the embedding rows in `inp.teacherVocab`. @returns the open session.
+ * @throws Error (session released) when the teacher's logits are narrower than the tokenizer.
+ */
+async function measureVocab(cfg: PrecomputeConfig, inp: PrecomputeInputs, graph: Uint8Array): Promise<OnnxSession> {
+  const session = await openDerivedSession(cfg.teacher, graph, { device: cfg.device });
+  try {
+    const width = await measureLogitsWidth(session, inp.windows);
+    if (width < inp.tokenizer.vocabSize) {
+      throw new Error(`${cfg.teacher}: teacher logits are ${width} wide (measured on the first window; the graph declares the dim symbolically), fewer than the tokenizer's ${inp.tokenizer.vocabSize} tokens (${inp.tokenizer.path})`);
+    }
+    inp.teacherVocab = width;
+    return session;
+  } catch (e) {
+    await session.session.release();
+    throw e;
+  }
+}
+
 /** Wall and CPU seconds of the compute loop, and its time in forwards and (writer thread) writes. */
 interface LoopResult { seconds: number; cpuSeconds: number; forward: number; write: number }
 
@@ -162,10 +193,10 @@ interface LoopResult { seconds: number; cpuSeconds: number; forward: number; wri
  * abort of `signal` ends the loop early without an error (the caller sees `signal.aborted`).
  */
 async function teacherLoop(cfg: PrecomputeConfig, inp: PrecomputeInputs, graph: Uint8Array, out: DatasetOutput,
-  todo: ShardSlice[], layout: WriteShardMeta, signal: AbortSignal): Promise<LoopResult> {
+  todo: ShardSlice[], layout: WriteShardMeta, signal: AbortSignal, opened?: OnnxSession): Promise<LoopResult> {
   const sink = threadShardSink(); // starts loading while the session is created
   try {
-    const session = await openDerivedSession(cfg.teacher, graph, { device: cfg.device }); // finds external weight files
+    const session = opened ?? await openDerivedSession(cfg.teacher, graph, { device: cfg.device }); // finds external weight files
     out.setTeacherRun(session.executionProvider, session.inputNames);
     const L = inp.windows.seqLen, timing = { forward: 0, write: 0 };
     const progress = createProgress('precompute', todo.reduce((s, x) => s + x.rows, 0) * L, 'tokens', cfg.quiet);
@@ -173,7 +204,8 @@ async function teacherLoop(cfg: PrecomputeConfig, inp: PrecomputeInputs, graph: 
     const start = performance.now(), cpuStart = process.cpuUsage();
     try {
       await computeShards(session, inp.windows, todo, out, {
-        batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, layout, sink, timing, signal, onWindows: (n) => progress.update(n * L),
+        batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, tokenizer: inp.tokenizer.path, vocabWidth: inp.teacherVocab,
+        layout, sink, timing, signal, onWindows: (n) => progress.update(n * L),
       });
     } catch (e) {
       if (!signal.aborted) throw e;
@@ -220,7 +252,7 @@ export const command: CommandModule<object, Args> = {
     .option('shard-index', { type: 'number', describe: 'this worker\'s index i in a split run: it writes shards j with j mod N = i (default: SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0)' })
     .option('num-shards', { type: 'number', describe: 'number of workers N (default: SLURM_ARRAY_TASK_COUNT or KD_NUM_SHARDS, else 1)' })
     .option('overwrite', { type: 'boolean', describe: 'delete an existing dataset in --out instead of resuming it (single worker)' })
-    .option('quiet', { type: 'boolean', describe: 'no progress bar or summary' })
+    .option('quiet', { type: 'boolean', describe: 'no progress bar, summary or warnings' })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' }) as Argv<Args>,
   handler: async (argv) => {
     const fromFile = argv.config ? readConfigFile(argv.config) : {};

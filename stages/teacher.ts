@@ -7,9 +7,10 @@
  * trained checkpoint compactly (fp16 safetensors + config + tokenizer + training log) for
  * committing under data/.
  */
-import { existsSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { copyFileDurable } from '../lib/util/fs.js';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { flagsToConfig, isBool, isInt, isOneOf, isString, readConfigFile, resolveConfig, mergeConfig } from '../lib/cli/config.js';
 import { createProgress } from '../lib/cli/progress.js';
@@ -17,6 +18,7 @@ import { compareOnnx, formatComparison, OnnxCompareResult } from '../lib/metrics
 import { readWindows } from '../lib/data/windows.js';
 import { loadCheckpoint, saveCheckpoint } from '../lib/model/checkpoint.js';
 import { Device, ONNX_DTYPES, ONNX_IOS, OnnxDtype, OnnxIo, writeLlamaOnnx } from '../lib/onnx/index.js';
+import { refuseExisting, sideFiles, writePlanned } from '../lib/onnx/export-files.js';
 import { loadTokenizer } from '../lib/tokenizer/tokenizer.js';
 import { resolveTrainConfig, TRAIN_DEFAULTS, TRAIN_KEYS, TrainConfig } from '../lib/train/config.js';
 import { validationData, windowData } from '../lib/train/data.js';
@@ -64,23 +66,40 @@ export interface ExportConfig {
   symmetric: boolean;
   /** Weights in `<out>.data` (ONNX external data) instead of inside the .onnx file. */
   external_data: boolean;
+  /** Replace existing output files (the .onnx, its .data, a different config.json/tokenizer.json beside it). */
+  overwrite: boolean;
 }
 
 export const EXPORT_DEFAULTS: ExportConfig = {
-  checkpoint: 'data/teacher', out: 'runs/teacher/model.onnx', io: 'optimum', dtype: 'fp32', block_size: 32, symmetric: false, external_data: false,
+  checkpoint: 'data/teacher', out: 'runs/teacher/model.onnx', io: 'optimum', dtype: 'fp32', block_size: 32, symmetric: false, external_data: false, overwrite: false,
 };
 const EXPORT_CHECKS = {
-  checkpoint: isString, out: isString, io: isOneOf(...ONNX_IOS), dtype: isOneOf(...ONNX_DTYPES), block_size: isInt(16, 4096), symmetric: isBool, external_data: isBool,
+  checkpoint: isString, out: isString, io: isOneOf(...ONNX_IOS), dtype: isOneOf(...ONNX_DTYPES), block_size: isInt(16, 4096), symmetric: isBool, external_data: isBool, overwrite: isBool,
 };
 
-/** Writes the checkpoint as ONNX. @returns the config used and the bytes of the .onnx file (+ its data file). */
-export function runExport(partial: Record<string, unknown>, source = 'export config'): ExportConfig & { bytes: number; data_bytes: number } {
+/** What {@link runExport} returns: the config used, the bytes written and the files beside the model. */
+export type ExportResult = ExportConfig & { bytes: number; data_bytes: number; config: string; tokenizer: string | null };
+
+/**
+ * Writes the checkpoint as ONNX at `out`, with `config.json` and the checkpoint's `tokenizer.json`
+ * beside it (the tokenizer's sha256 also goes into the model's metadata_props), so precompute
+ * and eval can check a prep's seq_len and tokenizer against the teacher.
+ * @throws Error "<path>: exists; --overwrite replaces it" for an existing output (nothing written);
+ *   the checkpoint loader's and exporter's errors.
+ */
+export function runExport(partial: Record<string, unknown>, source = 'export config'): ExportResult {
   const cfg = resolveConfig<ExportConfig>(EXPORT_DEFAULTS, EXPORT_CHECKS, partial, source);
   const { cfg: modelCfg, weights } = loadCheckpoint(cfg.checkpoint);
+  const side = sideFiles(cfg.out, cfg.checkpoint, modelCfg, cfg.dtype === 'fp16' ? 'float16' : 'float32');
+  refuseExisting([{ path: cfg.out }, ...(cfg.external_data ? [{ path: `${cfg.out}.data` }] : []), ...side.files], cfg.overwrite);
+  if (!side.tokenizer) process.stderr.write(`kd: ${join(cfg.checkpoint, 'tokenizer.json')}: not found; the export carries no tokenizer, so precompute cannot check that a prep uses the teacher's\n`);
+  mkdirSync(dirname(cfg.out), { recursive: true });
+  writePlanned(side.files); // before the model: a model that is there has its config beside it
   const sizes = writeLlamaOnnx(cfg.out, modelCfg, weights, {
     io: cfg.io, dtype: cfg.dtype, blockSize: cfg.block_size, symmetric: cfg.symmetric, externalData: cfg.external_data, source: cfg.checkpoint,
+    tokenizerSha256: side.tokenizer && createHash('sha256').update(side.tokenizer).digest('hex'),
   });
-  return { ...cfg, bytes: sizes.modelBytes, data_bytes: sizes.dataBytes };
+  return { ...cfg, bytes: sizes.modelBytes, data_bytes: sizes.dataBytes, config: side.files[0].path, tokenizer: side.files[1]?.path ?? null };
 }
 
 /** `kd teacher compare` options (the two models are positional). */
@@ -143,49 +162,93 @@ type Args = Record<string, unknown> & { config?: string; json?: boolean };
 
 const EXPORT_KEYS = Object.keys(EXPORT_CHECKS), COMPARE_KEYS = Object.keys(COMPARE_CHECKS);
 
-function exportSummary(r: ReturnType<typeof runExport>): string {
+function exportSummary(r: ExportResult): string {
   const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
   const quant = r.dtype === 'int4' ? ` (MatMulNBits, block ${r.block_size}, ${r.symmetric ? 'symmetric' : 'asymmetric'})` : '';
   const data = r.external_data ? ` + ${r.out}.data ${mib(r.data_bytes)}` : '';
-  return `teacher export: ${r.out} ${mib(r.bytes)}${data}, ${r.dtype}${quant}, ${r.io} IO\n`;
+  return `teacher export: ${r.out} ${mib(r.bytes)}${data}, ${r.dtype}${quant}, ${r.io} IO; beside it ${[r.config, r.tokenizer].filter(Boolean).join(', ')}\n`;
 }
 
-export const command: CommandModule<object, Args> = {
-  command: 'teacher <action> [models..]',
-  describe: 'Train the teacher (train), write it as ONNX (export), compare two ONNX exports (compare A.onnx B.onnx), or ship it to data/ (ship)',
-  builder: (y: Argv<object>) => trainOptions(y
-    .positional('action', { choices: ['train', 'export', 'compare', 'ship'] as const, describe: 'train: CE training on the prep windows; export: checkpoint → ONNX; compare: two .onnx on the validation windows; ship: checkpoint → fp16 copy for data/' })
-    .positional('models', { type: 'string', array: true, describe: 'compare: the two .onnx files A and B' })
-    .option('checkpoint', { type: 'string', describe: 'export/ship: HF checkpoint directory (default data/teacher for export, runs/teacher for ship)' })
-    .option('io', { choices: ONNX_IOS, describe: `export: graph IO — optimum (input_ids, attention_mask, position_ids → logits), optimum-kv (+ past_key_values/present), merged (+ use_cache_branch), genai (no position_ids; + past/present) (default ${EXPORT_DEFAULTS.io})` })
-    .option('dtype', { choices: ONNX_DTYPES, describe: `export: fp32, fp16 (weights and activations), int4 (com.microsoft.MatMulNBits linears; embedding and head fp32) (default ${EXPORT_DEFAULTS.dtype})` })
-    .option('block-size', { type: 'number', describe: `export int4: quantization block along the input dimension, power of two ≥ 16 (default ${EXPORT_DEFAULTS.block_size})` })
-    .option('symmetric', { type: 'boolean', describe: 'export int4: symmetric blocks without zero points (default false: a zero point per block)' })
-    .option('external-data', { type: 'boolean', describe: 'export: weights in <out>.data (ONNX external data) (default false)' })
-    .option('max-windows', { type: 'number', describe: 'compare: first N validation windows, 0 = all (default 0); --batch-size windows per forward (default 8)' })
-    .option('device', { choices: ['auto', 'cpu', 'cuda'], describe: 'compare: auto = CUDA when its provider loads, else CPU; cuda = CUDA or an error (default auto)' }), TEACHER_DEFAULTS) as Argv<Args>,
+const configOption = { type: 'string', describe: 'JSON or YAML file of config keys (snake_case); flags override it' } as const;
+const jsonOption = { type: 'boolean', describe: 'print the result as JSON on stdout' } as const;
+const fromConfig = (argv: Args) => (argv.config ? readConfigFile(argv.config) : {});
+
+/** `kd teacher train`: the student's training options, with the teacher's defaults. */
+const trainCommand: CommandModule<object, Args> = {
+  command: 'train',
+  describe: 'CE training of the teacher on the prep windows',
+  builder: (y: Argv<object>) => trainOptions(y, TEACHER_DEFAULTS) as Argv<Args>,
   handler: async (argv) => {
-    const fromFile = argv.config ? readConfigFile(argv.config) : {};
-    const models = (argv.models as string[] | undefined) ?? [];
-    if (argv.action !== 'compare' && models.length) throw new Error(`teacher ${String(argv.action)}: unexpected argument(s) ${models.join(' ')}`);
-    if (argv.action === 'ship') {
-      const r = runShip({ ...fromFile, ...flagsToConfig(argv, ['checkpoint', 'out']) }, argv.config ?? 'ship config');
-      process.stderr.write(`teacher ship: ${r.out} (${(r.bytes / 2 ** 20).toFixed(1)} MiB with fp16 weights)\n`);
-      return;
-    }
-    if (argv.action === 'export') {
-      const r = runExport({ ...fromFile, ...flagsToConfig(argv, EXPORT_KEYS) }, argv.config ?? 'export config');
-      process.stderr.write(exportSummary(r));
-      if (argv.json) process.stdout.write(JSON.stringify(r) + '\n');
-      return;
-    }
-    if (argv.action === 'compare') {
-      if (models.length !== 2) throw new Error(`teacher compare: give two .onnx files (A and B), got ${models.length}`);
-      const r = await runCompare(models[0], models[1], { ...fromFile, ...flagsToConfig(argv, COMPARE_KEYS) }, argv.config ?? 'compare config');
-      if (argv.json) process.stdout.write(JSON.stringify(r) + '\n');
-      return;
-    }
-    const summary = await runTrain(mergeConfig(fromFile, flagsToConfig(argv, TRAIN_KEYS)), argv.config ?? 'teacher config');
+    const summary = await runTrain(mergeConfig(fromConfig(argv), flagsToConfig(argv, TRAIN_KEYS)), argv.config ?? 'teacher config');
     if (argv.json) process.stdout.write(JSON.stringify(summary) + '\n');
   },
+};
+
+/** `kd teacher export`. */
+const exportCommand: CommandModule<object, Args> = {
+  command: 'export',
+  describe: 'Write a checkpoint as ONNX (+ config.json and tokenizer.json beside it)',
+  builder: (y: Argv<object>) => y
+    .option('config', configOption)
+    .option('checkpoint', { type: 'string', describe: `HF checkpoint directory (default ${EXPORT_DEFAULTS.checkpoint})` })
+    .option('out', { type: 'string', describe: `output .onnx file; config.json and tokenizer.json are written beside it (default ${EXPORT_DEFAULTS.out})` })
+    .option('io', { choices: ONNX_IOS, describe: `graph IO — optimum (input_ids, attention_mask, position_ids → logits), optimum-kv (+ past_key_values/present), merged (+ use_cache_branch), genai (no position_ids; + past/present) (default ${EXPORT_DEFAULTS.io})` })
+    .option('dtype', { choices: ONNX_DTYPES, describe: `fp32, fp16 (weights and activations), int4 (com.microsoft.MatMulNBits linears; embedding and head fp32) (default ${EXPORT_DEFAULTS.dtype})` })
+    .option('block-size', { type: 'number', describe: `int4: quantization block along the input dimension, power of two ≥ 16 (default ${EXPORT_DEFAULTS.block_size})` })
+    .option('symmetric', { type: 'boolean', describe: 'int4: symmetric blocks without zero points (default false: a zero point per block)' })
+    .option('external-data', { type: 'boolean', describe: 'weights in <out>.data (ONNX external data) (default false)' })
+    .option('overwrite', { type: 'boolean', describe: 'replace existing output files (default: an existing --out is refused)' })
+    .option('json', jsonOption) as Argv<Args>,
+  handler: (argv) => {
+    const r = runExport({ ...fromConfig(argv), ...flagsToConfig(argv, EXPORT_KEYS) }, argv.config ?? 'export config');
+    process.stderr.write(exportSummary(r));
+    if (argv.json) process.stdout.write(JSON.stringify(r) + '\n');
+  },
+};
+
+/** `kd teacher compare A.onnx B.onnx`. */
+const compareCommand: CommandModule<object, Args> = {
+  command: 'compare <a> <b>',
+  describe: 'Compare two ONNX language models on the validation windows (top-1 agreement, KL(A‖B), perplexities)',
+  builder: (y: Argv<object>) => y
+    .positional('a', { type: 'string', describe: 'model A (.onnx), e.g. the fp32 export' })
+    .positional('b', { type: 'string', describe: 'model B (.onnx), e.g. the int4 export' })
+    .option('config', configOption)
+    .option('prep', { type: 'string', describe: `prep output directory: the validation windows (default ${COMPARE_DEFAULTS.prep})` })
+    .option('batch-size', { type: 'number', describe: `windows per forward (default ${COMPARE_DEFAULTS.batch_size})` })
+    .option('max-windows', { type: 'number', describe: 'first N validation windows, 0 = all (default 0)' })
+    .option('device', { choices: ['auto', 'cpu', 'cuda'], describe: 'auto = CUDA when its provider loads, else CPU; cuda = CUDA or an error (default auto)' })
+    .option('quiet', { type: 'boolean', describe: 'no progress bar or summary' })
+    .option('json', jsonOption) as Argv<Args>,
+  handler: async (argv) => {
+    const r = await runCompare(String(argv.a), String(argv.b), { ...fromConfig(argv), ...flagsToConfig(argv, COMPARE_KEYS) }, argv.config ?? 'compare config');
+    if (argv.json) process.stdout.write(JSON.stringify(r) + '\n');
+  },
+};
+
+/** `kd teacher ship`. */
+const shipCommand: CommandModule<object, Args> = {
+  command: 'ship',
+  describe: 'Copy a trained checkpoint as fp16 safetensors + config + tokenizer + training log (for data/)',
+  builder: (y: Argv<object>) => y
+    .option('config', configOption)
+    .option('checkpoint', { type: 'string', describe: 'trained checkpoint directory (default runs/teacher)' })
+    .option('out', { type: 'string', describe: 'output directory (default data/teacher)' }) as Argv<Args>,
+  handler: (argv) => {
+    const r = runShip({ ...fromConfig(argv), ...flagsToConfig(argv, ['checkpoint', 'out']) }, argv.config ?? 'ship config');
+    process.stderr.write(`teacher ship: ${r.out} (${(r.bytes / 2 ** 20).toFixed(1)} MiB with fp16 weights)\n`);
+  },
+};
+
+/** `kd teacher <action>`: each action is a subcommand with only its own options (`kd teacher export --help`). */
+export const command: CommandModule<object, Args> = {
+  command: 'teacher',
+  describe: 'Train the teacher (train), write it as ONNX (export), compare two ONNX exports (compare A.onnx B.onnx), or ship it to data/ (ship)',
+  builder: (y: Argv<object>) => y
+    .command(trainCommand)
+    .command(exportCommand)
+    .command(compareCommand)
+    .command(shipCommand)
+    .demandCommand(1, 'name a teacher action: train, export, compare or ship') as Argv<Args>,
+  handler: () => undefined, // the subcommands do the work
 };

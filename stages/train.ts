@@ -7,15 +7,31 @@ import type { Argv, CommandModule } from 'yargs';
 import { flagsToConfig, readConfigFile, mergeConfig } from '../lib/cli/config.js';
 import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { trainOptions } from '../lib/cli/train-options.js';
-import { openLogitDataset } from '../lib/shards/index.js';
-import { loadTokenizer } from '../lib/tokenizer/tokenizer.js';
+import { openLogitDataset, type LogitManifest } from '../lib/shards/index.js';
+import { loadTokenizer, type Tokenizer } from '../lib/tokenizer/tokenizer.js';
 import { resolveTrainConfig, STUDENT_DEFAULTS, TRAIN_KEYS } from '../lib/train/config.js';
 import { validationData } from '../lib/train/data.js';
+import { checkPrepProvenance } from '../lib/train/provenance.js';
 import { makeLossFn } from '../lib/train/loss.js';
 import { shardData } from '../lib/train/shard-data.js';
 import { train, TrainControl, TrainSummary } from '../lib/train/trainer.js';
 
 export { STUDENT_DEFAULTS };
+
+/**
+ * The manifest's vocabulary must be the tokenizer's (an edited manifest would otherwise size the
+ * student wrongly and fail inside a TF.js gather).
+ * @throws Error "<data>/manifest.json: tokenizer.real_vocab_size 400 is not the 512 tokens of <prep>/tokenizer.json (edited manifest?)"
+ */
+function checkManifestVocab(m: LogitManifest, manifestPath: string, tokenizer: Tokenizer): void {
+  if (m.tokenizer.real_vocab_size !== tokenizer.vocabSize) {
+    throw new Error(`${manifestPath}: tokenizer.real_vocab_size ${m.tokenizer.real_vocab_size} is not the ${tokenizer.vocabSize} tokens of ${tokenizer.path} whose sha256 it records (edited manifest?)`);
+  }
+  const teacherTok = m.teacher.tokenizer_sha256;
+  if (typeof teacherTok === 'string' && teacherTok !== m.tokenizer.sha256) {
+    throw new Error(`${manifestPath}: teacher.tokenizer_sha256 ${teacherTok.slice(0, 12)}… is not tokenizer.sha256 ${m.tokenizer.sha256.slice(0, 12)}… (edited manifest?)`);
+  }
+}
 
 /**
  * Trains a student from `cfg.data`; see the module comment.
@@ -27,9 +43,13 @@ export async function run(partial: Record<string, unknown>, source = 'train conf
   const ds = await openLogitDataset(cfg.data);
   const tokenizerPath = join(cfg.prep, 'tokenizer.json');
   const tokenizer = loadTokenizer(tokenizerPath);
+  const manifestPath = join(cfg.data, 'manifest.json');
   if (ds.manifest.tokenizer.sha256 !== tokenizer.sha256) {
-    throw new Error(`${join(cfg.data, 'manifest.json')}: logits were computed with another tokenizer than ${tokenizerPath} (sha256 differs)`);
+    throw new Error(`${manifestPath}: logits were computed with another tokenizer than ${tokenizerPath} (sha256 differs)`);
   }
+  checkManifestVocab(ds.manifest, manifestPath, tokenizer);
+  const warning = await checkPrepProvenance(cfg.prep, ds.manifest, manifestPath);
+  if (warning && !cfg.quiet) process.stderr.write(`kd: warning: ${warning}\n`);
   const lossFn = makeLossFn(cfg, ds.manifest.tokenizer.real_vocab_size, ds.manifest.temperatures); // fails fast on an unstored τ
   const summary = await train(cfg, {
     train: await shardData(ds),

@@ -149,11 +149,11 @@ describe.each([true, false])('exportLlamaOnnx (tie_word_embeddings=%s)', (tie) =
     const k = 5, temps = [1, 2, 0.5];
     const { logits } = await runLogits(await openOnnxSession(bytes, { device: 'cpu' }), ids, B, L);
     const topkBytes = addTopKOutputs(bytes, { k, temperatures: temps });
-    expect(ioNamesOf(topkBytes).outputs).toEqual(['topk_ids', 'topk_logits', 'log_z']);
+    expect(ioNamesOf(topkBytes).outputs).toEqual(['topk_ids', 'topk_logits', 'log_z', 'logits_width']);
     const h = await openOnnxSession(topkBytes, { device: 'cpu' });
-    expect(h.outputNames).toEqual(['topk_ids', 'topk_logits', 'log_z']);
+    expect(h.outputNames).toEqual(['topk_ids', 'topk_logits', 'log_z', 'logits_width']);
     const got = await runTopK(h, ids, B, L);
-    expect([got.k, got.numTemperatures]).toEqual([k, temps.length]);
+    expect([got.k, got.numTemperatures, got.logitsWidth]).toEqual([k, temps.length, V]);
     for (let r = 0; r < B * L; r++) {
       const ref = topkReference(logits.subarray(r * V, (r + 1) * V), k, temps);
       expect([...got.topkIds.subarray(r * k, (r + 1) * k)]).toEqual(ref.ids);

@@ -104,7 +104,7 @@ describe('precompute: teacher vocabulary wider than the tokenizer (padded rows)'
   it('stops naming the window when a padded row reaches the top-k', async () => {
     const t = padded((row, head, D) => row.set(head.subarray(0, D).map((x) => x * 50)));
     const err = await precompute({ ...CFG, teacher: t, prep, out: join(dir, 'padded-bad') }).then(() => null, (e: Error) => e);
-    expect(err?.message).toMatch(new RegExp(`^${t}: teacher ranks padded vocabulary row (5[1-7]\\d) \\(≥ the tokenizer's 512\\) in its top-k at window \\d+, position \\d+$`));
+    expect(err?.message).toMatch(new RegExp(`^${t}: the teacher ranks id (5[1-7]\\d) in its top-k \\(window \\d+, position \\d+\\) but ${join(prep, 'tokenizer.json')} has only 512 tokens: a teacher/tokenizer mismatch \\(make the prep with the teacher's tokenizer: kd prep --tokenizer <its tokenizer.json>\\) or padded vocabulary rows that carry mass$`));
   });
 });
 

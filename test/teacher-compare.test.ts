@@ -36,7 +36,7 @@ describe('kd teacher export / compare', () => {
   const docs = [0, 1, 2, 3].map((i) => ({ id: `d${i}`, ids: randomIds(60, cfg.vocab_size, 40 + i), bytes: 200 }));
   writeWindows(dir, { seq_len: 12, eos_id: 0, vocab_size: cfg.vocab_size, tokenizer_sha256: 'x', source: 'test', seed: 1, val_fraction: 0.5 },
     { train: docs, validation: docs });
-  const exp = (name: string, extra: Record<string, unknown>) => runExport({ checkpoint: ckpt, out: join(dir, name, 'model.onnx'), ...extra });
+  const exp = (name: string, extra: Record<string, unknown>) => runExport({ checkpoint: ckpt, out: join(dir, name, 'model.onnx'), overwrite: true, ...extra }); // tests re-export fp32
   const opts = { prep: dir, max_windows: 10, batch_size: 4, device: 'cpu', quiet: true };
 
   it('export validates its options and writes each variant', () => {

@@ -4,7 +4,7 @@
  * KL(A‖B) and the perplexity of each (see `compare.ts` for the formulas).
  */
 import { readWindows } from '../data/windows.js';
-import { Device, openOnnxSession, OnnxSession, runLogits } from '../onnx/index.js';
+import { Device, openOnnxSession, OnnxSession, runLogits, TOPK_OUTPUTS } from '../onnx/index.js';
 import { ComparisonResult, LogitComparison } from './compare.js';
 
 export interface OnnxCompareOptions {
@@ -41,6 +41,19 @@ export interface OnnxCompareResult extends ComparisonResult {
   seconds: number;
 }
 
+/**
+ * @throws Error naming the file when the model has no `logits` output: a top-k graph written for
+ *   precompute (outputs topk_ids, topk_logits, log_z), or a model that is not a language model.
+ */
+function requireLogits(h: OnnxSession, path: string): void {
+  if (h.outputNames.includes('logits')) return;
+  const outputs = h.outputNames.join(', ') || 'none';
+  const why = TOPK_OUTPUTS.every((n) => h.outputNames.includes(n))
+    ? 'it is a top-k graph made for precompute, which keeps only the top-k of the logits; compare the exported models it was made from'
+    : 'teacher compare needs two language models with a [batch, sequence, vocabulary] logits output';
+  throw new Error(`${path}: ONNX model has no 'logits' output (outputs: ${outputs}): ${why}`);
+}
+
 const logitsType = (h: OnnxSession): string => {
   const m = h.session.outputMetadata.find((o) => o.name === 'logits');
   return m && 'type' in m ? m.type : '?';
@@ -51,7 +64,8 @@ const logitsType = (h: OnnxSession): string => {
  * path (so external data works) and fed from their declared inputs (Optimum, merged, genai IO).
  * The vocabulary for KL and perplexity is the tokenizer's (windows.json `vocab_size`), so padded
  * logit columns get no mass.
- * @throws Error naming the file for a missing/non-ONNX model or one without `logits`; naming both
+ * @throws Error naming the file for a missing/non-ONNX model or one without `logits` (see
+ *   requireLogits); naming both
  *   files when their vocabularies differ.
  */
 export async function compareOnnx(pathA: string, pathB: string, o: OnnxCompareOptions): Promise<OnnxCompareResult> {
@@ -59,7 +73,10 @@ export async function compareOnnx(pathA: string, pathB: string, o: OnnxCompareOp
   const L = windows.seqLen, n = o.maxWindows > 0 ? Math.min(o.maxWindows, windows.rows) : windows.rows;
   if (n === 0) throw new Error(`${o.prep}: the validation split has no windows`);
   const open = (p: string) => openOnnxSession(p, { device: o.device, threads: o.threads });
-  const ha = await open(pathA), hb = await open(pathB);
+  const ha = await open(pathA);
+  requireLogits(ha, pathA);
+  const hb = await open(pathB);
+  requireLogits(hb, pathB);
   let cmp: LogitComparison | undefined, secA = 0, secB = 0;
   const t0 = performance.now();
   o.onProgress?.(0, n);

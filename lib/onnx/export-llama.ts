@@ -9,6 +9,7 @@ import { headDim, LlamaConfig, llamaTensorShapes } from '../model/config.js';
 import { NamedTensors } from '../model/tensors.js';
 import { writeOnnxExternal } from './external-data.js';
 import { LlamaGraph, LlamaGraphIo, OnnxDtype, OPSET } from './llama-graph.js';
+import { TOKENIZER_SHA256_KEY } from './model-tokenizer.js';
 import { DT, encodeModel, OnnxTypes, valueInfo, writeOnnx } from './proto.js';
 
 export { writeOnnx } from './proto.js';
@@ -54,6 +55,11 @@ export interface ExportLlamaOptions {
   symmetric?: boolean;
   /** Name used in error messages (e.g. the checkpoint path). */
   source?: string;
+  /**
+   * sha256 (hex) of the model's tokenizer.json, stored in metadata_props as `kd.tokenizer_sha256`
+   * so that precompute can check a prep tokenizer against the model alone (model-tokenizer.ts).
+   */
+  tokenizerSha256?: string;
 }
 
 function checkWeights(cfg: LlamaConfig, weights: NamedTensors, source: string): void {
@@ -67,7 +73,7 @@ function checkWeights(cfg: LlamaConfig, weights: NamedTensors, source: string): 
   }
 }
 
-function checkOptions(o: ExportLlamaOptions, source: string): Required<Omit<ExportLlamaOptions, 'source'>> {
+function checkOptions(o: ExportLlamaOptions, source: string): Required<Omit<ExportLlamaOptions, 'source' | 'tokenizerSha256'>> {
   const dtype = o.dtype ?? 'fp32', io = o.io ?? 'optimum', blockSize = o.blockSize ?? 32;
   if (!ONNX_DTYPES.includes(dtype)) throw new Error(`${source}: ONNX export dtype '${dtype}' is not supported (valid: ${ONNX_DTYPES.join(', ')})`);
   if (!ONNX_IOS.includes(io)) throw new Error(`${source}: ONNX export io '${io}' is not supported (valid: ${ONNX_IOS.join(', ')})`);
@@ -114,6 +120,7 @@ export function buildLlamaModel(cfg: LlamaConfig, weights: NamedTensors, opts: E
     producerName: 'kd',
     opsetImport: [{ domain: '', version: OPSET }, ...(o.dtype === 'int4' ? [{ domain: 'com.microsoft', version: 1 }] : [])],
     graph: { name: 'llama', node: nodes, initializer: lg.g.initializers, input, output },
+    ...(opts.tokenizerSha256 ? { metadataProps: [{ key: TOKENIZER_SHA256_KEY, value: opts.tokenizerSha256 }] } : {}),
   };
 }
 

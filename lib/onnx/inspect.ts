@@ -113,34 +113,76 @@ const ROPE_BUFFER = /inv_freq|(cos|sin)_cache/i;
 /** HF config keys that bound the positions a decoder accepts, in order of preference. */
 const CONTEXT_KEYS = ['max_position_embeddings', 'n_positions', 'max_sequence_length', 'seq_length'] as const;
 
-/**
- * The context length of a model from the Hugging Face `config.json` next to an .onnx file (as
- * Optimum exports it) or inside a checkpoint directory: undefined when there is none or it has no
- * such key (ONNX itself does not record one).
- * @returns the limit and the config file it came from
- */
-export function contextLengthOf(modelPath: string): { limit: number; key: string; file: string } | undefined {
-  const file = existsSync(modelPath) && statSync(modelPath).isDirectory() ? join(modelPath, 'config.json') : join(dirname(modelPath), 'config.json');
+/** A context length and where it was read. */
+export interface ContextLength { limit: number; key: string; file: string }
+
+/** Parses a JSON file beside a model; undefined when absent or broken (the loaders report broken files). */
+function readSideJson(file: string): Record<string, unknown> | undefined {
   if (!existsSync(file)) return undefined;
-  let cfg: Record<string, unknown>;
   try {
-    cfg = JSON.parse(readFileSync(file, 'utf8'));
+    const v: unknown = JSON.parse(readFileSync(file, 'utf8'));
+    return v !== null && typeof v === 'object' ? (v as Record<string, unknown>) : undefined;
   } catch {
-    return undefined; // not ours to judge here; the checkpoint loader reports a broken config.json
+    return undefined;
   }
-  const key = CONTEXT_KEYS.find((k) => Number.isInteger(cfg[k]) && (cfg[k] as number) > 0);
-  return key ? { limit: cfg[key] as number, key, file } : undefined;
+}
+
+const positiveInt = (v: unknown): v is number => Number.isInteger(v) && (v as number) > 0;
+
+/**
+ * The context length of a model, from the files beside an .onnx (or inside a checkpoint
+ * directory): the Hugging Face `config.json` (as Optimum exports it; `max_position_embeddings` or
+ * the like) and the onnxruntime-genai `genai_config.json` (`model.context_length`). When both
+ * give one, the smaller wins. `search.max_length` of genai_config.json is not used: it is the
+ * default generation length (prompt + new tokens, 20 in ORT's reference example), not a limit of
+ * the model. ONNX itself records no context length.
+ * @returns the limit, its key and the file it came from; undefined when no file names one
+ */
+export function contextLengthOf(modelPath: string): ContextLength | undefined {
+  const dir = existsSync(modelPath) && statSync(modelPath).isDirectory() ? modelPath : dirname(modelPath);
+  const found: ContextLength[] = [];
+  const hf = readSideJson(join(dir, 'config.json'));
+  const key = hf && CONTEXT_KEYS.find((k) => positiveInt(hf[k]));
+  if (hf && key) found.push({ limit: hf[key] as number, key, file: join(dir, 'config.json') });
+  const genai = readSideJson(join(dir, 'genai_config.json'))?.model as Record<string, unknown> | undefined;
+  if (genai && positiveInt(genai.context_length)) found.push({ limit: genai.context_length, key: 'model.context_length', file: join(dir, 'genai_config.json') });
+  return found.sort((a, b) => a.limit - b.limit)[0];
 }
 
 /**
  * @throws Error "<dir>/config.json: max_position_embeddings 64 is smaller than the windows'
- *   seq_len 128 (<windowsFile>); use a teacher with a longer context or kd prep --seq-len ≤ 64"
+ *   seq_len 128 (<windowsFile>); use a model with a longer context or kd prep --seq-len ≤ 64"
+ *   (or "<dir>/genai_config.json: model.context_length 64 …")
  */
 export function checkContextLength(modelPath: string, seqLen: number, windowsFile: string): void {
   const ctx = contextLengthOf(modelPath);
   if (ctx && ctx.limit < seqLen) {
     throw new Error(`${ctx.file}: ${ctx.key} ${ctx.limit} is smaller than the windows' seq_len ${seqLen} (${windowsFile}); use a model with a longer context or kd prep --seq-len ≤ ${ctx.limit}`);
   }
+}
+
+/** ModelProto field number of metadata_props. */
+const MODEL_METADATA = 14;
+
+/** The model's `metadata_props` (key → value), without decoding the graph. */
+export function metadataOf(modelBytes: Uint8Array, source = 'model'): Record<string, string> {
+  viewGraph(modelBytes, source); // validates the bytes
+  const out: Record<string, string> = {};
+  for (const f of scanFields(modelBytes).filter((x) => x.no === MODEL_METADATA && x.wire === 2)) {
+    const e = onnx.StringStringEntryProto.decode(modelBytes.subarray(f.payload, f.end));
+    out[e.key] = e.value;
+  }
+  return out;
+}
+
+/**
+ * The last dim of the `logits` output when the graph declares it as a number; undefined when it
+ * is symbolic or missing (the real width then shows only when the model runs).
+ */
+export function declaredLogitsWidth(modelBytes: Uint8Array, source = 'model'): number | undefined {
+  const logits = viewGraph(modelBytes, source).outputs.find((o) => o.name === 'logits');
+  const last = logits ? describeValueInfo(logits).dims.at(-1) : undefined;
+  return typeof last === 'number' && last > 0 ? last : undefined;
 }
 
 /**

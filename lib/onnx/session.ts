@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { decodeHalf } from '../logits/fp16.js';
-import { SCORING_OUTPUT, TOPK_OUTPUTS } from './topk-graph.js';
+import { SCORING_OUTPUT, TOPK_OUTPUTS, WIDTH_OUTPUT } from './topk-graph.js';
 
 export type Device = 'auto' | 'cpu' | 'cuda';
 export type ExecutionProvider = 'cpu' | 'cuda';
@@ -204,6 +204,8 @@ export interface TopKResult {
   logZ: Float32Array;
   k: number;
   numTemperatures: number;
+  /** Width of the teacher's logits in this run (its vocabulary as computed), when the graph reports it. */
+  logitsWidth?: number;
 }
 
 /**
@@ -213,7 +215,8 @@ export interface TopKResult {
  */
 export async function runTopK(h: OnnxSession, ids: IntArray, batch: number, seqLen: number): Promise<TopKResult> {
   requireOutputs(h, TOPK_OUTPUTS, 'add them with addTopKOutputs');
-  const out = await h.session.run(buildFeeds(h, ids, batch, seqLen), [...TOPK_OUTPUTS]);
+  const withWidth = h.outputNames.includes(WIDTH_OUTPUT);
+  const out = await h.session.run(buildFeeds(h, ids, batch, seqLen), [...TOPK_OUTPUTS, ...(withWidth ? [WIDTH_OUTPUT] : [])]);
   const idsT = out.topk_ids, logZ = out.log_z.data as Float32Array;
   const k = idsT.dims[2], numTemperatures = out.log_z.dims[2];
   const src = idsT.data as BigInt64Array;
@@ -225,7 +228,8 @@ export async function runTopK(h: OnnxSession, ids: IntArray, batch: number, seqL
     const pos = Math.floor(bad / numTemperatures);
     throw new Error(`${h.source}: teacher logits are NaN/Inf at batch row ${Math.floor(pos / seqLen)}, position ${pos % seqLen}`);
   }
-  return { topkIds, topkLogits: out.topk_logits.data as Float32Array, logZ, k, numTemperatures };
+  const logitsWidth = withWidth ? Number((out[WIDTH_OUTPUT].data as BigInt64Array)[0]) : undefined;
+  return { topkIds, topkLogits: out.topk_logits.data as Float32Array, logZ, k, numTemperatures, logitsWidth };
 }
 
 /**
@@ -244,7 +248,7 @@ export async function runScoring(h: OnnxSession, ids: IntArray, labels: IntArray
 /** Runs the session and returns the full `logits` [B·L·V] (tests, small models, parity checks). */
 export async function runLogits(h: OnnxSession, ids: IntArray, batch: number, seqLen: number,
   attentionMask?: IntArray): Promise<{ logits: Float32Array; dims: number[] }> {
-  requireOutputs(h, ['logits'], 'this graph has been rewritten');
+  requireOutputs(h, ['logits'], "a language model's full [batch, sequence, vocabulary] logits are needed; a graph from addTopKOutputs or addScoringOutputs has none");
   const out = await h.session.run(buildFeeds(h, ids, batch, seqLen, attentionMask), ['logits']);
   const t = out.logits;
   if (t.type === 'float16') return { logits: decodeHalf(t.data as Uint16Array), dims: [...t.dims] };

@@ -12,6 +12,11 @@ const PREFIX = 'kd_surgery/';
 
 /** Output names written by {@link addTopKOutputs} / {@link addScoringOutputs}. */
 export const TOPK_OUTPUTS = ['topk_ids', 'topk_logits', 'log_z'] as const;
+/**
+ * The width of the teacher's logits as the graph computes them, int64 [1]: a graph may declare its
+ * vocabulary dim symbolically and have an lm_head narrower than its embedding, so only a run shows it.
+ */
+export const WIDTH_OUTPUT = 'logits_width';
 export const SCORING_OUTPUT = 'token_logprobs';
 
 export interface TopKSurgeryOptions {
@@ -64,6 +69,7 @@ function expSums(g: GraphBuilder, s: string, temperatures: number[]): string {
  *   overflow and no log(0). ORT's ReduceLogSumExp was ~3× slower on the CPU provider; see expSums
  *   for the squaring shortcut between temperatures that differ by a factor 2. (Splitting the
  *   vocabulary into cache-sized column chunks was tried: ±2 % on [1024, 4096], not kept.)
+ * - `logits_width` int64 [1]: the last dim of `logits` (see {@link WIDTH_OUTPUT}).
  * fp16 (or other) logits are cast to float32 first. Other bytes of the model are kept as is.
  * @throws Error "<source>: ONNX model has no 'logits' output (outputs: …)"; "<source>: not an
  *   ONNX model (…)"; for k < 1, k > V, a temperature ≤ 0, or an opset < 13.
@@ -84,6 +90,7 @@ export function addTopKOutputs(modelBytes: Uint8Array, opts: TopKSurgeryOptions)
   g.named('topk_logits', 'Sub', [values, max]);
   const total = expSums(g, g.op('Sub', [logits, max]), temperatures); // [B, L, |τ|]
   g.named('log_z', 'Log', [total]);
+  g.named(WIDTH_OUTPUT, 'Slice', [g.op('Shape', [logits]), g.int64([-1]), g.int64([0x7fffffff])]);
   const bl = ['batch_size', 'sequence_length'];
   return editGraph(modelBytes, {
     dropOutputs: true,
@@ -94,6 +101,7 @@ export function addTopKOutputs(modelBytes: Uint8Array, opts: TopKSurgeryOptions)
       valueInfo('topk_ids', DT.INT64, [...bl, k]),
       valueInfo('topk_logits', DT.FLOAT, [...bl, k]),
       valueInfo('log_z', DT.FLOAT, [...bl, temperatures.length]),
+      valueInfo(WIDTH_OUTPUT, DT.INT64, [1]),
     ],
   }, source);
 }

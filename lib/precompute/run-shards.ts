@@ -13,6 +13,9 @@ import { teacherRows } from './teacher-rows.js';
 export interface ComputeShardsOptions {
   batchSize: number;
   realVocab: number;
+  /** The prep's tokenizer.json and the teacher's logits width, for teacherRows' checks (see there). */
+  tokenizer?: string;
+  vocabWidth?: number;
   layout: WriteShardMeta;
   sink: ShardSink;
   /** Windows finished by the teacher so far in this call (for progress). */
@@ -34,7 +37,7 @@ export async function computeShards(h: OnnxSession, w: WindowSet, todo: ShardSli
   let done = 0;
   try {
     for (const s of todo) {
-      const rows = await teacherRows(h, w, s.start, s.end, { batchSize: o.batchSize, realVocab: o.realVocab, onBatch: (n) => o.onWindows?.(done + n), timing: o.timing, signal: o.signal });
+      const rows = await teacherRows(h, w, s.start, s.end, { batchSize: o.batchSize, realVocab: o.realVocab, tokenizer: o.tokenizer, vocabWidth: o.vocabWidth, onBatch: (n) => o.onWindows?.(done + n), timing: o.timing, signal: o.signal });
       done += s.rows;
       await inFlight;
       inFlight = o.sink.write(join(out.dir, s.file), rows, o.layout)

@@ -26,6 +26,10 @@ export interface TeacherRowsOptions {
   batchSize: number;
   /** Real vocabulary size: a top-k id ≥ this (a padded teacher row) stops the run. */
   realVocab: number;
+  /** The prep's tokenizer.json, named in the error for an id ≥ realVocab. */
+  tokenizer?: string;
+  /** The teacher's logits width as recorded in the manifest: a batch whose width differs stops the run. */
+  vocabWidth?: number;
   /** Called after each batch with the number of windows done so far in this call. */
   onBatch?: (windowsDone: number) => void;
   /** Accumulates the seconds spent in the teacher's forward (`runTopK`), if given. */
@@ -34,21 +38,36 @@ export interface TeacherRowsOptions {
   signal?: AbortSignal;
 }
 
-/** Throws naming the window when a top-k id is a padded (non-existent) vocabulary row. */
-function checkIds(ids: Int32Array, realVocab: number, b0: number, L: number, k: number, source: string): void {
+/**
+ * Throws naming the window and both files when a top-k id is beyond the tokenizer: either the
+ * teacher was trained with another tokenizer (the usual cause) or its padded vocabulary rows carry
+ * mass; either way its soft labels cannot be used with this tokenizer.
+ */
+function checkIds(ids: Int32Array, realVocab: number, b0: number, L: number, k: number, source: string, tokenizer = 'the tokenizer'): void {
   for (let i = 0; i < ids.length; i++) {
     if (ids[i] >= realVocab) {
       const pos = Math.floor(i / k);
-      throw new Error(`${source}: teacher ranks padded vocabulary row ${ids[i]} (≥ the tokenizer's ${realVocab}) in its top-k at window ${b0 + Math.floor(pos / L)}, position ${pos % L}`);
+      throw new Error(`${source}: the teacher ranks id ${ids[i]} in its top-k (window ${b0 + Math.floor(pos / L)}, position ${pos % L}) but ${tokenizer} has only ${realVocab} tokens: a teacher/tokenizer mismatch (make the prep with the teacher's tokenizer: kd prep --tokenizer <its tokenizer.json>) or padded vocabulary rows that carry mass`);
     }
   }
+}
+
+/**
+ * The real logits width of a top-k graph (its `logits_width` output) on window `index` of `w`.
+ * @throws Error when the graph lacks that output (not made by addTopKOutputs).
+ */
+export async function measureLogitsWidth(h: OnnxSession, w: WindowSet, index = 0): Promise<number> {
+  const r = await runTopK(h, batchIds(w, index, 1), 1, w.seqLen);
+  if (r.logitsWidth === undefined) throw new Error(`${h.source}: the top-k graph reports no logits width`);
+  return r.logitsWidth;
 }
 
 /**
  * Runs the top-k teacher graph over windows [start, end) in batches of `batchSize` (batches
  * start at `start`, so a shard's batches are the same whichever worker computes it).
  * @throws Error `"<teacher>: teacher logits are NaN/Inf at window 1234, position 5"` naming the
- *   global window index; a padded-row error as {@link checkIds}; session errors.
+ *   global window index; a teacher/tokenizer mismatch as {@link checkIds}; a logits width that
+ *   differs from `vocabWidth`; session errors.
  */
 export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, end: number, o: TeacherRowsOptions): Promise<LogitRow[]> {
   const L = w.seqLen, rows: LogitRow[] = [];
@@ -64,7 +83,10 @@ export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, e
     }
     if (o.timing) o.timing.forward += (performance.now() - t0) / 1000;
     const { k, numTemperatures: T } = r;
-    checkIds(r.topkIds, o.realVocab, b0, L, k, h.source);
+    if (o.vocabWidth !== undefined && r.logitsWidth !== undefined && r.logitsWidth !== o.vocabWidth) {
+      throw new Error(`${h.source}: teacher logits are ${r.logitsWidth} wide at window ${b0}, but the dataset records ${o.vocabWidth}`);
+    }
+    checkIds(r.topkIds, o.realVocab, b0, L, k, h.source, o.tokenizer);
     for (let b = 0; b < B; b++) {
       const row = w.ids.subarray((b0 + b) * (L + 1), (b0 + b + 1) * (L + 1));
       rows.push({

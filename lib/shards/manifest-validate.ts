@@ -69,8 +69,18 @@ function checkFields(obj: unknown, fields: [string, Kind][], where: string, pref
   }
 }
 
+const HEX64 = /^[0-9a-f]{64}$/;
+
 /** Optional fields (absent in manifests written before resumable precompute). */
 function checkOptional(m: LogitManifest, where: string): void {
+  const tok = m.teacher.tokenizer_sha256;
+  if (tok !== undefined && tok !== null && !(typeof tok === 'string' && HEX64.test(tok))) {
+    throw new Error(`${where}: field 'teacher.tokenizer_sha256' must be a sha256 (64 hex digits) or null (got ${JSON.stringify(tok)})`);
+  }
+  const val = m.windows.validation_sha256;
+  if (val !== undefined && !(typeof val === 'string' && HEX64.test(val))) {
+    throw new Error(`${where}: field 'windows.validation_sha256' must be a sha256 (64 hex digits) (got ${JSON.stringify(val)})`);
+  }
   if (m.complete !== undefined && typeof m.complete !== 'boolean') {
     throw new Error(`${where}: field 'complete' must be true or false (got ${JSON.stringify(m.complete)})`);
   }

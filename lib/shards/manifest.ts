@@ -42,6 +42,12 @@ export interface LogitManifest {
     execution_provider: string;
     input_names: string[];
     output_names: string[];
+    /**
+     * sha256 of the teacher's tokenizer.json as the teacher records it (beside the .onnx or in its
+     * metadata_props), which precompute checked equals `tokenizer.sha256`; null: the teacher
+     * carries none (not checked); absent: written before kd recorded it.
+     */
+    tokenizer_sha256?: string | null;
   };
   tokenizer: {
     /** sha256 of tokenizer.json. */
@@ -51,8 +57,12 @@ export interface LogitManifest {
     /** Number of real tokens; ids ≥ this never carry probability mass. */
     real_vocab_size: number;
   };
-  /** The token windows (prep output) the logits were computed on. */
-  windows: { source: string; sha256: string };
+  /**
+   * The token windows (prep output) the logits were computed on: windows.json, the train split's
+   * sha256 and (absent in datasets written before it was recorded) the validation split's, so that
+   * training can check that its validation windows come from the same prep.
+   */
+  windows: { source: string; sha256: string; validation_sha256?: string };
   seq_len: number;
   k: number;
   mode: 'topk' | 'sampled';

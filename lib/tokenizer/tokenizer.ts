@@ -81,6 +81,30 @@ export class Tokenizer {
   }
 }
 
+/** JSON text with object keys sorted at every level (whitespace and key order do not matter). */
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v !== null && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+  }
+  return JSON.stringify(v);
+}
+
+/**
+ * Whether two tokenizer.json files define the same tokenizer: the same bytes, or the same JSON
+ * content (a copy re-saved with other whitespace or key order). False when either does not parse.
+ */
+export function sameTokenizerFiles(a: string, b: string): boolean {
+  const x = readFileSync(a), y = readFileSync(b);
+  if (x.equals(y)) return true;
+  try {
+    return canonicalJson(JSON.parse(x.toString('utf8'))) === canonicalJson(JSON.parse(y.toString('utf8')));
+  } catch {
+    return false;
+  }
+}
+
 /** Loads a tokenizer.json; see `Tokenizer.load`. */
 export function loadTokenizer(path: string, eosToken?: string): Tokenizer {
   return Tokenizer.load(path, eosToken);
