@@ -12,11 +12,11 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../lib/backend/select.js';
 import { loadCheckpoint, saveCheckpoint } from '../lib/model/checkpoint.js';
-import { layerWindow, withHfDefaults } from '../lib/model/architectures.js';
-import { LlamaConfig, resolveLlamaConfig } from '../lib/model/config.js';
+import { layerWindow, projectionBiases, withHfDefaults } from '../lib/model/architectures.js';
+import { countParameters, LlamaConfig, resolveLlamaConfig } from '../lib/model/config.js';
 import { LlamaModel } from '../lib/model/llama.js';
 import { NamedTensors } from '../lib/model/tensors.js';
-import { exportLlamaOnnx, openOnnxSession, runLogits } from '../lib/onnx/index.js';
+import { dequantizeInt4, exportLlamaOnnx, openOnnxSession, quantizeInt4, runLogits } from '../lib/onnx/index.js';
 import { maxAbsDiff } from './fixtures/llama.js';
 
 const FIXTURES = join(import.meta.dirname, 'fixtures', 'architectures');
@@ -144,6 +144,45 @@ describe("HF's defaults for keys a config.json leaves out", () => {
   });
 });
 
+describe('config.json files of the students users distill into resolve (as on the Hugging Face hub)', () => {
+  const hub: Record<string, Record<string, unknown>> = {
+    'TinyLlama-1.1B-Chat-v1.0': {
+      architectures: ['LlamaForCausalLM'], attention_bias: false, bos_token_id: 1, eos_token_id: 2, hidden_act: 'silu', hidden_size: 2048,
+      initializer_range: 0.02, intermediate_size: 5632, max_position_embeddings: 2048, model_type: 'llama', num_attention_heads: 32,
+      num_hidden_layers: 22, num_key_value_heads: 4, pretraining_tp: 1, rms_norm_eps: 1e-5, rope_scaling: null, rope_theta: 10000.0,
+      tie_word_embeddings: false, torch_dtype: 'bfloat16', transformers_version: '4.35.0', use_cache: true, vocab_size: 32000,
+    },
+    'Llama-3.2-1B': {
+      architectures: ['LlamaForCausalLM'], attention_bias: false, attention_dropout: 0.0, bos_token_id: 128000, eos_token_id: 128001, head_dim: 64,
+      hidden_act: 'silu', hidden_size: 2048, initializer_range: 0.02, intermediate_size: 8192, max_position_embeddings: 131072, mlp_bias: false,
+      model_type: 'llama', num_attention_heads: 32, num_hidden_layers: 16, num_key_value_heads: 8, pretraining_tp: 1, rms_norm_eps: 1e-5,
+      rope_scaling: { factor: 32.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 8192, rope_type: 'llama3' },
+      rope_theta: 500000.0, tie_word_embeddings: true, torch_dtype: 'bfloat16', transformers_version: '4.45.0.dev0', use_cache: true, vocab_size: 128256,
+    },
+    'Qwen2.5-0.5B': {
+      architectures: ['Qwen2ForCausalLM'], attention_dropout: 0.0, bos_token_id: 151643, eos_token_id: 151643, hidden_act: 'silu', hidden_size: 896,
+      initializer_range: 0.02, intermediate_size: 4864, max_position_embeddings: 32768, max_window_layers: 24, model_type: 'qwen2',
+      num_attention_heads: 14, num_hidden_layers: 24, num_key_value_heads: 2, rms_norm_eps: 1e-6, rope_theta: 1000000.0, sliding_window: 32768,
+      tie_word_embeddings: true, torch_dtype: 'bfloat16', transformers_version: '4.40.1', use_cache: true, use_mrope: false, use_sliding_window: false, vocab_size: 151936,
+    },
+    'Mistral-7B-v0.1': {
+      architectures: ['MistralForCausalLM'], bos_token_id: 1, eos_token_id: 2, hidden_act: 'silu', hidden_size: 4096, initializer_range: 0.02,
+      intermediate_size: 14336, max_position_embeddings: 32768, model_type: 'mistral', num_attention_heads: 32, num_hidden_layers: 32,
+      num_key_value_heads: 8, rms_norm_eps: 1e-5, rope_theta: 10000.0, sliding_window: 4096, tie_word_embeddings: false, torch_dtype: 'bfloat16',
+      transformers_version: '4.34.0.dev0', use_cache: true, vocab_size: 32000,
+    },
+  };
+  // [parameters (HF's count), window of layer 0, q/k/v bias]
+  const facts: Record<string, [number, number | null, boolean]> = {
+    'TinyLlama-1.1B-Chat-v1.0': [1100048384, null, false], 'Llama-3.2-1B': [1235814400, null, false],
+    'Qwen2.5-0.5B': [494032768, null, true], 'Mistral-7B-v0.1': [7241732096, 4096, false],
+  };
+  it.each(Object.keys(hub))('%s', (name) => {
+    const cfg = resolveLlamaConfig(withHfDefaults(hub[name]) as Partial<LlamaConfig>, `${name}/config.json`);
+    expect([countParameters(cfg), layerWindow(cfg, 0), projectionBiases(cfg).qkv]).toEqual(facts[name]);
+  });
+});
+
 describe('refusals name the field', () => {
   const base = JSON.parse(readFileSync(join(FIXTURES, 'llama3', 'config.json'), 'utf8'));
   it.each([
@@ -223,6 +262,24 @@ describe('ONNX with a KV cache: the sliding window counts absolute positions', (
     }
     expect(record('mistral', 'onnx-kv-cache', maxAbsDiff(got, ref.logits[0].flat()))).toBeLessThanOrEqual(TOL);
     expect(got.length).toBe(L * V);
+  });
+});
+
+describe('ONNX fp16 and int4 exports run the biases, windows and rope variants', () => {
+  /** The weights an int4 export effectively runs: each projection weight quantized and dequantized (biases stay float32). */
+  const dequantized = (w: NamedTensors): NamedTensors => new Map([...w].map(([n, t]) => [n, /proj\.weight$/.test(n)
+    ? { shape: t.shape, data: dequantizeInt4(quantizeInt4(t.data, t.shape[0], t.shape[1], 32, false)) } : t]));
+
+  it.each(['llama-bias', 'qwen2-sliding', 'mistral', 'llama3', 'llama-head-dim'])('%s', async (name) => {
+    const { cfg, weights } = loadCheckpoint(join(FIXTURES, name));
+    const ref = reference(name), want = flatLogits(ref), B = ref.input_ids.length, L = ref.input_ids[0].length;
+    const run = async (w: NamedTensors, dtype: 'fp32' | 'fp16' | 'int4') =>
+      (await runLogits(await openOnnxSession(exportLlamaOnnx(cfg, w, { dtype }), { device: 'cpu' }), flatIds(ref), B, L)).logits;
+    const scale = Math.max(...want.map(Math.abs));
+    // fp16: fp16-rounded weights and activations, within 0.5% of the logits' scale (3-25 here)
+    expect(record(name, 'onnx-fp16', maxAbsDiff(await run(weights, 'fp16'), want)) / scale).toBeLessThan(5e-3);
+    // int4: exactly the fp32 graph on the dequantized weights (the quantization error itself is not the graph's)
+    expect(record(name, 'onnx-int4-vs-dequantized-fp32', maxAbsDiff(await run(weights, 'int4'), await run(dequantized(weights), 'fp32')))).toBeLessThan(TOL);
   });
 });
 

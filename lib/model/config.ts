@@ -103,6 +103,8 @@ const HARMLESS = new Set([
 const MATH: Record<string, (v: unknown, raw: Record<string, unknown>) => string | undefined> = {
   attention_dropout: (v) => (v === 0 || v === 0.0 ? undefined : "is not implemented by kd (only 0; set kd train's dropout instead)"),
   partial_rotary_factor: (v) => (v === 1 ? undefined : 'is not implemented by kd (only 1: RoPE over the whole head)'),
+  // Qwen2.5 config.json files carry use_mrope: false; true is Qwen2-VL's multimodal RoPE.
+  use_mrope: (v) => (v === false ? undefined : "is not implemented by kd (only false: M-RoPE is Qwen2-VL's)"),
 };
 
 /**
