@@ -21,15 +21,15 @@ teacher: prep
 	$(KD) teacher ship --checkpoint runs/teacher-train --out data/teacher
 
 runs/teacher/model.onnx: data/teacher/model.safetensors data/teacher/config.json | node_modules
-	$(KD) teacher export --checkpoint data/teacher --out runs/teacher/model.onnx
+	$(KD) teacher export --checkpoint data/teacher --out runs/teacher/model.onnx --overwrite
 
 teacher-onnx: runs/teacher/model.onnx
 
 # The default teacher at fp16 and int4 (MatMulNBits, block 32), each compared with fp32 on the
 # validation windows (README "Teacher precision").
 teacher-precision: runs/teacher/model.onnx
-	$(KD) teacher export --checkpoint data/teacher --out runs/teacher/fp16/model.onnx --dtype fp16
-	$(KD) teacher export --checkpoint data/teacher --out runs/teacher/int4/model.onnx --dtype int4
+	$(KD) teacher export --checkpoint data/teacher --out runs/teacher/fp16/model.onnx --dtype fp16 --overwrite
+	$(KD) teacher export --checkpoint data/teacher --out runs/teacher/int4/model.onnx --dtype int4 --overwrite
 	$(KD) teacher compare runs/teacher/model.onnx runs/teacher/fp16/model.onnx --prep runs/prep --device cpu
 	$(KD) teacher compare runs/teacher/model.onnx runs/teacher/int4/model.onnx --prep runs/prep --device cpu
 

@@ -11,7 +11,7 @@ const kd = ['node', 'pipelines/kd.js']; // one process: Ctrl-C reaches kd once (
 const started = Date.now();
 
 await $`${kd} prep --out runs/prep --tokenizer data/teacher/tokenizer.json`;
-await $`${kd} teacher export --checkpoint data/teacher --out runs/teacher/model.onnx`;
+await $`${kd} teacher export --checkpoint data/teacher --out runs/teacher/model.onnx --overwrite`;
 await $`${kd} precompute --config pipelines/configs/precompute.json`;
 await fs.remove('runs/demo');
 await Promise.all([
