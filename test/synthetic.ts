@@ -3,7 +3,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Batch } from '../lib/train/batch.js';
-import { TrainingData } from '../lib/train/data.js';
+import { orderedRows, RowData, TrainingData } from '../lib/train/data.js';
 import { mulberry32, normalSampler } from '../lib/util/random.js';
 
 export const STORED_TEMPERATURES = [1, 1.5, 2, 2.5, 3, 3.5, 4];
@@ -13,7 +13,7 @@ export const STORED_TEMPERATURES = [1, 1.5, 2, 2.5, 3, 3.5, 4];
  * (z − max z sorted descending, exact log_z at every stored τ); targets follow a fixed
  * "next = (3·id + 1) mod V" rule with noise, so that there is something to learn.
  */
-export function syntheticData(rows: number, L: number, V: number, k: number, seed: number, withTeacher = true): TrainingData {
+export function syntheticData(rows: number, L: number, V: number, k: number, seed: number, withTeacher = true): RowData & TrainingData {
   const rand = mulberry32(seed), normal = normalSampler(rand);
   const T = STORED_TEMPERATURES.length;
   const ids = new Int32Array(rows * (L + 1)).map(() => Math.floor(rand() * V));
@@ -26,9 +26,9 @@ export function syntheticData(rows: number, L: number, V: number, k: number, see
     for (let j = 0; j < k; j++) { topIds[p * k + j] = order[j]; topLogits[p * k + j] = z[order[j]] - m; }
     STORED_TEMPERATURES.forEach((tau, t) => { logZ[p * T + t] = Math.log(z.reduce((s, v) => s + Math.exp((v - m) / tau), 0)); });
   }
-  return {
+  return orderedRows({
     rows, seqLen: L,
-    batch(indices): Batch {
+    batch(indices: ArrayLike<number>): Batch {
       const B = indices.length, N = B * L;
       const inputIds = new Int32Array(N), targets = new Int32Array(N);
       const tIds = new Int32Array(N * k), tLogits = new Float32Array(N * k), tLogZ = new Float32Array(N * T);
@@ -43,7 +43,7 @@ export function syntheticData(rows: number, L: number, V: number, k: number, see
       const teacher = withTeacher ? { k, temperatures: STORED_TEMPERATURES, ids: tIds, logits: tLogits, logZ: tLogZ } : undefined;
       return { B, L, inputIds, targets, teacher };
     },
-  };
+  });
 }
 
 /** A stand-in tokenizer.json (checkpoints copy it; the trainer never parses it). */

@@ -16,7 +16,7 @@
  *
  * The stream of a split is `doc₁ EOS doc₂ EOS … docₙ EOS`, documents in corpus order.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { writeFileAtomic } from '../util/fs.js';
 import { join } from 'node:path';
 import { mulberry32 } from '../util/random.js';
@@ -227,6 +227,56 @@ export function readWindows(dir: string, split: SplitName): WindowSet {
   return { meta, split, rows: entry.rows, seqLen: meta.seq_len, ids: typedView(data, meta.dtype) };
 }
 
+/** A split's window file opened for positional reads (any size: nothing is read up front). */
+export interface WindowFile {
+  meta: WindowsMeta;
+  split: SplitName;
+  path: string;
+  rows: number;
+  seqLen: number;
+  /**
+   * Windows `first … first + count − 1` ([count, seqLen + 1] ids of the split's dtype), read at
+   * their offset (the file is opened for each call: no descriptor is held).
+   * @throws Error when the range is outside [0, rows) or the file is shorter than it was
+   */
+  read(first: number, count: number): TokenArray;
+}
+
+/**
+ * Opens one split's windows for positional reads: `windows.json` is read and the file's size
+ * checked now (the errors of {@link readWindows}), rows are read as they are asked for.
+ */
+export function openWindowFile(dir: string, split: SplitName): WindowFile {
+  const meta = readWindowsMeta(dir);
+  const entry = meta.splits[split];
+  const path = join(dir, entry.file);
+  const width = BYTES[meta.dtype], rowBytes = (meta.seq_len + 1) * width;
+  checkSize(path, entry.rows * rowBytes, 'window file');
+  const read = (first: number, count: number): TokenArray => {
+    if (!Number.isInteger(first) || !Number.isInteger(count) || first < 0 || count < 0 || first + count > entry.rows) {
+      throw new Error(`${path}: windows ${first}..${first + count - 1} outside [0, ${entry.rows})`);
+    }
+    const out = meta.dtype === 'uint16' ? new Uint16Array(count * (meta.seq_len + 1)) : new Uint32Array(count * (meta.seq_len + 1));
+    readAt(path, new Uint8Array(out.buffer), first * rowBytes);
+    return out;
+  };
+  return { meta, split, path, rows: entry.rows, seqLen: meta.seq_len, read };
+}
+
+/** Fills `into` from `path` at byte `position` (loops over short reads). */
+function readAt(path: string, into: Uint8Array, position: number): void {
+  const fd = openSync(path, 'r');
+  try {
+    for (let at = 0; at < into.length;) {
+      const n = readSync(fd, into, at, into.length - at, position + at);
+      if (n === 0) throw new Error(`${path}: file ended at byte ${position + at} (shorter than windows.json says)`);
+      at += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** A document of an unpacked stream: `tokens` ids at `offset`, followed by one EOS. */
 export interface StreamDoc {
   id: string;
@@ -250,14 +300,24 @@ export function readStream(dir: string, split: SplitName = 'validation'): { ids:
   return { ids: typedView(data, meta.dtype), docs: JSON.parse(readFileSync(docsPath, 'utf8')) as StreamDoc[] };
 }
 
-/** Reads a file that must be exactly `expected` bytes long. */
-function readSized(path: string, expected: number, what: string): Buffer {
+/** Throws unless `path` exists and is exactly `expected` bytes long. */
+function checkSize(path: string, expected: number, what: string): void {
   if (!existsSync(path)) throw new Error(`${path}: not found`);
   const found = statSync(path).size;
   if (found === 0) throw new Error(`${path}: empty ${what}`);
   if (found < expected) throw new Error(`${path}: truncated ${what} (expected ${expected} bytes, found ${found})`);
   if (found > expected) throw new Error(`${path}: oversized ${what} (expected ${expected} bytes, found ${found})`);
-  return readFileSync(path);
+}
+
+/**
+ * Reads a file that must be exactly `expected` bytes long, in pieces by positional reads (a
+ * whole-file readFileSync stops at 2 GiB; this reaches the typed-array limit).
+ */
+function readSized(path: string, expected: number, what: string): Buffer {
+  checkSize(path, expected, what);
+  const out = Buffer.allocUnsafeSlow(expected); // not from the pool: aligned for the typed view
+  for (let at = 0; at < expected; at += 1 << 30) readAt(path, out.subarray(at, Math.min(expected, at + (1 << 30))), at);
+  return out;
 }
 
 /** Typed view of little-endian ids; copies only when the buffer is not aligned. */

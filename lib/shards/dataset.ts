@@ -5,7 +5,8 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { layoutOf, readManifest, verifyShard, type LogitManifest, type ShardEntry } from './manifest.js';
-import { looksLikeParquet, readShard } from './reader.js';
+import type { ShardBlock } from './block.js';
+import { looksLikeParquet, readShard, readShardBlock } from './reader.js';
 import type { LogitRow, ShardLayout } from './schema.js';
 
 /** One shard of an opened dataset: its manifest entry and absolute-or-relative path. */
@@ -70,6 +71,21 @@ async function readListed(shard: DatasetShard, layout: ShardLayout): Promise<Log
     throw new Error(`${path}: shard does not match manifest (first_sample_id=${rows[0].sample_id} expected ${entry.first_sample_id})`);
   }
   return rows;
+}
+
+/**
+ * {@link readListedShard} into one compact {@link ShardBlock} (streaming training): the same
+ * checks (size, sha256, shapes, row count, first sample id) and one-line errors.
+ */
+export async function readListedBlock(shard: DatasetShard, layout: ShardLayout): Promise<ShardBlock> {
+  await checkPresent(shard.path, shard.entry);
+  const block = await readShardBlock(shard.path, layout, { sha256: shard.entry.sha256 });
+  const { entry, path } = shard;
+  if (block.rows !== entry.rows) throw new Error(`${path}: shard does not match manifest (rows=${block.rows} expected ${entry.rows})`);
+  if (block.firstSampleId.toString() !== entry.first_sample_id) {
+    throw new Error(`${path}: shard does not match manifest (first_sample_id=${block.firstSampleId} expected ${entry.first_sample_id})`);
+  }
+  return block;
 }
 
 /**

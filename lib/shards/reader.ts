@@ -3,9 +3,10 @@
  * what the manifest expects before any row is decoded.
  */
 import { createHash } from 'node:crypto';
-import { open, readFile } from 'node:fs/promises';
+import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { gunzipSync, brotliDecompressSync } from 'node:zlib';
-import { parquetMetadata, parquetReadObjects, type FileMetaData } from 'hyparquet';
+import { parquetMetadata, parquetMetadataAsync, parquetRead, parquetReadObjects, type AsyncBuffer, type FileMetaData } from 'hyparquet';
+import { BLOCK_COLUMNS, allocBlock, blockColumn, columnShape, decodeBlob, type ShardBlock } from './block.js';
 import { unpackRow } from './packing.js';
 import {
   COLUMNS, SHARD_KV_KEY, SHARD_LAYOUTS, checkLayout, shardKv, type LayoutName, type LogitRow, type ShardLayout,
@@ -125,4 +126,109 @@ export async function readShard(path: string, expect: ShardLayout, opts: ReadSha
       throw mismatch(path, (err as Error).message);
     }
   });
+}
+
+/** An AsyncBuffer reading byte ranges of an open file (positional reads; no whole-file buffer). */
+function fileBuffer(fh: FileHandle, size: number): AsyncBuffer {
+  return {
+    byteLength: size,
+    async slice(start: number, end = size) {
+      const out = new Uint8Array(Math.max(0, end - start));
+      for (let at = 0; at < out.length;) {
+        const { bytesRead } = await fh.read(out, at, out.length - at, start + at);
+        if (bytesRead === 0) throw new Error(`file ended at byte ${start + at} (read ${start}..${end})`);
+        at += bytesRead;
+      }
+      return out.buffer;
+    },
+  };
+}
+
+/** sha256 of a whole open file, read in 4 MiB pieces. */
+async function hashFile(fh: FileHandle, size: number): Promise<string> {
+  const hash = createHash('sha256'), piece = Buffer.alloc(Math.min(size, 4 << 20));
+  for (let at = 0; at < size;) {
+    const { bytesRead } = await fh.read(piece, 0, Math.min(piece.length, size - at), at);
+    if (bytesRead === 0) break;
+    hash.update(piece.subarray(0, bytesRead));
+    at += bytesRead;
+  }
+  return hash.digest('hex');
+}
+
+/** Footer metadata from the end of the file, after checking both magics; a corrupt error otherwise. */
+async function footerOf(path: string, file: AsyncBuffer): Promise<FileMetaData> {
+  if (file.byteLength < 12) throw corrupt(path, `${file.byteLength} bytes`);
+  const head = new DataView(await file.slice(0, 4)), tail = new DataView(await file.slice(file.byteLength - 4));
+  if (head.getUint32(0, true) !== MAGIC) throw corrupt(path, 'not a Parquet file: no PAR1 header');
+  if (tail.getUint32(0, true) !== MAGIC) throw corrupt(path, 'no PAR1 footer: file cut short?');
+  try {
+    return await parquetMetadataAsync(file);
+  } catch (err) {
+    throw corrupt(path, (err as Error).message);
+  }
+}
+
+/** Decodes one column of every row into `block`, checking each blob's length. */
+async function readColumnInto(path: string, file: AsyncBuffer, meta: FileMetaData, layout: ShardLayout, column: (typeof BLOCK_COLUMNS)[number], block: ShardBlock): Promise<void> {
+  const { n, width } = columnShape(layout)[column];
+  const dest = blockColumn(block, column), bytes = n * width;
+  let seen = 0, problem: Error | undefined;
+  const onChunk = ({ columnData, rowStart }: { columnData: ArrayLike<unknown>; rowStart: number }) => {
+    for (let i = 0; i < columnData.length && !problem; i++) {
+      const blob = columnData[i], row = rowStart + i;
+      if (!(blob instanceof Uint8Array)) problem = mismatch(path, `row ${row}: ${column} is not a byte array`);
+      else if (blob.byteLength !== bytes) problem = mismatch(path, `row ${row}: ${column} has ${blob.byteLength} bytes, expected ${bytes}`);
+      else if (row >= block.rows) problem = corrupt(path, `row ${row} beyond the footer's ${block.rows} rows`);
+      else decodeBlob(blob, dest.subarray(row * n, (row + 1) * n), width, layout.layout);
+    }
+    seen += columnData.length;
+  };
+  try {
+    await parquetRead({ file, metadata: meta, compressors: DECOMPRESSORS, utf8: false, columns: [column], onChunk });
+  } catch (err) {
+    throw corrupt(path, (err as Error).message);
+  }
+  if (problem) throw problem;
+  if (seen !== block.rows) throw corrupt(path, `${seen} ${column} values decoded, footer says ${block.rows} rows`);
+}
+
+/**
+ * Reads the shard at `path` into one compact {@link ShardBlock}, column by column through
+ * positional reads (at most one column chunk in memory besides the block, never the whole
+ * file). The checks and one-line errors are those of {@link readShard}; with `opts.sha256` the
+ * file is hashed (streamed) before any row is decoded. Values equal readShard's exactly (ids
+ * kept in their stored width, fp16 logits as bits).
+ */
+export async function readShardBlock(path: string, expect: ShardLayout, opts: ReadShardOptions = {}): Promise<ShardBlock> {
+  checkLayout(expect, path);
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    throw new Error(`${path}: cannot read shard (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  try {
+    const file = fileBuffer(fh, (await fh.stat()).size);
+    const meta = await footerOf(path, file);
+    const layout = { ...expect, layout: checkKv(path, meta, expect) };
+    if (opts.sha256 !== undefined) {
+      const sha = await hashFile(fh, file.byteLength);
+      if (sha !== opts.sha256) throw mismatch(path, `sha256 ${sha.slice(0, 12)}… expected ${opts.sha256.slice(0, 12)}…: a shard from another dataset, or damaged`);
+    }
+    const block = allocBlock(layout, Number(meta.num_rows));
+    if (block.rows === 0) throw corrupt(path, 'no rows');
+    let first: unknown;
+    try {
+      await parquetRead({ file, metadata: meta, compressors: DECOMPRESSORS, columns: ['sample_id'], rowStart: 0, rowEnd: 1, onChunk: (c) => { first ??= c.columnData[0]; } });
+    } catch (err) {
+      throw corrupt(path, (err as Error).message);
+    }
+    if (typeof first !== 'bigint') throw mismatch(path, 'row 0: sample_id is not INT64');
+    block.firstSampleId = first;
+    for (const column of BLOCK_COLUMNS) await readColumnInto(path, file, meta, layout, column, block);
+    return block;
+  } finally {
+    await fh.close();
+  }
 }

@@ -48,8 +48,8 @@ export interface LoopOptions {
   stepsPerEpoch: number;
   /** Micro-batches per optimizer step (gradient accumulation). */
   accum: number;
-  /** Micro-batch `micro` of optimizer step `step`: a pure function of its arguments (exact resume). */
-  batchAt(step: number, micro: number): Batch;
+  /** Micro-batch `micro` of optimizer step `step`: a pure function of its arguments (exact resume); may be read as training goes. */
+  batchAt(step: number, micro: number): Batch | Promise<Batch>;
   lossFn: LossFn;
   lrAt(step: number): number;
   gradClip: number;
@@ -70,7 +70,8 @@ export async function trainLoop(o: LoopOptions): Promise<void> {
   for (let step = o.startStep; step < o.totalSteps; step++) {
     const started = performance.now();
     const at: StepPosition = { step, epoch: Math.floor(step / o.stepsPerEpoch), totalSteps: o.totalSteps };
-    const micro = Array.from({ length: o.accum }, (_, m) => o.batchAt(step, m));
+    const micro: Batch[] = [];
+    for (let m = 0; m < o.accum; m++) micro.push(await o.batchAt(step, m)); // in order: the data source reads ahead sequentially
     const tokens = micro.reduce((n, b) => n + countTargets(b), 0);
     let sums: tf.Tensor[] | undefined;
     let loss = 0, kd = 0, ce = 0, temperature = NaN;

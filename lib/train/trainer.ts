@@ -12,9 +12,8 @@ import { PerplexityAccumulator } from '../metrics/perplexity.js';
 import { appendText, writeFileAtomic } from '../util/fs.js';
 import { acquireLock, commandLine } from '../util/lock.js';
 import { AdamW } from './adamw.js';
-import { epochOrder } from './batch.js';
 import { TrainConfig } from './config.js';
-import { TrainingData } from './data.js';
+import { RowData, TrainingData } from './data.js';
 import { LossFn, StepRecord, trainLoop } from './loop.js';
 import { cosineWithWarmup } from './schedule.js';
 import { copyCheckpoint, initialState, loadTrainingState, saveBest, saveTrainingState, TrainerState, truncateMetrics } from './state.js';
@@ -22,7 +21,7 @@ import { copyCheckpoint, initialState, loadTrainingState, saveBest, saveTraining
 /** What a training run needs beside its config. */
 export interface TrainingInputs {
   train: TrainingData;
-  validation: TrainingData;
+  validation: RowData;
   /** tokenizer.json copied into every checkpoint. */
   tokenizer: string;
   /** Real vocabulary size (tokenizer): no probability mass beyond it. */
@@ -87,6 +86,7 @@ export async function train(cfg: TrainConfig, inputs: TrainingInputs, control: T
     return await trainLocked(cfg, inputs, control);
   } finally {
     lock.release();
+    await inputs.train.close(); // stops a prefetch thread (it starts again if the data is trained on again)
   }
 }
 
@@ -105,9 +105,10 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
   if (stepsPerEpoch < 1) throw new Error(`${cfg.data ?? cfg.prep}: ${inputs.train.rows} training windows are fewer than one step (batch_size ${B} × grad_accum ${A})`);
   const totalSteps = cfg.max_steps > 0 ? Math.min(cfg.max_steps, cfg.epochs * stepsPerEpoch) : cfg.epochs * stepsPerEpoch;
   const metricsPath = join(cfg.out, 'metrics.jsonl');
-  const resumed = cfg.resume ? loadTrainingState(cfg.out, cfg) : undefined;
+  const withOrder = Object.assign({}, cfg, { data_order: inputs.train.order }); // the data order's shape fixes the trajectory too
+  const resumed = cfg.resume ? loadTrainingState(cfg.out, withOrder) : undefined;
   if (cfg.resume && !resumed) log(`train: nothing to resume in ${cfg.out}, starting fresh`);
-  const state: TrainerState = resumed?.state ?? initialState(cfg);
+  const state: TrainerState = resumed?.state ?? initialState(withOrder);
   const model = new LlamaModel(modelCfg, resumed?.weights ?? weights, cfg.seed, resumed ? cfg.out : cfg.init_from ?? 'init');
   const optimizer = new AdamW(model.variables(), { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8, weightDecay: cfg.weight_decay });
   if (resumed) {
@@ -117,8 +118,6 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
   } else writeFileAtomic(metricsPath, '');
   log(`train: backend ${backendDevice}, ${countParameters(modelCfg).toLocaleString('en-US')} parameters, ${totalSteps} steps of ${B * A} windows × ${inputs.train.seqLen} tokens, α=${cfg.alpha}, ${inputs.lossFn.note ?? `τ=${cfg.temperature}`}, loss ${cfg.loss}/${cfg.topk_mode}${cfg.dropout > 0 ? `, dropout ${cfg.dropout}` : ''}`);
 
-  const orders = new Map<number, Uint32Array>();
-  const orderOf = (epoch: number) => orders.get(epoch) ?? orders.set(epoch, epochOrder(inputs.train.rows, cfg.seed, epoch)).get(epoch)!;
   const progress = createProgress('train', totalSteps, 'steps', cfg.quiet);
   const save = () => saveTrainingState(cfg.out, model, optimizer, state, inputs.tokenizer);
   let sessionTokens = 0;
@@ -135,10 +134,7 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
   if (!state.stopped_early) {
     await trainLoop({
       model, optimizer, startStep: state.step, totalSteps, stepsPerEpoch, accum: A,
-      batchAt: (step, micro) => {
-        const start = ((step % stepsPerEpoch) * A + micro) * B;
-        return inputs.train.batch(orderOf(Math.floor(step / stepsPerEpoch)).subarray(start, start + B));
-      },
+      batchAt: (step, micro) => inputs.train.batchAt(cfg.seed, Math.floor(step / stepsPerEpoch), ((step % stepsPerEpoch) * A + micro) * B, B),
       lossFn: inputs.lossFn,
       lrAt: (step) => cosineWithWarmup(step, { lr: cfg.lr, minLr: cfg.min_lr, warmup: cfg.warmup_steps, total: totalSteps }),
       gradClip: cfg.grad_clip, dropout: cfg.dropout, dropoutSeed: cfg.seed,
@@ -173,7 +169,7 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
     best_step: best?.step ?? 0, best_val_loss: best?.loss ?? NaN, best_val_ppl: best?.ppl ?? NaN, stopped_early: state.stopped_early, interrupted,
     seconds, tokens_per_s: sessionTokens / seconds, peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
   };
-  writeFileAtomic(join(cfg.out, 'train.json'), JSON.stringify({ config: cfg, model: modelCfg, provenance: inputs.provenance, summary }, null, 2) + '\n');
+  writeFileAtomic(join(cfg.out, 'train.json'), JSON.stringify({ config: cfg, model: modelCfg, provenance: inputs.provenance, data_order: inputs.train.order, summary }, null, 2) + '\n');
   model.dispose(); optimizer.dispose();
   return summary;
 }
@@ -191,7 +187,7 @@ function modelSource(cfg: TrainConfig, inputs: TrainingInputs): { modelCfg: Llam
 }
 
 /** Mean validation NLL and perplexity over the first `windows` validation windows (all when 0). */
-export function evaluate(model: LlamaModel, data: TrainingData, batchSize: number, windows: number, realVocab: number): { loss: number; ppl: number } {
+export function evaluate(model: LlamaModel, data: RowData, batchSize: number, windows: number, realVocab: number): { loss: number; ppl: number } {
   const n = windows > 0 ? Math.min(windows, data.rows) : data.rows;
   const acc = new PerplexityAccumulator();
   for (let start = 0; start < n; start += batchSize) {
