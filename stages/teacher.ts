@@ -15,7 +15,7 @@ import type { Argv, CommandModule } from 'yargs';
 import { flagsToConfig, isBool, isInt, isOneOf, isString, readConfigFile, resolveConfig, mergeConfig } from '../lib/cli/config.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { compareOnnx, formatComparison, OnnxCompareResult } from '../lib/metrics/onnx-compare.js';
-import { readWindows } from '../lib/data/windows.js';
+import { openWindowFile } from '../lib/data/windows.js';
 import { loadCheckpoint, saveCheckpoint } from '../lib/model/checkpoint.js';
 import { Device, ONNX_DTYPES, ONNX_IOS, OnnxDtype, OnnxIo, writeLlamaOnnx } from '../lib/onnx/index.js';
 import { refuseExisting, sideFiles, writePlanned } from '../lib/onnx/export-files.js';
@@ -39,7 +39,7 @@ export async function runTrain(partial: Record<string, unknown>, source = 'teach
   const tokenizerPath = join(cfg.prep, 'tokenizer.json');
   const tokenizer = loadTokenizer(tokenizerPath);
   const summary = await train(cfg, {
-    train: windowData(readWindows(cfg.prep, 'train')),
+    train: windowData(openWindowFile(cfg.prep, 'train')), // positional reads: a train.bin of any size
     validation: validationData(cfg.prep),
     tokenizer: tokenizerPath,
     realVocab: tokenizer.vocabSize,
