@@ -10,8 +10,9 @@ import { copyFileDurable, writeFileAtomic } from '../lib/util/fs.js';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Argv, CommandModule } from 'yargs';
-import { flagsToConfig, readConfigFile } from '../lib/cli/config.js';
-import { loadCorpus, type Document } from '../lib/data/corpus.js';
+import { FieldCheck, flagsToConfig, isBool, isInt, isNum, isOneOf, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
+import { CORPUS_ENCODINGS, loadCorpus, type CorpusEncoding, type Document } from '../lib/data/corpus.js';
+import { encodeInPieces } from '../lib/data/chunks.js';
 import { splitDocuments, writeWindows, SPLITS, type SplitName, type TokenizedDoc } from '../lib/data/windows.js';
 import { loadTokenizer, type Tokenizer } from '../lib/tokenizer/tokenizer.js';
 import { MAX_TRAINED_VOCAB, trainTokenizer } from '../lib/tokenizer/train.js';
@@ -35,6 +36,10 @@ export interface PrepConfig {
   out: string;
   /** Use only the first N documents of the corpus (small slices for tests). Default: all. */
   max_documents?: number;
+  /** Bytes of a plain-text corpus: strict 'utf-8' (non-UTF-8 bytes are refused) or 'latin1' (ISO-8859-1). */
+  encoding: CorpusEncoding;
+  /** Replace the prep output already in `out` (otherwise refused). */
+  overwrite: boolean;
   /** No progress bar and no printed summary. */
   quiet: boolean;
 }
@@ -46,12 +51,23 @@ export const PREP_DEFAULTS: Readonly<PrepConfig> = {
   val_fraction: 0.05,
   seed: 1234,
   out: 'runs/prep',
+  encoding: 'utf-8',
+  overwrite: false,
   quiet: false,
 };
 
-const KEYS: (keyof PrepConfig)[] = [
-  'corpus', 'tokenizer', 'vocab_size', 'seq_len', 'val_fraction', 'seed', 'out', 'max_documents', 'quiet',
-];
+const CHECKS: Record<keyof PrepConfig, FieldCheck> = {
+  corpus: (v) => (typeof v === 'string' && v.length > 0 ? undefined : "must be 'brown' or a path"),
+  tokenizer: optional((v) => (typeof v === 'string' && v.length > 0 ? undefined : 'must be a path')),
+  vocab_size: isInt(257, MAX_TRAINED_VOCAB), seq_len: isInt(1, 1 << 20),
+  val_fraction: isNum(0, 1, true), seed: isInt(0, 2 ** 32 - 1),
+  out: (v) => (typeof v === 'string' && v.length > 0 ? undefined : 'must be a path'),
+  max_documents: optional(isInt(2)), encoding: isOneOf(...CORPUS_ENCODINGS), overwrite: isBool, quiet: isBool,
+};
+const KEYS = Object.keys(CHECKS) as (keyof PrepConfig)[];
+
+/** The files of a prep output directory; any of them in `out` means a prep ran there. */
+const PREP_FILES = ['windows.json', 'prep.json', 'train.bin', 'validation.bin', 'validation.stream.bin', 'validation.docs.json', 'tokenizer.json'];
 
 /** What `run` returns (and prints as a summary). */
 export interface PrepSummary {
@@ -69,27 +85,19 @@ export interface PrepSummary {
  * @throws Error on unknown keys (listing the valid ones), wrong types or out-of-range values.
  */
 export function resolvePrepConfig(partial: Record<string, unknown>, source = 'prep config'): PrepConfig {
-  for (const key of Object.keys(partial)) {
-    if (!KEYS.includes(key as keyof PrepConfig)) {
-      throw new Error(`${source}: unknown key '${key}' (valid: ${KEYS.join(', ')})`);
-    }
-  }
-  const defined = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined));
-  const cfg = { ...PREP_DEFAULTS, ...defined } as PrepConfig;
-  const check = (ok: boolean, key: keyof PrepConfig, want: string) => {
-    if (!ok) throw new Error(`${source}: ${key} = ${JSON.stringify(cfg[key])} must be ${want}`);
-  };
-  const int = (v: unknown, lo: number, hi: number) => Number.isInteger(v) && (v as number) >= lo && (v as number) <= hi;
-  check(typeof cfg.corpus === 'string' && cfg.corpus.length > 0, 'corpus', "'brown' or a path");
-  check(cfg.tokenizer === undefined || (typeof cfg.tokenizer === 'string' && cfg.tokenizer.length > 0), 'tokenizer', 'a path');
-  check(int(cfg.vocab_size, 257, MAX_TRAINED_VOCAB), 'vocab_size', `an integer in [257, ${MAX_TRAINED_VOCAB}]`);
-  check(int(cfg.seq_len, 1, 1 << 20), 'seq_len', 'an integer in [1, 1048576]');
-  check(typeof cfg.val_fraction === 'number' && cfg.val_fraction > 0 && cfg.val_fraction < 1, 'val_fraction', 'in (0, 1)');
-  check(int(cfg.seed, 0, 2 ** 32 - 1), 'seed', 'an integer in [0, 2^32)');
-  check(typeof cfg.out === 'string' && cfg.out.length > 0, 'out', 'a path');
-  check(cfg.max_documents === undefined || int(cfg.max_documents, 2, Number.MAX_SAFE_INTEGER), 'max_documents', 'an integer ≥ 2');
-  check(typeof cfg.quiet === 'boolean', 'quiet', 'true or false');
-  return cfg;
+  return resolveConfig<PrepConfig>(PREP_DEFAULTS as PrepConfig, CHECKS, partial, source);
+}
+
+/**
+ * Refuses an `out` that holds a prep output unless `overwrite` (a tokenizer.json that is the
+ * `--tokenizer` being reused does not count).
+ * @throws Error "<dir>: holds a prep output already; --overwrite replaces it".
+ */
+function refuseExistingOutput(cfg: PrepConfig): void {
+  if (cfg.overwrite || !existsSync(cfg.out)) return;
+  const reused = cfg.tokenizer !== undefined ? resolve(cfg.tokenizer) : undefined;
+  const held = PREP_FILES.filter((f) => existsSync(join(cfg.out, f)) && resolve(cfg.out, f) !== reused);
+  if (held.length > 0) throw new Error(`${cfg.out}: holds a prep output already; --overwrite replaces it`);
 }
 
 /** Runs prep end to end; see the module comment for the outputs. */
@@ -98,8 +106,9 @@ export async function run(partial: Partial<PrepConfig> = {}): Promise<PrepSummar
   const cfg = resolvePrepConfig(partial);
   const log = (msg: string) => { if (!cfg.quiet) process.stderr.write(msg + '\n'); };
   if (cfg.tokenizer !== undefined && !existsSync(cfg.tokenizer)) throw new Error(`${cfg.tokenizer}: tokenizer.json not found`);
+  refuseExistingOutput(cfg);
 
-  const docs = loadCorpus(cfg.corpus, cfg.max_documents);
+  const docs = loadCorpus(cfg.corpus, cfg.max_documents, cfg.encoding);
   const split = splitDocuments(docs, cfg.val_fraction, cfg.seed);
   log(`prep: ${docs.length} documents from ${cfg.corpus} (${split.train.length} train, ${split.validation.length} validation)`);
 
@@ -153,7 +162,7 @@ async function tokenizeSplits(tok: Tokenizer, split: Record<SplitName, Document[
     out[name] = [];
     for (let i = 0; i < split[name].length; i += CHUNK) {
       const docs = split[name].slice(i, i + CHUNK);
-      const ids = await tok.encodeBatch(docs.map((d) => d.text));
+      const ids = await encodeInPieces(docs.map((d) => d.text), (texts) => tok.encodeBatch(texts));
       docs.forEach((d, j) => out[name].push({ id: d.id, ids: ids[j], bytes: Buffer.byteLength(d.text) }));
       done += docs.length;
       tokens += ids.reduce((n, x) => n + x.length, 0);
@@ -198,6 +207,8 @@ export const command: CommandModule<object, PrepArgs> = {
     .option('seed', { type: 'number', describe: `seed of the document split (default ${PREP_DEFAULTS.seed})` })
     .option('out', { type: 'string', describe: `output directory (default ${PREP_DEFAULTS.out})` })
     .option('max-documents', { type: 'number', describe: 'use only the first N documents (default all)' })
+    .option('encoding', { choices: CORPUS_ENCODINGS, describe: "bytes of a plain-text corpus: utf-8 (bytes that are not UTF-8 are refused) or latin1 (ISO-8859-1) (default utf-8)" })
+    .option('overwrite', { type: 'boolean', describe: 'replace the prep output already in --out (otherwise refused)' })
     .option('quiet', { type: 'boolean', describe: 'no progress bar and no summary' })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' }) as Argv<PrepArgs>,
   handler: async (argv) => {

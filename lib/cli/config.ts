@@ -82,7 +82,7 @@ export function unknownKey(key: string, valid: readonly string[]): string {
 }
 
 /**
- * The valid name closest to `key` by edit distance, when at most ~a third of it differs; else the one
+ * The valid name closest to `key` by edit distance, when at most a quarter of it differs; else the one
  * valid name holding every `_`-separated word of `key` (num_layers → num_hidden_layers).
  */
 export function nearest(key: string, valid: readonly string[]): string | undefined {
@@ -91,7 +91,7 @@ export function nearest(key: string, valid: readonly string[]): string | undefin
     const d = editDistance(key.toLowerCase(), v.toLowerCase());
     if (d < bestDistance) { best = v; bestDistance = d; }
   }
-  if (bestDistance <= Math.max(2, Math.floor(key.length / 3))) return best;
+  if (bestDistance <= Math.max(1, Math.floor(key.length / 4))) return best;
   const words = key.toLowerCase().split('_').filter((w) => w.length > 0);
   const holding = valid.filter((v) => words.every((w) => v.toLowerCase().split('_').includes(w)));
   return holding.length === 1 ? holding[0] : undefined;

@@ -3,7 +3,7 @@
  * plain-text corpora (a directory of .txt files, a .txt file, or a .jsonl file).
  * Every reader returns one `Document` per source document, in a stable order.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, extname, join } from 'node:path';
 
@@ -96,22 +96,30 @@ export function detokenize(words: string[]): string {
   return out;
 }
 
+/** How the bytes of a plain-text corpus are read: strict UTF-8 (the default) or ISO-8859-1 (every byte a character). */
+export type CorpusEncoding = 'utf-8' | 'latin1';
+export const CORPUS_ENCODINGS: CorpusEncoding[] = ['utf-8', 'latin1'];
+
 /**
  * Reads a plain-text corpus: a directory of `.txt` files (one document per file, sorted by
  * name), a `.txt` file (one document per non-blank line) or a `.jsonl` file (one document
- * per line, from its `text` field). Blank documents are skipped.
- * @throws Error naming `path` when it is missing, of another kind, malformed or empty.
+ * per line, from its `text` field). Blank documents are skipped. Files are decoded in chunks
+ * (a 20 MB line costs about its own size), strictly: bytes that are not UTF-8 are refused
+ * instead of becoming U+FFFD.
+ * @param encoding 'latin1' reads ISO-8859-1 text instead.
+ * @throws Error naming `path` when it is missing, of another kind, malformed, empty or not
+ *   UTF-8 (`<file>: not UTF-8 text: byte 0xe9 at offset 1234 …`).
  */
-export function readTextCorpus(path: string, limit = Infinity): Document[] {
+export function readTextCorpus(path: string, limit = Infinity, encoding: CorpusEncoding = 'utf-8'): Document[] {
   if (!existsSync(path)) throw new Error(`${path}: corpus not found`);
   let docs: Document[];
   if (statSync(path).isDirectory()) {
     const files = readdirSync(path).filter((f) => f.endsWith('.txt')).sort();
-    docs = files.map((f) => ({ id: f, text: readFileSync(join(path, f), 'utf8').trim() }));
+    docs = files.map((f) => ({ id: f, text: readText(join(path, f), encoding).trim() }));
   } else if (extname(path) === '.jsonl') {
-    docs = readJsonl(path);
+    docs = readJsonl(path, encoding);
   } else if (extname(path) === '.txt') {
-    docs = lines(path).map(([n, line]) => ({ id: `${basename(path)}:${n}`, text: line.trim() }));
+    docs = lines(path, encoding).map(([n, line]) => ({ id: `${basename(path)}:${n}`, text: line.trim() }));
   } else {
     throw new Error(`${path}: unsupported corpus (expected a directory of .txt, a .txt or a .jsonl file)`);
   }
@@ -120,15 +128,93 @@ export function readTextCorpus(path: string, limit = Infinity): Document[] {
   return docs;
 }
 
-/** Non-blank lines of a file with their 1-based line numbers (for error messages and ids). */
-function lines(path: string): [number, string][] {
-  return readFileSync(path, 'utf8').split('\n')
-    .map((line, i): [number, string] => [i + 1, line])
-    .filter(([, line]) => line.trim().length > 0);
+/** Bytes read per chunk. */
+const CHUNK_BYTES = 1 << 20;
+
+/**
+ * Decodes a file chunk by chunk, handing each decoded piece to `onText`.
+ * @throws Error naming the file and the offset of the first byte that is not UTF-8.
+ */
+function decodeFile(path: string, encoding: CorpusEncoding, onText: (text: string) => void): void {
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  const fd = openSync(path, 'r');
+  const buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  let offset = 0;
+  try {
+    for (;;) {
+      const n = readSync(fd, buf, 0, CHUNK_BYTES, offset);
+      const chunk = buf.subarray(0, n);
+      try {
+        const text = encoding === 'latin1' ? chunk.toString('latin1') : decoder.decode(chunk, { stream: n > 0 });
+        if (text.length > 0) onText(text);
+      } catch {
+        throw new Error(notUtf8(path, firstInvalidUtf8Offset(path, Math.max(0, offset - 3))));
+      }
+      if (n === 0) return;
+      offset += n;
+    }
+  } finally { closeSync(fd); }
 }
 
-function readJsonl(path: string): Document[] {
-  return lines(path).map(([n, line]) => {
+/** The one-line refusal of a non-UTF-8 file. */
+function notUtf8(path: string, at: { offset: number; byte: number | undefined }): string {
+  const what = at.byte === undefined ? 'a UTF-8 sequence cut off at the end of the file' : `byte 0x${at.byte.toString(16).padStart(2, '0')}`;
+  return `${path}: not UTF-8 text: ${what} at byte offset ${at.offset} (a binary file, or Latin-1 text: give --encoding latin1)`;
+}
+
+/**
+ * Offset and value of the first byte of the first invalid UTF-8 sequence at or after `from`, per the
+ * WHATWG decoder: overlong forms, surrogates and code points > U+10FFFF are errors.
+ */
+function firstInvalidUtf8Offset(path: string, from: number): { offset: number; byte: number | undefined } {
+  const bytes = readFileSync(path);
+  let i = from;
+  // step back to a sequence start, in case `from` fell inside one
+  while (i > 0 && (bytes[i] & 0xc0) === 0x80 && from - i < 3) i--;
+  while (i < bytes.length) {
+    const b = bytes[i];
+    const len = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
+    if (len === 0) return { offset: i, byte: b };
+    const lo = b === 0xe0 ? 0xa0 : b === 0xf0 ? 0x90 : 0x80, hi = b === 0xed ? 0x9f : b === 0xf4 ? 0x8f : 0xbf;
+    for (let k = 1; k < len; k++) {
+      const c = bytes[i + k];
+      if (c === undefined) return { offset: i, byte: undefined };
+      if (c < (k === 1 ? lo : 0x80) || c > (k === 1 ? hi : 0xbf)) return { offset: i, byte: b }; // the sequence's first byte
+    }
+    i += len;
+  }
+  return { offset: bytes.length, byte: undefined };
+}
+
+/** The whole text of a file, decoded strictly (see decodeFile). */
+function readText(path: string, encoding: CorpusEncoding): string {
+  const parts: string[] = [];
+  decodeFile(path, encoding, (t) => parts.push(t));
+  return parts.join('');
+}
+
+/** Non-blank lines of a file with their 1-based line numbers (for error messages and ids), read in chunks. */
+function lines(path: string, encoding: CorpusEncoding): [number, string][] {
+  const out: [number, string][] = [];
+  let n = 0;
+  let partial: string[] = []; // pieces of the line not yet ended by "\n"
+  const push = (line: string) => { n++; if (line.trim().length > 0) out.push([n, line]); };
+  decodeFile(path, encoding, (text) => {
+    let start = 0;
+    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
+      partial.push(text.slice(start, nl));
+      push(partial.join(''));
+      partial = [];
+      start = nl + 1;
+    }
+    if (start < text.length) partial.push(text.slice(start));
+  });
+  push(partial.join(''));
+  return out;
+}
+
+function readJsonl(path: string, encoding: CorpusEncoding): Document[] {
+  return lines(path, encoding).map(([n, line]) => {
     let row: unknown;
     try {
       row = JSON.parse(line);
@@ -144,7 +230,8 @@ function readJsonl(path: string): Document[] {
 /**
  * Loads a corpus by name or path: `'brown'` for the Brown corpus, else a plain-text corpus.
  * @param limit keep only the first `limit` documents (stable order).
+ * @param encoding of a plain-text corpus (see readTextCorpus).
  */
-export function loadCorpus(source: string, limit = Infinity): Document[] {
-  return source === 'brown' ? readBrown(brownDir(), limit) : readTextCorpus(source, limit);
+export function loadCorpus(source: string, limit = Infinity, encoding: CorpusEncoding = 'utf-8'): Document[] {
+  return source === 'brown' ? readBrown(brownDir(), limit) : readTextCorpus(source, limit, encoding);
 }

@@ -1,8 +1,10 @@
 import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { readStream, readWindows } from '../data/windows.js';
 import { addScoringOutputs, Device, openDerivedSession, OnnxSession, readOnnx, runScoring } from '../onnx/index.js';
+import { tokenByteLengths } from '../tokenizer/byte-lengths.js';
 import { PerplexityAccumulator } from './perplexity.js';
 import { slidingWindows } from './sliding-window.js';
 
@@ -12,9 +14,11 @@ export interface OnnxEvalResult {
   ppl: number;
   /** Mean NLL per scored token, nats. */
   nll: number;
-  /** Bits per UTF-8 byte of the validation text. */
+  /** Bits per UTF-8 byte of the scored tokens' text (end-of-document tokens are 0 bytes). */
   bpb: number;
   scored_tokens: number;
+  /** UTF-8 bytes of the scored tokens' text: the denominator of bpb. */
+  scored_bytes: number;
   /** Positions through the model per second of session.run (same batch shape for every model). */
   tokens_per_s: number;
   execution_provider: string;
@@ -48,6 +52,7 @@ interface ScoringBatch { B: number; L: number; ids: BigInt64Array; labels: BigIn
 export async function evaluateOnnx(modelPath: string, o: OnnxEvalOptions): Promise<OnnxEvalResult> {
   const windows = readWindows(o.prep, 'validation');
   const h = await openScoringSession(modelPath, o);
+  const byteLength = tokenByteLengths(join(o.prep, 'tokenizer.json'));
   const acc = new PerplexityAccumulator();
   let seconds = 0, positions = 0;
   const batches = o.stride ? slidingBatches(o, windows.seqLen) : packedBatches(o, windows);
@@ -56,13 +61,14 @@ export async function evaluateOnnx(modelPath: string, o: OnnxEvalOptions): Promi
     const logp = await runScoring(h, ids, labels, B, L);
     seconds += (performance.now() - t0) / 1000;
     positions += B * L;
-    let nll = 0, scored = 0;
-    for (let i = 0; i < logp.length; i++) if (labels[i] !== -100n) { nll -= logp[i]; scored++; }
-    acc.add(nll, scored);
+    let nll = 0, scored = 0, bytes = 0;
+    for (let i = 0; i < logp.length; i++) {
+      if (labels[i] !== -100n) { nll -= logp[i]; scored++; bytes += byteLength[Number(labels[i])] ?? 0; }
+    }
+    acc.add(nll, scored, bytes);
   }
-  const split = windows.meta.splits.validation;
   return {
-    ppl: acc.perplexity, nll: acc.meanNll, bpb: acc.bitsPerByte(split.bytes / split.tokens), scored_tokens: acc.tokens,
+    ppl: acc.perplexity, nll: acc.meanNll, bpb: acc.bitsPerByte, scored_tokens: acc.tokens, scored_bytes: acc.bytes,
     tokens_per_s: positions / seconds, execution_provider: h.executionProvider, peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
   };
 }

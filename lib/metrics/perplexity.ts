@@ -5,11 +5,14 @@
 export class PerplexityAccumulator {
   nll = 0;
   tokens = 0;
+  /** UTF-8 bytes of the scored tokens' text (see lib/tokenizer/byte-lengths.ts). */
+  bytes = 0;
 
-  /** Adds a batch: `nllSum` nats over `tokens` scored tokens. */
-  add(nllSum: number, tokens: number): void {
+  /** Adds a batch: `nllSum` nats over `tokens` scored tokens whose text is `bytes` UTF-8 bytes. */
+  add(nllSum: number, tokens: number, bytes = 0): void {
     this.nll += nllSum;
     this.tokens += tokens;
+    this.bytes += bytes;
   }
 
   /** Mean NLL per scored token (nats); NaN when nothing was scored. */
@@ -22,10 +25,11 @@ export class PerplexityAccumulator {
   }
 
   /**
-   * Bits per byte: total NLL in bits over the UTF-8 bytes of the scored text, so models with different
-   * tokenizers compare. @param bytesPerToken bytes of text per token of the evaluated split.
+   * Bits per byte: total NLL in bits over the UTF-8 bytes of the scored tokens — not of the whole
+   * split: end-of-document tokens (0 bytes) and unscored text count nothing — so models with
+   * different tokenizers compare. NaN when no bytes were added.
    */
-  bitsPerByte(bytesPerToken: number): number {
-    return this.meanNll / Math.LN2 / bytesPerToken;
+  get bitsPerByte(): number {
+    return this.bytes === 0 ? NaN : this.nll / Math.LN2 / this.bytes;
   }
 }

@@ -15,6 +15,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tokenizers from 'tokenizers';
+import { splitAtWordBoundaries } from '../data/chunks.js';
 
 /** End-of-text token, used as both BOS and EOS. */
 export const EOS_TOKEN = '<|endoftext|>';
@@ -121,8 +122,10 @@ function trainFullMerges(texts: string[]): [string, string][] {
   try {
     const corpus = join(dir, 'corpus.txt');
     const saved = join(dir, 'trained.json');
-    // The trainer reads files line by line keeping "\n", so documents may span lines.
-    writeFileSync(corpus, texts.map((t) => t + '\n').join(''));
+    // The trainer reads files line by line keeping "\n", so documents may span lines; a long
+    // document is cut into lines at pre-token starts (a 20 MB line took 2.3 GB): the "\n" that ends
+    // each piece is a pre-token of its own, with no pair to merge, so the merges are the same.
+    writeFileSync(corpus, texts.map((t) => splitAtWordBoundaries(t).join('\n') + '\n').join(''));
     const pkg = createRequire(import.meta.url).resolve('tokenizers');
     const child = spawnSync(process.execPath, ['-e', TRAIN_SCRIPT, pkg, corpus, saved], { stdio: ['ignore', 'ignore', 'pipe'] });
     if (child.status !== 0) {
@@ -157,7 +160,7 @@ export async function trainTokenizer(texts: string[], outPath: string, opts: Tra
   }
   const bpe = truncateMerges(trainFullMerges(texts), vocabSize, specials);
   const json = JSON.stringify(tokenizerJson(bpe, specials));
-  await verify(json, vocabSize, texts.slice(0, 20), outPath);
+  await verify(json, vocabSize, texts.slice(0, 20).map((t) => splitAtWordBoundaries(t)[0]), outPath); // a piece: bounded memory
   writeFileAtomic(outPath, json);
   return { vocabSize, merges: bpe.merges.length };
 }
