@@ -8,13 +8,16 @@
  *   <out>/hf/config.json, model.safetensors, tokenizer.json
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { flagsToConfig, isBool, isInt, isOneOf, isString, readConfigFile, resolveConfig } from '../lib/cli/config.js';
 import { loadCheckpoint, saveCheckpoint } from '../lib/model/checkpoint.js';
 import { countParameters } from '../lib/model/config.js';
 import { ONNX_DTYPES, ONNX_IOS, OnnxDtype, OnnxIo, writeLlamaOnnx } from '../lib/onnx/index.js';
+import { checkSelfContainedSize, exportWeightBytes } from '../lib/onnx/external-data.js';
+import { SAFETENSORS_DTYPES, SafetensorsDtype } from '../lib/model/safetensors.js';
+import { DEFAULT_MAX_SHARD_SIZE, INDEX_FILE, isByteSize, parseByteSize, planShards } from '../lib/model/sharded.js';
 import { refuseExisting, sideFiles, writePlanned } from '../lib/onnx/export-files.js';
 
 export interface StudentExportConfig {
@@ -30,26 +33,30 @@ export interface StudentExportConfig {
   block_size: number;
   /** int4 without zero points. */
   symmetric: boolean;
-  /** safetensors dtype of the HF copy. */
-  safetensors_dtype: 'F32' | 'F16';
+  /** safetensors dtype of the HF copy (BF16 rounds to nearest even; a BF16 checkpoint saved as BF16 is bit-exact). */
+  safetensors_dtype: SafetensorsDtype;
+  /** Shard the HF copy above this size ("5GB" = 5·10⁹ bytes as transformers, "500MB", "2GiB" or bytes). */
+  max_shard_size: number | string;
+  /** ONNX weights in model.onnx.data (external data): needed above protobuf's 2 GiB. */
+  external_data: boolean;
   /** Replace existing output files (default: any existing output is refused before anything is written). */
   overwrite: boolean;
 }
 
 export const STUDENT_EXPORT_DEFAULTS: StudentExportConfig = {
-  checkpoint: 'runs/demo/distilled', out: 'runs/export', dtype: 'fp32', io: 'optimum', block_size: 32, symmetric: false, safetensors_dtype: 'F32', overwrite: false,
+  checkpoint: 'runs/demo/distilled', out: 'runs/export', dtype: 'fp32', io: 'optimum', block_size: 32, symmetric: false, safetensors_dtype: 'F32', max_shard_size: DEFAULT_MAX_SHARD_SIZE, external_data: false, overwrite: false,
 };
 
 const CHECKS = {
   checkpoint: isString, out: isString, dtype: isOneOf(...ONNX_DTYPES), io: isOneOf(...ONNX_IOS), block_size: isInt(16, 4096), symmetric: isBool,
-  safetensors_dtype: isOneOf('F32', 'F16'), overwrite: isBool,
+  safetensors_dtype: isOneOf(...SAFETENSORS_DTYPES), max_shard_size: isByteSize, external_data: isBool, overwrite: isBool,
 };
 
 export interface StudentExportResult {
   checkpoint: string;
   parameters: number;
   onnx: { path: string; dtype: OnnxDtype; io: OnnxIo; bytes: number };
-  safetensors: { dir: string; dtype: 'F32' | 'F16'; bytes: number };
+  safetensors: { dir: string; dtype: SafetensorsDtype; bytes: number; files: string[] };
 }
 
 /**
@@ -63,27 +70,30 @@ export function run(partial: Record<string, unknown>, source = 'export config'):
   const onnxDir = join(cfg.out, 'onnx'), hfDir = join(cfg.out, 'hf');
   const onnxPath = join(onnxDir, 'model.onnx');
   const side = sideFiles(onnxPath, cfg.checkpoint, model, cfg.dtype === 'fp16' ? 'float16' : 'float32');
-  const hfFiles = ['config.json', 'model.safetensors', ...(side.tokenizer ? ['tokenizer.json'] : [])].map((f) => ({ path: join(hfDir, f) }));
-  refuseExisting([{ path: onnxPath }, ...side.files, ...hfFiles], cfg.overwrite);
+  const maxShardSize = parseByteSize(cfg.max_shard_size, '--max-shard-size');
+  const shards = planShards(weights, cfg.safetensors_dtype, maxShardSize).map((s) => s.file);
+  const hfFiles = ['config.json', ...shards, ...(shards.length > 1 ? [INDEX_FILE] : []), ...(side.tokenizer ? ['tokenizer.json'] : [])].map((f) => ({ path: join(hfDir, f) }));
+  refuseExisting([{ path: onnxPath }, ...(cfg.external_data ? [{ path: `${onnxPath}.data` }] : []), ...side.files, ...hfFiles], cfg.overwrite);
+  if (!cfg.external_data) checkSelfContainedSize(onnxPath, exportWeightBytes(weights, cfg.dtype)); // before anything is written
   mkdirSync(onnxDir, { recursive: true });
   writePlanned(side.files);
   const sizes = writeLlamaOnnx(onnxPath, model, weights, {
-    dtype: cfg.dtype, io: cfg.io, blockSize: cfg.block_size, symmetric: cfg.symmetric, source: cfg.checkpoint,
+    dtype: cfg.dtype, io: cfg.io, blockSize: cfg.block_size, symmetric: cfg.symmetric, externalData: cfg.external_data, source: cfg.checkpoint,
     tokenizerSha256: side.tokenizer && createHash('sha256').update(side.tokenizer).digest('hex'),
   });
   const tokenizer = join(cfg.checkpoint, 'tokenizer.json');
-  saveCheckpoint(hfDir, model, weights, { dtype: cfg.safetensors_dtype, tokenizer: side.tokenizer ? tokenizer : undefined });
+  const hf = saveCheckpoint(hfDir, model, weights, { dtype: cfg.safetensors_dtype, maxShardSize, tokenizer: side.tokenizer ? tokenizer : undefined });
   return {
     checkpoint: cfg.checkpoint, parameters: countParameters(model),
     onnx: { path: onnxPath, dtype: cfg.dtype, io: cfg.io, bytes: sizes.modelBytes + sizes.dataBytes },
-    safetensors: { dir: hfDir, dtype: cfg.safetensors_dtype, bytes: statSync(join(hfDir, 'model.safetensors')).size },
+    safetensors: { dir: hfDir, dtype: cfg.safetensors_dtype, bytes: hf.bytes, files: hf.files },
   };
 }
 
 /** One summary line. */
 export function summary(r: StudentExportResult): string {
   const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
-  return `export: ${r.checkpoint} (${(r.parameters / 1e6).toFixed(2)} M params) → ${r.onnx.path} ${mib(r.onnx.bytes)} ${r.onnx.dtype}, ${r.onnx.io} IO; ${r.safetensors.dir}/model.safetensors ${mib(r.safetensors.bytes)} ${r.safetensors.dtype}\n`;
+  return `export: ${r.checkpoint} (${(r.parameters / 1e6).toFixed(2)} M params) → ${r.onnx.path} ${mib(r.onnx.bytes)} ${r.onnx.dtype}, ${r.onnx.io} IO; ${r.safetensors.dir}/${r.safetensors.files.length > 1 ? `${r.safetensors.files.length - 1} shards` : 'model.safetensors'} ${mib(r.safetensors.bytes)} ${r.safetensors.dtype}\n`;
 }
 
 type Args = Record<string, unknown> & { config?: string; json?: boolean };
@@ -99,7 +109,9 @@ export const command: CommandModule<object, Args> = {
     .option('io', { choices: ONNX_IOS, describe: 'ONNX graph IO, as kd teacher export (default optimum)' })
     .option('block-size', { type: 'number', describe: 'int4: quantization block, power of two ≥ 16 (default 32)' })
     .option('symmetric', { type: 'boolean', describe: 'int4: symmetric blocks without zero points (default false)' })
-    .option('safetensors-dtype', { choices: ['F32', 'F16'], describe: 'dtype of hf/model.safetensors (default F32)' })
+    .option('safetensors-dtype', { choices: SAFETENSORS_DTYPES, describe: 'dtype of hf/model.safetensors (default F32)' })
+    .option('max-shard-size', { type: 'string', describe: 'shard hf/ above this size with model.safetensors.index.json: 5GB (= 5·10⁹ bytes, as transformers), 500MB, 2GiB or bytes (default 5GB)' })
+    .option('external-data', { type: 'boolean', describe: 'ONNX weights in onnx/model.onnx.data (external data), needed above 2 GiB (default false)' })
     .option('overwrite', { type: 'boolean', describe: 'replace existing output files (default: an existing output is refused)' })
     .option('json', { type: 'boolean', describe: 'print the result as JSON on stdout' }) as Argv<Args>,
   handler: (argv) => {

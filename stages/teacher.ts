@@ -19,6 +19,7 @@ import { openWindowFile } from '../lib/data/windows.js';
 import { loadCheckpoint, saveCheckpoint } from '../lib/model/checkpoint.js';
 import { Device, ONNX_DTYPES, ONNX_IOS, OnnxDtype, OnnxIo, writeLlamaOnnx } from '../lib/onnx/index.js';
 import { refuseExisting, sideFiles, writePlanned } from '../lib/onnx/export-files.js';
+import { checkSelfContainedSize, exportWeightBytes } from '../lib/onnx/external-data.js';
 import { loadTokenizer } from '../lib/tokenizer/tokenizer.js';
 import { resolveTrainConfig, TRAIN_DEFAULTS, TRAIN_KEYS, TrainConfig } from '../lib/train/config.js';
 import { validationData, windowData } from '../lib/train/data.js';
@@ -92,6 +93,7 @@ export function runExport(partial: Record<string, unknown>, source = 'export con
   const { cfg: modelCfg, weights } = loadCheckpoint(cfg.checkpoint);
   const side = sideFiles(cfg.out, cfg.checkpoint, modelCfg, cfg.dtype === 'fp16' ? 'float16' : 'float32');
   refuseExisting([{ path: cfg.out }, ...(cfg.external_data ? [{ path: `${cfg.out}.data` }] : []), ...side.files], cfg.overwrite);
+  if (!cfg.external_data) checkSelfContainedSize(cfg.out, exportWeightBytes(weights, cfg.dtype)); // before anything is written
   if (!side.tokenizer) process.stderr.write(`kd: ${join(cfg.checkpoint, 'tokenizer.json')}: not found; the export carries no tokenizer, so precompute cannot check that a prep uses the teacher's\n`);
   mkdirSync(dirname(cfg.out), { recursive: true });
   writePlanned(side.files); // before the model: a model that is there has its config beside it

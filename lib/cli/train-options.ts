@@ -41,5 +41,7 @@ export function trainOptions<T>(y: Argv<T>, d: TrainConfig): Argv<T> {
     .option('overwrite', { type: 'boolean', describe: 'start afresh in an --out that already holds a training run (its checkpoints and training state are replaced)' })
     .option('resume', { type: 'boolean', describe: 'continue from the training state in --out (same settings; exact: same loss at every later step)' })
     .option('quiet', { type: 'boolean', describe: 'no progress bar or summary' })
+    .option('safetensors-dtype', { choices: ['F32', 'F16', 'BF16'], describe: `dtype of the HF checkpoints written; the resumable state stays F32 (default ${d.safetensors_dtype})` })
+    .option('max-shard-size', { type: 'string', describe: 'shard HF checkpoints above this size with model.safetensors.index.json: 5GB (= 5·10⁹ bytes, as transformers), 500MB, 2GiB or bytes (default 5GB)' })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' });
 }

@@ -7,7 +7,7 @@ import { mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { headDim, LlamaConfig, llamaTensorShapes } from '../model/config.js';
 import { NamedTensors } from '../model/tensors.js';
-import { writeOnnxExternal } from './external-data.js';
+import { checkSelfContainedSize, exportWeightBytes, initializerBytes, writeOnnxExternal } from './external-data.js';
 import { LlamaGraph, LlamaGraphIo, OnnxDtype, OPSET } from './llama-graph.js';
 import { TOKENIZER_SHA256_KEY } from './model-tokenizer.js';
 import { DT, encodeModel, OnnxTypes, valueInfo, writeOnnx } from './proto.js';
@@ -132,12 +132,14 @@ export function exportLlamaOnnx(cfg: LlamaConfig, weights: NamedTensors, opts: E
 /**
  * Writes the export to `path` (atomically; directories created). With `externalData`, weights of
  * ≥ 1 KiB go to `<path>.data` (e.g. model.onnx.data) as ONNX external data; open such a model by
- * path, not from bytes.
+ * path, not from bytes. Without it, weights over protobuf's 2 GiB are refused before anything is written.
  * @returns bytes of the .onnx file and of the data file (0 without external data)
  */
 export function writeLlamaOnnx(path: string, cfg: LlamaConfig, weights: NamedTensors,
   opts: ExportLlamaOptions & { externalData?: boolean } = {}): { modelBytes: number; dataBytes: number } {
+  if (!opts.externalData) checkSelfContainedSize(path, exportWeightBytes(weights, opts.dtype ?? 'fp32'));
   const model = buildLlamaModel(cfg, weights, opts);
+  if (!opts.externalData) checkSelfContainedSize(path, initializerBytes(model));
   mkdirSync(dirname(path), { recursive: true });
   if (opts.externalData) return writeOnnxExternal(path, model);
   writeOnnx(path, encodeModel(model));

@@ -2,7 +2,8 @@
  * ONNX protobuf access: the generated `onnx-proto` classes (ONNX 1.10 schema), builders for
  * tensors / value infos / attributes, and atomic model file I/O.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
+import { withPath } from '../util/errors.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { endianness } from 'node:os';
 import onnxProto from 'onnx-proto';
@@ -90,13 +91,25 @@ export function decodeModel(bytes: Uint8Array, source = 'model'): OnnxTypes.Mode
   return model;
 }
 
+/** protobuf's limit on one message: a self-contained .onnx cannot be larger. */
+export const PROTOBUF_LIMIT = 2 ** 31 - 1;
+
 /**
  * Reads a model file's bytes.
- * @throws Error "<path>: ONNX file not found" when the file does not exist.
+ * @throws Error "<path>: ONNX file not found" (ENOENT only; other I/O errors say what they are);
+ *   "<path>: … over protobuf's 2 GiB limit …" for a file no ModelProto can be (its weights belong
+ *   in external data).
  */
 export function readOnnx(path: string): Uint8Array {
-  if (!existsSync(path)) throw new Error(`${path}: ONNX file not found`);
-  return readFileSync(path);
+  let size: number;
+  try { size = statSync(path).size; } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`${path}: ONNX file not found`);
+    throw withPath(e, path);
+  }
+  if (size > PROTOBUF_LIMIT) {
+    throw new Error(`${path}: ${(size / 2 ** 30).toFixed(2)} GiB, over protobuf's 2 GiB limit for a self-contained .onnx; export it with its weights as external data (a .onnx_data/.onnx.data file beside it: optimum does, or onnx.save_model(m, path, save_as_external_data=True))`);
+  }
+  try { return readFileSync(path); } catch (e) { throw withPath(e, path); }
 }
 
 /**

@@ -1,6 +1,8 @@
 import { BACKENDS, BackendChoice } from '../backend/select.js';
 import { FieldCheck, isBool, isInt, isNum, isOneOf, isString, optional, resolveConfig } from '../cli/config.js';
 import { checkModelOverrides, LlamaConfig } from '../model/config.js';
+import { SAFETENSORS_DTYPES, SafetensorsDtype } from '../model/safetensors.js';
+import { DEFAULT_MAX_SHARD_SIZE, isByteSize } from '../model/sharded.js';
 import { TEMPERATURE_SCHEDULES, TemperatureSchedule } from './schedule.js';
 
 /** Training configuration shared by `kd train` (student) and `kd teacher train`. */
@@ -73,6 +75,10 @@ export interface TrainConfig {
   overwrite: boolean;
   /** No progress bar or summary. */
   quiet: boolean;
+  /** dtype of the HF checkpoints written (out, out/best, epoch-N); the resumable state stays F32. */
+  safetensors_dtype: SafetensorsDtype;
+  /** Shard those checkpoints above this size ("5GB" = 5·10⁹ bytes as transformers, "500MB", "2GiB" or bytes). */
+  max_shard_size: number | string;
 }
 
 export const TRAIN_DEFAULTS: TrainConfig = {
@@ -82,6 +88,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   alpha: 0.8, temperature: 2, temperature_schedule: 'constant', temperature_min: 1,
   loss: 'forward_kl', jsd_beta: 0.5, skew_lambda: 0.1, topk_mode: 'tail',
   eval_every: 0, eval_windows: 64, early_stopping_patience: 0, save_every: 0, dropout: 0, backend: 'auto', resume: false, overwrite: false, quiet: false,
+  safetensors_dtype: 'F32', max_shard_size: DEFAULT_MAX_SHARD_SIZE,
 };
 
 /** Default student (`kd train`, `kd sweep`): ~1M parameters with the tokenizer's vocabulary and tied embeddings. */
@@ -104,6 +111,7 @@ const CHECKS: Record<keyof TrainConfig, FieldCheck> = {
   topk_mode: isOneOf('tail', 'renormalize'),
   eval_every: isInt(0), eval_windows: isInt(0), early_stopping_patience: isInt(0), save_every: isInt(0),
   dropout: (v) => (typeof v === 'number' && v >= 0 && v < 1 ? undefined : 'must be a number in [0, 1)'), backend: isOneOf('auto', ...BACKENDS), resume: isBool, overwrite: isBool, quiet: isBool,
+  safetensors_dtype: isOneOf(...SAFETENSORS_DTYPES), max_shard_size: isByteSize,
 };
 
 export const TRAIN_KEYS = Object.keys(CHECKS) as (keyof TrainConfig)[];

@@ -5,6 +5,8 @@ import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
 import { NamedTensors } from '../model/tensors.js';
 import { readSafetensors, writeSafetensors } from '../model/safetensors.js';
+import { planShards, SINGLE_FILE, weightFiles } from '../model/sharded.js';
+import type { SaveCheckpointOptions } from '../model/checkpoint.js';
 import { copyFileDurable, linkOrCopyDurable, readJson, sha256FileSync, writeFileAtomic } from '../util/fs.js';
 import { AdamW } from './adamw.js';
 import { TrainConfig } from './config.js';
@@ -45,7 +47,7 @@ export interface TrainerState {
 }
 
 /** Config keys that do not change the loss at any step, so they may differ at resume. */
-const FREE_KEYS: (keyof TrainConfig)[] = ['out', 'resume', 'quiet', 'backend', 'save_every', 'eval_every', 'early_stopping_patience'];
+const FREE_KEYS: (keyof TrainConfig)[] = ['out', 'resume', 'quiet', 'backend', 'save_every', 'eval_every', 'early_stopping_patience', 'safetensors_dtype', 'max_shard_size'];
 
 export const STATE_FILE = 'trainer_state.json';
 /** The directory of the resumable weights and moments, out/state/. */
@@ -71,23 +73,35 @@ export function initialState(cfg: TrainConfig): TrainerState {
  * 2. `out/trainer_state.json`, naming those files and their sha256, replaces the previous one
  *    atomically: this rename is the switch from the old state to the new;
  * 3. the HF checkpoint in `out` (model.safetensors: a hard link to the state's weights, or a copy;
+ *    written anew in `hf.dtype` and sharded above `hf.maxShardSize` when either asks for it;
  *    config.json; tokenizer.json) and optimizer.safetensors (likewise) are brought up to date, and
  *    the previous state's files removed.
  * @throws Error `<file>: no space left on device` and the like; the previous state then stays
  */
-export function saveTrainingState(out: string, model: LlamaModel, optimizer: AdamW, state: TrainerState, tokenizer: string): void {
+export function saveTrainingState(out: string, model: LlamaModel, optimizer: AdamW, state: TrainerState, tokenizer: string, hf: HfFormat = {}): void {
   mkdirSync(join(out, STATE_DIR), { recursive: true });
   const id = `${String(state.step).padStart(8, '0')}-${randomBytes(3).toString('hex')}`;
   const weights = { model: `${STATE_DIR}/model-${id}.safetensors`, optimizer: `${STATE_DIR}/optimizer-${id}.safetensors` };
-  const m = writeSafetensors(join(out, weights.model), model.toNamedTensors(), 'F32', { format: 'pt' });
+  const named = model.toNamedTensors();
+  const m = writeSafetensors(join(out, weights.model), named, 'F32', { format: 'pt' });
   const o = writeSafetensors(join(out, weights.optimizer), optimizer.state());
   Object.assign(state, { weights, files: { [weights.model]: m.sha256, [weights.optimizer]: o.sha256 } });
   writeFileAtomic(join(out, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
-  writeFileAtomic(join(out, 'config.json'), JSON.stringify({ ...model.cfg, torch_dtype: 'float32' }, null, 2) + '\n');
-  copyFileDurable(tokenizer, join(out, 'tokenizer.json'));
-  linkOrCopyDurable(join(out, weights.model), join(out, LEGACY.model));
+  if (isPlainF32(named, hf)) {
+    writeFileAtomic(join(out, 'config.json'), JSON.stringify({ ...model.cfg, torch_dtype: 'float32' }, null, 2) + '\n');
+    copyFileDurable(tokenizer, join(out, 'tokenizer.json'));
+    linkOrCopyDurable(join(out, weights.model), join(out, LEGACY.model));
+  } else saveCheckpoint(out, model.cfg, named, { ...hf, tokenizer });
   linkOrCopyDurable(join(out, weights.optimizer), join(out, LEGACY.optimizer));
   dropOtherStates(out, state);
+}
+
+/** How the HF checkpoints of a run are stored (config safetensors_dtype, max_shard_size); default F32 in one file up to 5 GB. */
+export type HfFormat = Pick<SaveCheckpointOptions, 'dtype' | 'maxShardSize'>;
+
+/** True when the HF checkpoint is the state's own F32 single file (so a hard link serves). */
+function isPlainF32(weights: NamedTensors, hf: HfFormat): boolean {
+  return (hf.dtype ?? 'F32') === 'F32' && planShards(weights, 'F32', hf.maxShardSize)[0].file === SINGLE_FILE;
 }
 
 /** Removes resumable files that `state` does not name (earlier saves, saves cut short). */
@@ -131,13 +145,13 @@ export function copyCheckpoint(out: string, name: string): void {
   const dir = join(out, name);
   mkdirSync(dir, { recursive: true });
   for (const f of ['config.json', 'tokenizer.json']) copyFileDurable(join(out, f), join(dir, f));
-  linkOrCopyDurable(join(out, 'model.safetensors'), join(dir, 'model.safetensors')); // never rewritten in place: sharing is safe
+  for (const f of weightFiles(out)) linkOrCopyDurable(join(out, f), join(dir, f)); // never rewritten in place: sharing is safe
 }
 
 /** Writes the current weights as an HF checkpoint to `out/best` with best.json (step, val loss, ppl). */
-export function saveBest(out: string, model: LlamaModel, tokenizer: string, best: ValPoint): void {
+export function saveBest(out: string, model: LlamaModel, tokenizer: string, best: ValPoint, hf: HfFormat = {}): void {
   const dir = join(out, 'best');
-  saveCheckpoint(dir, model.cfg, model.toNamedTensors(), { tokenizer });
+  saveCheckpoint(dir, model.cfg, model.toNamedTensors(), { ...hf, tokenizer });
   writeFileAtomic(join(dir, 'best.json'), JSON.stringify(best, null, 2) + '\n');
 }
 

@@ -16,6 +16,7 @@ import { TrainConfig } from './config.js';
 import { RowData, TrainingData } from './data.js';
 import { LossFn, StepRecord, trainLoop } from './loop.js';
 import { cosineWithWarmup } from './schedule.js';
+import { parseByteSize } from '../model/sharded.js';
 import { copyCheckpoint, initialState, loadTrainingState, saveBest, saveTrainingState, TrainerState, truncateMetrics } from './state.js';
 
 /** What a training run needs beside its config. */
@@ -119,14 +120,15 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
   log(`train: backend ${backendDevice}, ${countParameters(modelCfg).toLocaleString('en-US')} parameters, ${totalSteps} steps of ${B * A} windows × ${inputs.train.seqLen} tokens, α=${cfg.alpha}, ${inputs.lossFn.note ?? `τ=${cfg.temperature}`}, loss ${cfg.loss}/${cfg.topk_mode}${cfg.dropout > 0 ? `, dropout ${cfg.dropout}` : ''}`);
 
   const progress = createProgress('train', totalSteps, 'steps', cfg.quiet);
-  const save = () => saveTrainingState(cfg.out, model, optimizer, state, inputs.tokenizer);
+  const hf = { dtype: cfg.safetensors_dtype, maxShardSize: parseByteSize(cfg.max_shard_size, '--max-shard-size') };
+  const save = () => saveTrainingState(cfg.out, model, optimizer, state, inputs.tokenizer, hf);
   let sessionTokens = 0;
   const evaluateNow = (step: number, epoch: number) => {
     const v = evaluate(model, inputs.validation, B, cfg.eval_windows, inputs.realVocab);
     state.last_val = { step, loss: v.loss, ppl: v.ppl };
     if (!state.best || v.loss < state.best.loss) {
       state.best = state.last_val; state.bad_evals = 0;
-      saveBest(cfg.out, model, inputs.tokenizer, state.best);
+      saveBest(cfg.out, model, inputs.tokenizer, state.best, hf);
     } else state.bad_evals += 1;
     appendText(metricsPath, JSON.stringify({ step, epoch, val_loss: v.loss, val_ppl: v.ppl }) + '\n');
   };
