@@ -65,6 +65,28 @@ describe('teacher export writes config.json and tokenizer.json beside the model'
     expect(existsSync(join(dir, 'logits-short'))).toBe(false);
   });
 
+  it('a checkpoint without tokenizer.json exports with a one-line warning and no tokenizer record', () => {
+    const bare = join(dir, 'ckpt-bare');
+    const cfg = teacherConfig();
+    saveCheckpoint(bare, cfg, initLlamaWeights(cfg, 1));
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    let r;
+    try {
+      r = runExport({ checkpoint: bare, out: join(dir, 'export-bare', 'model.onnx') });
+      expect(err.mock.calls.map((c) => String(c[0]))).toEqual([`kd: ${join(bare, 'tokenizer.json')}: not found; the export carries no tokenizer, so precompute cannot check that a prep uses the teacher's\n`]);
+    } finally {
+      err.mockRestore();
+    }
+    expect(r.tokenizer).toBeNull();
+    expect(existsSync(join(dir, 'export-bare', 'tokenizer.json'))).toBe(false);
+    expect(metadataOf(readOnnx(r.out))[TOKENIZER_SHA256_KEY]).toBeUndefined();
+  });
+
+  it('an --out that is a directory is refused, also with --overwrite', () => {
+    mkdirSync(join(dir, 'a-dir.onnx'), { recursive: true });
+    expect(() => runExport({ checkpoint: ckpt, out: join(dir, 'a-dir.onnx'), overwrite: true })).toThrow(`${join(dir, 'a-dir.onnx')}: is a directory, not a file to write`);
+  });
+
   it('kd export (student) puts the tokenizer sha256 into the ONNX too', () => {
     const r = exportStudent({ checkpoint: ckpt, out: join(dir, 'student-export') });
     expect(metadataOf(readOnnx(r.onnx.path))[TOKENIZER_SHA256_KEY]).toBe(sha(readFileSync(tokenizer)));
