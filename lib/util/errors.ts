@@ -3,6 +3,8 @@
  * to do>]`. The write helpers (lib/util/fs.ts) and the CLI (pipelines/kd.ts) both use them, so a
  * full disk or a directory given as a file never reaches the user as `ENOSPC: …, write`.
  */
+import { statSync } from 'node:fs';
+import { dirname } from 'node:path';
 
 /** A Node system error (fs, net, child_process): has a `code` and the failing `syscall`. */
 export interface SystemError extends Error {
@@ -12,7 +14,7 @@ export interface SystemError extends Error {
   dest?: string;
 }
 
-/** What a code means, and what to do about it; `{p}` is not used: the path leads the line. */
+/** What a code means, and what to do about it (the path leads the line). */
 const MEANING: Record<string, string> = {
   ENOSPC: 'no space left on device',
   EDQUOT: 'disk quota exceeded; free space or choose another location',
@@ -21,7 +23,7 @@ const MEANING: Record<string, string> = {
   EPERM: 'operation not permitted; check the permissions of the path',
   ENOENT: 'no such file or directory; check the path',
   EISDIR: 'is a directory, expected a file; name the file inside it',
-  ENOTDIR: 'not a directory (a file is in the way); give a directory, or move the file',
+  ENOTDIR: 'not a directory; give a directory',
   EEXIST: 'already exists; remove it or choose another path',
   ENOTEMPTY: 'directory not empty; remove it or choose another path',
   ENAMETOOLONG: 'file name too long; choose a shorter path',
@@ -41,8 +43,21 @@ export function isSystemError(e: unknown): e is SystemError {
  * Without any path, `<meaning> (<syscall>)`.
  */
 export function systemErrorMessage(e: SystemError, path = e.path): string {
-  const meaning = MEANING[e.code] ?? `${e.message.replace(/^[A-Z]+: /, '').replace(/, \w+( '.*')?$/, '')} (${e.code})`;
-  return path ? `${path}: ${meaning}` : `${meaning} (${e.syscall})`;
+  if (!path) return `${MEANING[e.code] ?? e.message} (${e.syscall})`;
+  if (e.code === 'ENOTDIR') {
+    const file = fileInTheWay(path);
+    if (file) return `${file}: is a file, expected a directory; give a directory, or move the file`;
+  }
+  if (e.code === 'ENOENT' && e.syscall === 'mkdir') return `${path}: cannot create this directory (no such parent, or a file system that takes no new entries); choose a writable location`;
+  return `${path}: ${MEANING[e.code] ?? `${e.message.replace(/^[A-Z]+: /, '').replace(/, \w+( '.*')?$/, '')} (${e.code})`}`;
+}
+
+/** The longest prefix of `path` that is a regular file (the cause of ENOTDIR), if any. */
+function fileInTheWay(path: string): string | undefined {
+  for (let p = path, last = ''; p !== last; last = p, p = dirname(p)) {
+    try { if (statSync(p).isFile()) return p; } catch { /* keep going up */ }
+  }
+  return undefined;
 }
 
 /**
