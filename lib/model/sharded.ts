@@ -90,11 +90,18 @@ export function writeShardedSafetensors(dir: string, tensors: NamedTensors, dtyp
     bytes += writeFileAtomic(join(dir, INDEX_FILE), JSON.stringify({ metadata: { total_size: total }, weight_map } satisfies ShardIndex, null, 2) + '\n').bytes;
     files.push(INDEX_FILE);
   }
-  // Stale files go last; the index (or single file) before the shards it names.
-  for (const f of [...previous].sort((a, b) => Number(b === INDEX_FILE || b === SINGLE_FILE) - Number(a === INDEX_FILE || a === SINGLE_FILE))) {
-    if (!files.includes(f)) rmSync(join(dir, f), { force: true });
-  }
+  dropStaleWeights(dir, files, previous); // only now that the new set is complete
   return { files, bytes };
+}
+
+/**
+ * Removes the weight files of a previous save that `keep` does not name, the index (or single
+ * file) before the shards it names, so what remains never looks like a complete older set.
+ * @param previous the files to consider (default: those in `dir` now, {@link weightFiles})
+ */
+export function dropStaleWeights(dir: string, keep: string[], previous = weightFiles(dir)): void {
+  const top = (f: string) => Number(f === INDEX_FILE || f === SINGLE_FILE);
+  for (const f of [...previous].sort((a, b) => top(b) - top(a))) if (!keep.includes(f)) rmSync(join(dir, f), { force: true });
 }
 
 /** Reads and validates `dir`/model.safetensors.index.json. @throws Error naming the index file */

@@ -5,7 +5,7 @@ import { loadCheckpoint, saveCheckpoint } from '../model/checkpoint.js';
 import { LlamaModel } from '../model/llama.js';
 import { NamedTensors } from '../model/tensors.js';
 import { readSafetensors, writeSafetensors } from '../model/safetensors.js';
-import { planShards, SINGLE_FILE, weightFiles } from '../model/sharded.js';
+import { dropStaleWeights, planShards, SINGLE_FILE, weightFiles } from '../model/sharded.js';
 import type { SaveCheckpointOptions } from '../model/checkpoint.js';
 import { copyFileDurable, linkOrCopyDurable, readJson, sha256FileSync, writeFileAtomic } from '../util/fs.js';
 import { AdamW } from './adamw.js';
@@ -91,6 +91,7 @@ export function saveTrainingState(out: string, model: LlamaModel, optimizer: Ada
     writeFileAtomic(join(out, 'config.json'), JSON.stringify({ ...model.cfg, torch_dtype: 'float32' }, null, 2) + '\n');
     copyFileDurable(tokenizer, join(out, 'tokenizer.json'));
     linkOrCopyDurable(join(out, weights.model), join(out, LEGACY.model));
+    dropStaleWeights(out, [SINGLE_FILE]); // shards of an earlier save in another format
   } else saveCheckpoint(out, model.cfg, named, { ...hf, tokenizer });
   linkOrCopyDurable(join(out, weights.optimizer), join(out, LEGACY.optimizer));
   dropOtherStates(out, state);
