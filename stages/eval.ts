@@ -12,7 +12,8 @@ import type { Argv, CommandModule } from 'yargs';
 import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { loadCheckpoint } from '../lib/model/checkpoint.js';
-import { countParameters, resolveLlamaConfig } from '../lib/model/config.js';
+import { withHfDefaults } from '../lib/model/architectures.js';
+import { countParameters, LlamaConfig, resolveLlamaConfig } from '../lib/model/config.js';
 import { evaluateOnnxIsolated, OnnxEvalResult } from '../lib/metrics/onnx-eval.js';
 import { checkContextLength, Device, exportLlamaOnnx, externalDataFiles, parameterCountOf, readOnnx, writeOnnx } from '../lib/onnx/index.js';
 import { readJson, writeFileAtomic } from '../lib/util/fs.js';
@@ -124,9 +125,16 @@ function asOnnx(path: string, target: string): { onnx: string; parameters: numbe
       training: training && { ...training.summary, alpha: training.config.alpha, temperature: training.config.temperature, loss: training.config.loss, topk_mode: training.config.topk_mode, data: training.config.data },
     };
   }
+  return { onnx: path, parameters: onnxParameters(path) };
+}
+
+/**
+ * Parameters of the model at `path` (.onnx): from the config.json beside it, with HF's defaults for
+ * absent keys (no tie_word_embeddings means untied, as in transformers), else counted in the graph.
+ */
+export function onnxParameters(path: string): number {
   const config = join(dirname(path), 'config.json');
-  const parameters = existsSync(config) ? countParameters(resolveLlamaConfig(readJson(config), config)) : parameterCountOf(readOnnx(path), path);
-  return { onnx: path, parameters };
+  return existsSync(config) ? countParameters(resolveLlamaConfig(withHfDefaults(readJson(config)) as Partial<LlamaConfig>, config)) : parameterCountOf(readOnnx(path), path);
 }
 
 async function conditions(cfg: EvalConfig, report: Report, stride: number): Promise<Record<string, unknown>> {

@@ -288,3 +288,17 @@ describe('measured', () => {
     console.log(JSON.stringify(measured, (_, v) => (typeof v === 'number' ? Number(v.toExponential(2)) : v), 1));
   });
 });
+
+describe('kd eval counts a foreign model with HF defaults', () => {
+  it('a config.json beside model.onnx without tie_word_embeddings is untied (lm_head counted)', async () => {
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { onnxParameters } = await import('../stages/eval.js');
+    const dir = mkdtempSync(join(tmpdir(), 'kd-evalcfg-'));
+    // Llama-2 shape at toy size: V 100, d 16, ff 32, 1 layer, 2 heads (head_dim 8), MHA.
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'llama', vocab_size: 100, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1, num_attention_heads: 2 }));
+    const layer = 4 * 16 * 16 + 3 * 16 * 32 + 2 * 16;
+    expect(onnxParameters(join(dir, 'model.onnx'))).toBe(100 * 16 + layer + 16 + 100 * 16);
+  });
+});
