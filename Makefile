@@ -13,7 +13,7 @@ node_modules: package.json package-lock.json
 install: node_modules
 
 prep: node_modules
-	$(KD) prep --out runs/prep --tokenizer data/teacher/tokenizer.json
+	$(KD) prep --out runs/prep --tokenizer data/teacher/tokenizer.json --overwrite
 
 # Retrain the default teacher (about an hour on 2 CPU cores) and ship it as fp16 to data/teacher.
 teacher: prep

@@ -10,7 +10,7 @@ $.verbose = true;
 const kd = ['node', 'pipelines/kd.js']; // one process: Ctrl-C reaches kd once (npx tsx re-sends it)
 const started = Date.now();
 
-await $`${kd} prep --out runs/prep --tokenizer data/teacher/tokenizer.json`;
+await $`${kd} prep --out runs/prep --tokenizer data/teacher/tokenizer.json --overwrite`;
 await $`${kd} teacher export --checkpoint data/teacher --out runs/teacher/model.onnx --overwrite`;
 await $`${kd} precompute --config pipelines/configs/precompute.json`;
 await fs.remove('runs/demo');
