@@ -4,7 +4,7 @@
 KD := node pipelines/kd.js
 export ONNXRUNTIME_NODE_INSTALL ?= skip
 
-.PHONY: install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo test bench clean
+.PHONY: rehearse rehearse-checkpoint install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo test bench clean
 
 node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -70,3 +70,12 @@ bench: node_modules
 
 clean:
 	rm -rf runs
+
+# Rehearsal at the article's size (README "Checkpoints of any size"): a random TinyLlama-1.1B-shaped
+# BF16 checkpoint written sharded, loaded, saved back sharded in BF16 (bit for bit) and F32,
+# exported to ONNX with external data and run once; prints seconds and peak RSS of each step.
+# About 14 GB of disk under runs/rehearse at the peak, ~10 GB of RAM.
+rehearse-checkpoint: node_modules
+	node --import tsx scripts/rehearse-checkpoint.ts --out runs/rehearse
+
+rehearse: rehearse-checkpoint
