@@ -1,5 +1,5 @@
 /** `kd teacher export` options and `kd teacher compare`: the metrics' formulas and the stage end to end. */
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -36,6 +36,8 @@ describe('kd teacher export / compare', () => {
   const docs = [0, 1, 2, 3].map((i) => ({ id: `d${i}`, ids: randomIds(60, cfg.vocab_size, 40 + i), bytes: 200 }));
   writeWindows(dir, { seq_len: 12, eos_id: 0, vocab_size: cfg.vocab_size, tokenizer_sha256: 'x', source: 'test', seed: 1, val_fraction: 0.5 },
     { train: docs, validation: docs });
+  // A prep always has its tokenizer.json; eval's bits per byte reads the bytes per token from it.
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'WordLevel', vocab: Object.fromEntries(Array.from({ length: cfg.vocab_size }, (_, i) => [`t${i}`, i])) } }));
   const exp = (name: string, extra: Record<string, unknown>) => runExport({ checkpoint: ckpt, out: join(dir, name, 'model.onnx'), overwrite: true, ...extra }); // tests re-export fp32
   const opts = { prep: dir, max_windows: 10, batch_size: 4, device: 'cpu', quiet: true };
 
