@@ -82,38 +82,66 @@ function distill(
   opts: DistillOptions,
   normalizer: number | undefined,
 ): DistillResult {
-  const { alpha, temperature: tau, realVocab } = opts;
-  checkOptions(opts, studentLogits);
-  checkTargets(targets, studentLogits.shape[0]);
-  const useKD = alpha > 0;
-  const useCE = alpha < 1;
-  if (useKD) {
-    if (!signal) throw new Error(`alpha = ${alpha} > 0 needs a teacher signal`);
-    checkSignal(signal, opts.mode);
-    if (signal.ids.shape[0] !== studentLogits.shape[0]) {
-      throw new Error(`teacher ids [${signal.ids.shape}] and student logits [${studentLogits.shape}] differ in positions`);
-    }
-  }
-  const tokens = countTargets(targets, realVocab);
+  if (studentLogits.rank !== 2) throw new Error(`student logits [${studentLogits.shape}] must be [N, V]; flatten [B, L, V] first`);
+  const [n, v] = studentLogits.shape;
+  const tokens = checkDistillInputs(n, v, signal, targets, opts);
   const denom = normalizer ?? tokens;
   if (denom === 0 && tokens > 0) throw new Error(`normalizer is 0 but this batch has ${tokens} scored positions`);
-
   const { total, kdSum, ceSum } = tf.tidy(() => {
-    const live = liveMask(targets); // bool [N]
-    const tgt = safeTargets(targets).reshape([-1, 1]) as tf.Tensor2D; // [N, 1]
-    // One fused op for both terms: one softmax per distinct τ, one scatter in backprop.
-    const groups: IdGroup[] = [];
-    if (useKD) groups.push({ ids: (signal as TeacherSignal).ids, temperature: tau });
-    if (useCE) groups.push({ ids: tgt, temperature: 1 });
-    const logQs = studentLogProbsAtGroups(studentLogits, groups, realVocab);
-    const kdLogQ = useKD ? logQs[0] : undefined; // [N, k]
-    const ceLogQ = useCE ? logQs[groups.length - 1] : undefined; // [N, 1]
-    const kdSum = kdLogQ ? tf.mul(maskedSum(kdPerPosition(kdLogQ, signal as TeacherSignal, opts), live), tau * tau) : tf.scalar(0);
-    const ceSum = ceLogQ ? tf.sum(nllAt(ceLogQ.reshape([-1]) as tf.Tensor1D, targets)) : tf.scalar(0);
-    const total = tf.div(tf.add(tf.mul(kdSum, alpha), tf.mul(ceSum, 1 - alpha)), Math.max(denom, 1));
-    return { total: total as tf.Scalar, kdSum: kdSum as tf.Scalar, ceSum: ceSum as tf.Scalar };
+    const { kdSum, ceSum } = lossSums(studentLogits, signal, targets, opts);
+    return { kdSum, ceSum, total: combineSums(kdSum, ceSum, opts.alpha, denom) };
   });
   return { total, kdSum, ceSum, tokens };
+}
+
+/**
+ * Checks the options and the shapes of N positions of a V-wide student against the teacher
+ * signal and targets (as distillationLoss does), then counts the scored positions.
+ * @returns the number of targets ≠ −100 (reads the targets back)
+ * @throws Error naming the offending value or shapes.
+ */
+export function checkDistillInputs(n: number, v: number, signal: TeacherSignal | undefined, targets: tf.Tensor1D, opts: DistillOptions): number {
+  checkOptions(opts, v);
+  checkTargets(targets, n);
+  if (opts.alpha > 0) {
+    if (!signal) throw new Error(`alpha = ${opts.alpha} > 0 needs a teacher signal`);
+    checkSignal(signal, opts.mode);
+    if (signal.ids.shape[0] !== n) throw new Error(`teacher ids [${signal.ids.shape}] and student logits [${n},${v}] differ in positions`);
+  }
+  return countTargets(targets, opts.realVocab);
+}
+
+/** [α·kdSum + (1 − α)·ceSum] / max(denom, 1): the differentiated scalar. */
+export function combineSums(kdSum: tf.Scalar, ceSum: tf.Scalar, alpha: number, denom: number): tf.Scalar {
+  return tf.div(tf.add(tf.mul(kdSum, alpha), tf.mul(ceSum, 1 - alpha)), Math.max(denom, 1)) as tf.Scalar;
+}
+
+/**
+ * The two sums of the loss over N positions, without checks or normaliser:
+ * kdSum = Σ_t τ²·KD_t and ceSum = Σ_t CE_t over positions with target ≠ −100 (each a zero
+ * scalar when its weight, α resp. 1 − α, is 0). Inputs as distillationLoss, already checked
+ * (see checkDistillInputs). Differentiable in `studentLogits`; the caller tidies.
+ */
+export function lossSums(
+  studentLogits: tf.Tensor2D,
+  signal: TeacherSignal | undefined,
+  targets: tf.Tensor1D,
+  opts: DistillOptions,
+): { kdSum: tf.Scalar; ceSum: tf.Scalar } {
+  const { alpha, temperature: tau, realVocab } = opts;
+  const useKD = alpha > 0, useCE = alpha < 1;
+  const live = liveMask(targets); // bool [N]
+  const tgt = safeTargets(targets).reshape([-1, 1]) as tf.Tensor2D; // [N, 1]
+  // One fused op for both terms: one softmax per distinct τ, one scatter in backprop.
+  const groups: IdGroup[] = [];
+  if (useKD) groups.push({ ids: (signal as TeacherSignal).ids, temperature: tau });
+  if (useCE) groups.push({ ids: tgt, temperature: 1 });
+  const logQs = studentLogProbsAtGroups(studentLogits, groups, realVocab);
+  const kdLogQ = useKD ? logQs[0] : undefined; // [N, k]
+  const ceLogQ = useCE ? logQs[groups.length - 1] : undefined; // [N, 1]
+  const kdSum = kdLogQ ? tf.mul(maskedSum(kdPerPosition(kdLogQ, signal as TeacherSignal, opts), live), tau * tau) : tf.scalar(0);
+  const ceSum = ceLogQ ? tf.sum(nllAt(ceLogQ.reshape([-1]) as tf.Tensor1D, targets)) : tf.scalar(0);
+  return { kdSum: kdSum as tf.Scalar, ceSum: ceSum as tf.Scalar };
 }
 
 /** KD_t (without τ²) per position from the student's log-probs at the teacher ids: [N]. */
@@ -131,12 +159,10 @@ export function maskedSum(values: tf.Tensor1D, live: tf.Tensor1D): tf.Scalar {
   return tf.tidy(() => tf.sum(tf.where(live, values, tf.zerosLike(values))) as tf.Scalar);
 }
 
-function checkOptions(opts: DistillOptions, studentLogits: tf.Tensor2D): void {
+function checkOptions(opts: DistillOptions, v: number): void {
   const { alpha, temperature, realVocab } = opts;
-  if (studentLogits.rank !== 2) throw new Error(`student logits [${studentLogits.shape}] must be [N, V]; flatten [B, L, V] first`);
   if (!(alpha >= 0 && alpha <= 1)) throw new Error(`alpha must be in [0, 1], got ${alpha}`);
   if (!(temperature > 0) || !Number.isFinite(temperature)) throw new Error(`temperature must be > 0, got ${temperature}`);
-  const v = studentLogits.shape[1];
   if (!Number.isInteger(realVocab) || realVocab < 1 || realVocab > v) {
     throw new Error(`realVocab must be an integer in [1, ${v}] (the student logits' width), got ${realVocab}`);
   }

@@ -13,3 +13,4 @@ export { skewKL, DEFAULT_SKEW_LAMBDA } from './skew-kl.js';
 export { crossEntropy, IGNORE_INDEX } from './cross-entropy.js';
 export { LOSSES, LOSS_NAMES, getLoss, isLossName, type LossName } from './registry.js';
 export { distillationLoss, distillationLossNormalized, type DistillOptions, type DistillResult } from './distill.js';
+export { chunkedDistillationLoss } from './chunked.js';

@@ -55,7 +55,7 @@ export function studentLogProbsAtGroups(logits: tf.Tensor2D, groups: IdGroup[], 
       save([...probs, allCoords]);
       return {
         value: tf.concat(outs, 1), // [N, K]
-        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.tidy(() => { // the [N, V] temporaries die here
           const parts = tf.split(dy, sizes, 1).map((d, i) => tf.mul(d, 1 / groups[i].temperature)); // [N, k_g]
           let grad = tf.scatterND(saved[taus.length], tf.concat(parts, 1), [n, v]); // [N, V]
           taus.forEach((tau, t) => {
@@ -63,7 +63,7 @@ export function studentLogProbsAtGroups(logits: tf.Tensor2D, groups: IdGroup[], 
             grad = tf.sub(grad, tf.mul(saved[t], rowSum));
           });
           return grad;
-        },
+        }),
       };
     });
     const all = op(logits) as tf.Tensor2D; // [N, K]

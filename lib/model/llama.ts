@@ -5,7 +5,10 @@ import { LlamaConfig, headDim } from './config.js';
 import { fromHfLayout, fusedShapes, toHfLayout } from './hf-layout.js';
 import { dropout, DropoutOptions } from './dropout.js';
 import { initLlamaWeights } from './init.js';
+import { MemoryOptions, UNCHUNKED } from '../memory/options.js';
+import { blockedAttention } from './attention.js';
 import { affine, embeddingLookup, linear } from './ops.js';
+import { recomputed } from './recompute.js';
 import { applyRope, ropeInvFreq, ropeTables } from './rope.js';
 import { NamedTensors } from './tensors.js';
 
@@ -18,6 +21,8 @@ export interface ForwardOptions {
    * and MLP outputs) of every layer; omitted at evaluation. Masks are a pure function of the seed.
    */
   dropout?: DropoutOptions;
+  /** Recomputation and attention blocking (lib/memory/options.ts); default UNCHUNKED. */
+  memory?: MemoryOptions;
 }
 
 type Tables = Record<'cos' | 'sin' | 'cosQ' | 'sinQ', tf.Tensor2D>;
@@ -55,26 +60,50 @@ export class LlamaModel {
   }
 
   /**
-   * Next-token logits for every position.
+   * Next-token logits for every position: {@link hidden} · {@link head}.
    * @param inputIds int32 [B, L], L ≤ max_position_embeddings
-   * @param opts training-time options (dropout); none at evaluation
+   * @param opts training-time options (dropout, memory); none at evaluation
    * @returns [B·L, vocab_size] float32 (row b·L + t predicts the token after position t)
    * @throws Error when L exceeds max_position_embeddings.
    */
   logits(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor2D {
+    return linear(this.hidden(inputIds, opts), this.head()) as tf.Tensor2D; // [N, V]
+  }
+
+  /**
+   * Final-norm hidden states, the LM head's input. With `opts.memory.recompute` each decoder
+   * layer keeps only its input for the backward pass (recompute.ts).
+   * @param inputIds int32 [B, L] @returns [B·L, hidden_size] float32
+   * @throws Error when L exceeds max_position_embeddings.
+   */
+  hidden(inputIds: tf.Tensor2D, opts: ForwardOptions = {}): tf.Tensor2D {
     const [B, L] = inputIds.shape;
     if (L > this.cfg.max_position_embeddings) {
       throw new Error(`sequence length ${L} exceeds max_position_embeddings ${this.cfg.max_position_embeddings}`);
     }
     let h: tf.Tensor2D = embeddingLookup(this.p('embed') as tf.Tensor2D, tf.reshape(inputIds, [-1]) as tf.Tensor1D); // [N, d]
-    const drop = opts.dropout;
+    const memory = opts.memory ?? UNCHUNKED;
     for (let i = 0; i < this.cfg.num_hidden_layers; i++) {
-      h = tf.add(h, dropout(this.attention(this.rmsNorm(h, `${i}.ln1`), i, B, L, drop), drop, 3 * i + 1));
-      h = tf.add(h, dropout(this.mlp(this.rmsNorm(h, `${i}.ln2`), i), drop, 3 * i + 2));
+      const layer = (x: tf.Tensor2D) => this.layer(x, i, B, L, opts.dropout, memory.attentionQueryBlock);
+      h = memory.recompute ? recomputed(layer, h, this.layerVariables(i)) : layer(h);
     }
-    h = this.rmsNorm(h, 'norm');
-    const head = this.cfg.tie_word_embeddings ? tf.transpose(this.p('embed')) : this.p('lm_head');
-    return linear(h, head as tf.Tensor2D) as tf.Tensor2D; // [N, V]
+    return this.rmsNorm(h, 'norm');
+  }
+
+  /** The LM head [hidden_size, vocab_size]: lm_head, or the embedding's transpose when tied. */
+  head(): tf.Tensor2D {
+    return (this.cfg.tie_word_embeddings ? tf.transpose(this.p('embed')) : this.p('lm_head')) as tf.Tensor2D;
+  }
+
+  /** Decoder layer i (pre-norm residual attention, then MLP): x [N, d] → [N, d]. */
+  private layer(x: tf.Tensor2D, i: number, B: number, L: number, drop: DropoutOptions | undefined, block: number): tf.Tensor2D {
+    const h: tf.Tensor2D = tf.add(x, dropout(this.attention(this.rmsNorm(x, `${i}.ln1`), i, B, L, drop, block), drop, 3 * i + 1));
+    return tf.add(h, dropout(this.mlp(this.rmsNorm(h, `${i}.ln2`), i), drop, 3 * i + 2));
+  }
+
+  /** The variables of decoder layer i (what a recomputed layer needs gradients for). */
+  private layerVariables(i: number): tf.Variable[] {
+    return [...this.params].filter(([name]) => name.startsWith(`${i}.`)).map(([, v]) => v);
   }
 
   /** @returns logits [B, L, vocab_size] (see `logits`). */
@@ -93,23 +122,31 @@ export class LlamaModel {
    * Causal grouped-query self-attention. x [B·L, d] → [B·L, d].
    * The G = H/KV query heads that share a key/value head are stacked along the rows, so each
    * (batch, kv head) pair is one [G·L, hd]·[hd, L] product: fewer, larger matMuls, no repeated K/V.
+   * With block < L the queries go in blocks of `block` positions (attention.ts): scores exist as
+   * [B·KV, G·block, L] at most.
    */
-  private attention(x: tf.Tensor2D, layer: number, B: number, L: number, drop?: DropoutOptions): tf.Tensor2D {
+  private attention(x: tf.Tensor2D, layer: number, B: number, L: number, drop: DropoutOptions | undefined, block: number): tf.Tensor2D {
     const H = this.cfg.num_attention_heads, KV = this.cfg.num_key_value_heads, hd = headDim(this.cfg);
     const G = H / KV;
     const { cos, sin, cosQ, sinQ } = this.tables(L, G);
-    const mask = this.mask(L, G, layerWindow(this.cfg, layer));
     const qkv = affine(x, this.w(`${layer}.wqkv`), this.b(`${layer}.bqkv`)); // [N, (H + 2·KV)·hd]
     const [q, k, v] = tf.split(qkv, [H * hd, KV * hd, KV * hd], 1);
     const group = (t: tf.Tensor, g: number) => // [N, KV·g·hd] → [B·KV, g·L, hd]
       tf.reshape(tf.transpose(tf.reshape(t, [B, L, KV, g, hd]), [0, 2, 3, 1, 4]), [B * KV, g * L, hd]) as tf.Tensor3D;
     const qh = applyRope(group(tf.mul(q, 1 / Math.sqrt(hd)), G), cosQ, sinQ); // scale folded into q
     const kh = applyRope(group(k, 1), cos, sin);
-    const scores = tf.matMul(qh, kh, false, true); // [B·KV, G·L, L]
-    const probs = dropout(tf.softmax(tf.add(scores, mask)) as tf.Tensor3D, drop, 3 * layer);
-    const out = tf.matMul(probs, group(v, 1)); // [B·KV, G·L, hd]
+    const vh = group(v, 1), window = layerWindow(this.cfg, layer);
+    const out = block < L ? blockedAttention(qh, kh, vh, { L, G, window }, block, drop, 3 * layer) : this.fullAttention(qh, kh, vh, G, window, drop, 3 * layer);
     const merged = tf.reshape(tf.transpose(tf.reshape(out, [B, KV, G, L, hd]), [0, 3, 1, 2, 4]), [B * L, H * hd]);
     return affine(merged, this.w(`${layer}.wo`), this.b(`${layer}.bo`)) as tf.Tensor2D;
+  }
+
+  /** softmax(q·kᵀ + mask)·v with all heads' scores [B·KV, G·L, L] at once. q [B·KV, G·L, hd], k, v [B·KV, L, hd]. */
+  private fullAttention(q: tf.Tensor3D, k: tf.Tensor3D, v: tf.Tensor3D, G: number, window: number | null, drop: DropoutOptions | undefined, site: number): tf.Tensor3D {
+    const L = k.shape[1];
+    const scores = tf.matMul(q, k, false, true); // [B·KV, G·L, L]
+    const probs = dropout(tf.softmax(tf.add(scores, this.mask(L, G, window))) as tf.Tensor3D, drop, site);
+    return tf.matMul(probs, v); // [B·KV, G·L, hd]
   }
 
   /** SwiGLU MLP: down(silu(gate(x)) ⊙ up(x)) (Shazeer 2020, eq. 6). x [N, d] → [N, d]. */

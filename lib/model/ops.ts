@@ -17,10 +17,11 @@ export const matMul2d = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[])
   save([a, b]);
   return {
     value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
-    gradFunc: (dy: tf.Tensor, [sa, sb]: tf.Tensor[]) => [
+    // tidy: the transposes die here, not at the end of the whole backward pass
+    gradFunc: (dy: tf.Tensor, [sa, sb]: tf.Tensor[]) => tf.tidy(() => [
       tf.matMul(dy as tf.Tensor2D, tf.transpose(sb as tf.Tensor2D)), // dA = dY·Bᵀ  [M, K]
       tf.matMul(tf.transpose(sa as tf.Tensor2D), dy as tf.Tensor2D), // dB = Aᵀ·dY  [K, N]
-    ],
+    ]),
   };
 }) as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
 
@@ -53,9 +54,9 @@ export const embeddingLookup = tf.customGrad((...args: (tf.Tensor | tf.GradSaveF
   const shape = table.shape as [number, number];
   return {
     value: tf.gather(table, ids),
-    gradFunc: (dy: tf.Tensor, [sIds]: tf.Tensor[]) => [
+    gradFunc: (dy: tf.Tensor, [sIds]: tf.Tensor[]) => tf.tidy(() => [
       tf.scatterND(tf.reshape(sIds, [-1, 1]), dy, shape),
       tf.zerosLike(sIds),
-    ],
+    ]),
   };
 }) as (table: tf.Tensor2D, ids: tf.Tensor1D) => tf.Tensor2D;

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { MemoryOptions, UNCHUNKED } from '../memory/options.js';
 import { LlamaModel } from '../model/llama.js';
 import { hashSeed } from '../util/random.js';
 import { AdamW, clipByGlobalNorm } from './adamw.js';
@@ -21,6 +22,12 @@ export interface LossFn {
    * @param at the optimizer step (schedules are functions of it)
    */
   (logits: tf.Tensor2D, batch: Batch, normalizer: number, at: StepPosition): LossParts;
+  /**
+   * The same loss from the final hidden states [B·L, d] and the LM head [d, V], the head and
+   * loss computed over chunks of `chunk` positions (logits [chunk, V] at most; Infinity = one chunk).
+   * The trainer uses it when present.
+   */
+  fromHidden?(hidden: tf.Tensor2D, head: tf.Tensor2D, batch: Batch, normalizer: number, at: StepPosition, chunk: number): LossParts;
   /** One line on how the temperature is chosen, for the run's log. */
   readonly note?: string;
 }
@@ -56,6 +63,8 @@ export interface LoopOptions {
   /** Training-time dropout probability (0 = off); masks are seeded by (dropoutSeed, step, micro-batch). */
   dropout?: number;
   dropoutSeed?: number;
+  /** Recomputation, attention blocks and loss chunks of every micro-step (default UNCHUNKED). */
+  memory?: MemoryOptions;
   /** Called after every optimizer step (logging, evaluation, checkpoints, progress); 'stop' ends the loop. */
   onStep(record: StepRecord): void | 'stop' | Promise<void | 'stop'>;
 }
@@ -101,7 +110,10 @@ function microStep(o: LoopOptions, batch: Batch, normalizer: number, at: StepPos
   const dropout = rate > 0 ? { rate, seed: hashSeed(o.dropoutSeed ?? 0, at.step, micro) } : undefined;
   const { value, grads } = tf.variableGrads(() => {
     const ids = tf.tensor2d(batch.inputIds, [batch.B, batch.L], 'int32');
-    const parts = o.lossFn(o.model.logits(ids, { dropout }), batch, normalizer, at);
+    const memory = o.memory ?? UNCHUNKED, fwd = { dropout, memory };
+    const parts = o.lossFn.fromHidden
+      ? o.lossFn.fromHidden(o.model.hidden(ids, fwd), o.model.head(), batch, normalizer, at, memory.lossChunk)
+      : o.lossFn(o.model.logits(ids, fwd), batch, normalizer, at);
     kdSum = tf.keep(parts.kdSum); ceSum = tf.keep(parts.ceSum); temperature = parts.temperature;
     return parts.total;
   }, vars);

@@ -1,32 +1,42 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { distillationLossNormalized, isLossName, LOSS_NAMES } from '../losses/index.js';
-import { TeacherBatch } from './batch.js';
+import { chunkedDistillationLoss, distillationLossNormalized, isLossName, LOSS_NAMES } from '../losses/index.js';
+import { Batch, TeacherBatch } from './batch.js';
 import { TrainConfig } from './config.js';
 import { LossFn } from './loop.js';
+import { StepPosition } from './schedule.js';
 import { planTemperature, requireStored } from './temperature.js';
 
 /**
  * The trainer's loss: DESIGN §4 total over a micro-batch, normalised by the step's token count,
  * at the temperature the schedule gives for the step (see planTemperature: in 'tail' mode only
  * stored temperatures are used; 'renormalize' works at any). JSD takes β = `jsd_beta`, skew KL
- * λ = `skew_lambda`.
+ * λ = `skew_lambda`. `fromHidden` gives the same loss from hidden states and the LM head in
+ * chunks of positions (lib/losses/chunked.ts).
  * @throws Error when the loss name is unknown or a needed temperature was not stored.
  */
 export function makeLossFn(cfg: TrainConfig, realVocab: number, storedTemperatures: number[]): LossFn {
   if (!isLossName(cfg.loss)) throw new Error(`train config: loss '${cfg.loss}' is unknown (valid: ${LOSS_NAMES.join(', ')})`);
   const loss = cfg.loss;
   const plan = planTemperature(cfg, storedTemperatures);
-  const fn = (logits: tf.Tensor2D, batch: Parameters<LossFn>[1], normalizer: number, at: Parameters<LossFn>[3]) => {
+  /** The loss's inputs for a batch at a step: the teacher signal, targets and options. */
+  const inputs = (batch: Batch, at: StepPosition) => {
     const tau = plan.at(at);
     const N = batch.B * batch.L;
-    const targets = tf.tensor1d(batch.targets, 'int32');
     const signal = cfg.alpha > 0 ? teacherSignal(batch.teacher, N, tau, cfg.topk_mode === 'tail') : undefined;
-    const r = distillationLossNormalized(logits, signal, targets, {
-      alpha: cfg.alpha, temperature: tau, loss, mode: cfg.topk_mode, realVocab, beta: cfg.jsd_beta, lambda: cfg.skew_lambda,
-    }, normalizer);
+    const opts = { alpha: cfg.alpha, temperature: tau, loss, mode: cfg.topk_mode, realVocab, beta: cfg.jsd_beta, lambda: cfg.skew_lambda };
+    return { tau, signal, targets: tf.tensor1d(batch.targets, 'int32'), opts };
+  };
+  const fn = (logits: tf.Tensor2D, batch: Batch, normalizer: number, at: StepPosition) => {
+    const { tau, signal, targets, opts } = inputs(batch, at);
+    const r = distillationLossNormalized(logits, signal, targets, opts, normalizer);
     return { total: r.total, kdSum: r.kdSum, ceSum: r.ceSum, temperature: tau };
   };
-  return Object.assign(fn, { note: plan.note });
+  const fromHidden = (hidden: tf.Tensor2D, head: tf.Tensor2D, batch: Batch, normalizer: number, at: StepPosition, chunk: number) => {
+    const { tau, signal, targets, opts } = inputs(batch, at);
+    const r = chunkedDistillationLoss(hidden, head, signal, targets, opts, normalizer, chunk);
+    return { total: r.total, kdSum: r.kdSum, ceSum: r.ceSum, temperature: tau };
+  };
+  return Object.assign(fn, { note: plan.note, fromHidden });
 }
 
 function teacherSignal(t: TeacherBatch | undefined, N: number, tau: number, needLogZ: boolean) {
