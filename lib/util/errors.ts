@@ -3,7 +3,7 @@
  * to do>]`. The write helpers (lib/util/fs.ts) and the CLI (pipelines/kd.ts) both use them, so a
  * full disk or a directory given as a file never reaches the user as `ENOSPC: …, write`.
  */
-import { statSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /** A Node system error (fs, net, child_process): has a `code` and the failing `syscall`. */
@@ -48,8 +48,22 @@ export function systemErrorMessage(e: SystemError, path = e.path): string {
     const file = fileInTheWay(path);
     if (file) return `${file}: is a file, expected a directory; give a directory, or move the file`;
   }
-  if (e.code === 'ENOENT' && e.syscall === 'mkdir') return `${path}: cannot create this directory (no such parent, or a file system that takes no new entries); choose a writable location`;
+  if (e.code === 'ENOENT' && e.syscall === 'mkdir') return mkdirProblem(path);
   return `${path}: ${MEANING[e.code] ?? `${e.message.replace(/^[A-Z]+: /, '').replace(/, \w+( '.*')?$/, '')} (${e.code})`}`;
+}
+
+/**
+ * Why a recursive mkdir of `path` found no parent (Node says ENOENT even on a read-only file
+ * system): the nearest existing ancestor is read-only, not writable, or a file.
+ */
+function mkdirProblem(path: string): string {
+  let p = dirname(path);
+  while (!existsSync(p) && p !== dirname(p)) p = dirname(p);
+  if (statSync(p).isFile()) return `${p}: is a file, expected a directory; give a directory, or move the file`;
+  try { accessSync(p, constants.W_OK); } catch (e) {
+    if (isSystemError(e) && MEANING[e.code]) return `${path}: ${MEANING[e.code]}`;
+  }
+  return `${path}: cannot create this directory; choose a writable location`;
 }
 
 /** The longest prefix of `path` that is a regular file (the cause of ENOTDIR), if any. */

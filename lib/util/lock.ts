@@ -8,7 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { linkSync, openSync, closeSync, readFileSync, renameSync, rmSync, writeSync, fsyncSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { withPath } from './errors.js';
 import { writeFileAtomic } from './fs.js';
 
@@ -72,7 +72,9 @@ function readLock(path: string): LockInfo | undefined {
 /** Creates `path` holding `text` only if it does not exist; false when it does. */
 function createExclusive(path: string, text: string): boolean {
   const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}`;
-  writeFileAtomic(tmp, text);
+  try { writeFileAtomic(tmp, text); } catch (e) { // name the directory, not the lock's temporary file
+    throw new Error(`${dirname(path)}${(e as Error).message.slice(tmp.length)}`);
+  }
   try {
     linkSync(tmp, path); // a complete file or none: readers never see it half-written
     return true;
