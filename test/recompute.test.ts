@@ -10,32 +10,11 @@ import { fileURLToPath } from 'node:url';
 import { initBackend } from '../lib/backend/select.js';
 import { UNCHUNKED, type MemoryOptions } from '../lib/memory/options.js';
 import { loadCheckpoint } from '../lib/model/checkpoint.js';
-import { LlamaModel, type ForwardOptions } from '../lib/model/llama.js';
+import { LlamaModel } from '../lib/model/llama.js';
 import { recomputed, vjp } from '../lib/model/recompute.js';
+import { expectGradsClose, logitGrads } from './grad-helpers.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/architectures/', import.meta.url));
-
-/** Gradients of Σ logits ⊙ R (R fixed random) for every variable, by name. */
-export function logitGrads(model: LlamaModel, ids: tf.Tensor2D, opts: ForwardOptions): { loss: number; grads: Map<string, Float32Array> } {
-  const R = tf.randomNormal([ids.size, model.cfg.vocab_size], 0, 1, 'float32', 11);
-  const { value, grads } = tf.variableGrads(() => tf.sum(tf.mul(model.logits(ids, opts), R)) as tf.Scalar, model.variables());
-  const out = new Map([...model.params].map(([name, v]) => [name, grads[v.name].dataSync() as Float32Array]));
-  const loss = value.dataSync()[0];
-  tf.dispose([R, value, ...Object.values(grads)]);
-  return { loss, grads: out };
-}
-
-/** max |a − b| ≤ rel · max |a| for every tensor (relative to the tensor's largest entry). */
-export function expectGradsClose(a: Map<string, Float32Array>, b: Map<string, Float32Array>, rel: number): void {
-  expect([...b.keys()]).toEqual([...a.keys()]);
-  for (const [name, x] of a) {
-    const y = b.get(name)!;
-    let diff = 0, scale = 0;
-    for (let i = 0; i < x.length; i++) { diff = Math.max(diff, Math.abs(x[i] - y[i])); scale = Math.max(scale, Math.abs(x[i])); }
-    expect(scale, name).toBeGreaterThan(0);
-    expect(diff / scale, name).toBeLessThanOrEqual(rel);
-  }
-}
 
 const ids = (L: number, V: number, B = 2) => tf.tensor2d(Array.from({ length: B * L }, (_, i) => (i * 7 + 3) % V), [B, L], 'int32');
 const mem = (o: Partial<MemoryOptions>): MemoryOptions => ({ ...UNCHUNKED, ...o });
