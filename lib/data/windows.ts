@@ -6,24 +6,30 @@
  * - `windows.json` — `WindowsMeta` (format `kd-windows`, version 1); written last, so a
  *   directory without it is incomplete.
  * - `train.bin`, `validation.bin` — raw little-endian token ids, shape [rows, seq_len + 1],
- *   row-major, `uint16` when vocab_size ≤ 65536 else `uint32`. Row i is the packed stream
- *   `stream[i·L … i·L + L]` (L = seq_len): consecutive windows share one token, so every
- *   stream token after the first is a target exactly once. input = row[0:L],
- *   target = row[1:L+1]. No padding; the tail that does not fill a window is dropped.
+ *   row-major, `uint16` when vocab_size ≤ 65536 else `uint32`. input = row[0:L],
+ *   target = row[1:L+1] (L = seq_len). With `bos.mode` none or document, row i is the packed
+ *   stream `stream[i·L … i·L + L]`: consecutive windows share one token, so every stream token
+ *   after the first is a target exactly once; with `window`, row i is BOS followed by
+ *   `stream[i·L … i·L + L − 1]` (lib/data/window-writer.ts). No padding; the tail that does not
+ *   fill a window is dropped.
  * - `validation.stream.bin` — the whole validation stream, unpacked (same dtype), and
  *   `validation.docs.json` — `[{ id, offset, tokens, bytes }]` per document, for
- *   sliding-window perplexity over complete documents.
+ *   sliding-window perplexity over complete documents (with `bos.mode` document, a document's
+ *   `offset` is its BOS and `tokens` counts it).
  *
- * The stream of a split is `doc₁ EOS doc₂ EOS … docₙ EOS`, documents in corpus order.
+ * The stream of a split is `doc₁ EOS doc₂ EOS … docₙ EOS` (each doc preceded by BOS in
+ * `document` mode), documents in corpus order.
  */
 import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
-import { writeFileAtomic } from '../util/fs.js';
 import { join } from 'node:path';
-import { mulberry32 } from '../util/random.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { SplitWriter, type BosSpec, type TokenDtype } from './window-writer.js';
+
+export { splitDocuments } from './split.js';
+export { BOS_MODES, type BosMode, type BosSpec, type TokenDtype } from './window-writer.js';
 
 export type SplitName = 'train' | 'validation';
 export const SPLITS: SplitName[] = ['train', 'validation'];
-export type TokenDtype = 'uint16' | 'uint32';
 export type TokenArray = Uint16Array | Uint32Array;
 
 /** Per-split entry of `windows.json`. */
@@ -59,7 +65,22 @@ export interface WindowsMeta {
   source: string;
   seed: number;
   val_fraction: number;
+  /** Where BOS goes and its id (windows.json written before BOS was recorded reads as none). */
+  bos: BosSpec;
+  /** How prep read the corpus and trained the tokenizer (absent in older files). */
+  prep?: PrepRecord;
   splits: Record<SplitName, SplitMeta>;
+}
+
+/** What windows.json records of how the windows were made. */
+export interface PrepRecord {
+  /** Documents read (non-blank, after --max-documents). */
+  documents: number;
+  /** Text field/column of .jsonl and Parquet corpora. */
+  text_field: string;
+  /** The tokenizer-training sample, when prep trained the tokenizer: each train document drawn
+   *  with `probability` by a seeded hash of its index, up to `max_bytes`. */
+  tokenizer_sample?: { seed: number; probability: number; max_bytes: number; documents: number; bytes: number; seconds: number };
 }
 
 /** One tokenized document, as handed to `writeWindows`. */
@@ -70,8 +91,11 @@ export interface TokenizedDoc {
   bytes: number;
 }
 
-/** Everything of `WindowsMeta` the caller decides; the rest is computed. */
-export type WindowsSpec = Omit<WindowsMeta, 'format' | 'version' | 'stride' | 'dtype' | 'splits'>;
+/** Everything of `WindowsMeta` the caller decides (bos default: none); the rest is computed. */
+export type WindowsSpec = Omit<WindowsMeta, 'format' | 'version' | 'stride' | 'dtype' | 'splits' | 'bos'> & { bos?: BosSpec };
+
+/** BOS of a windows.json written before it was recorded. */
+export const NO_BOS: BosSpec = { mode: 'none', id: null };
 
 /** A split read back into memory. */
 export interface WindowSet {
@@ -86,29 +110,6 @@ export interface WindowSet {
 /** uint16 when every id fits (vocab ≤ 65536), else uint32. */
 export const dtypeFor = (vocabSize: number): TokenDtype => (vocabSize <= 65536 ? 'uint16' : 'uint32');
 const BYTES: Record<TokenDtype, number> = { uint16: 2, uint32: 4 };
-
-/**
- * Splits documents into train and validation, by document, deterministically for `seed`:
- * round(n·valFraction) documents (at least 1, at most n − 1) drawn by a seeded shuffle go
- * to validation. Both splits keep corpus order.
- * @throws Error when there are fewer than 2 documents or valFraction is not in (0, 1).
- */
-export function splitDocuments<T>(docs: T[], valFraction: number, seed: number): Record<SplitName, T[]> {
-  if (docs.length < 2) throw new Error(`corpus has ${docs.length} document(s); a train/validation split needs at least 2`);
-  if (!(valFraction > 0 && valFraction < 1)) throw new Error(`val_fraction ${valFraction} must be in (0, 1)`);
-  const order = docs.map((_, i) => i);
-  const rand = mulberry32(seed);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
-  const nVal = Math.min(docs.length - 1, Math.max(1, Math.round(docs.length * valFraction)));
-  const isVal = new Set(order.slice(0, nVal));
-  return {
-    train: docs.filter((_, i) => !isVal.has(i)),
-    validation: docs.filter((_, i) => isVal.has(i)),
-  };
-}
 
 /** The packed stream of a split: each document followed by `eosId`. */
 export function buildStream(docs: TokenizedDoc[], eosId: number): Uint32Array {
@@ -141,57 +142,49 @@ export function windowAt(set: WindowSet, i: number): { input: TokenArray; target
 }
 
 /**
- * Packs and writes both splits and `windows.json` into `dir` (which must exist). Files are
+ * Packs and writes both splits and `windows.json` into `dir` (which must exist), from documents
+ * held in memory (tests and small tools; prep streams through {@link openSplitWriters}). Files are
  * written under temporary names and renamed; `windows.json` comes last.
  * @throws Error naming the split when it is too short for one window or an id is ≥ vocab_size.
  */
 export function writeWindows(dir: string, spec: WindowsSpec, splits: Record<SplitName, TokenizedDoc[]>): WindowsMeta {
-  const dtype = dtypeFor(spec.vocab_size);
-  const entries = {} as Record<SplitName, SplitMeta>;
-  for (const split of SPLITS) {
-    const docs = splits[split];
-    const stream = buildStream(docs, spec.eos_id);
-    const bad = stream.find((id) => id >= spec.vocab_size);
-    if (bad !== undefined) throw new Error(`${dir}: ${split} split has token id ${bad} ≥ vocab_size ${spec.vocab_size}`);
-    const windows = packWindows(stream, spec.seq_len, dtype);
-    if (windows.length === 0) {
-      throw new Error(`${dir}: ${split} split too small for one window (${stream.length} tokens < seq_len + 1 = ${spec.seq_len + 1})`);
-    }
-    const file = `${split}.bin`;
-    entries[split] = {
-      file, rows: windows.length / (spec.seq_len + 1), documents: docs.length, tokens: stream.length,
-      bytes: docs.reduce((n, d) => n + d.bytes, 0), sha256: writeAtomic(join(dir, file), bytesOf(windows)),
-    };
-    if (split === 'validation') entries[split].stream = writeStream(dir, split, docs, stream, dtype);
+  const writers = openSplitWriters(dir, spec);
+  try {
+    for (const split of SPLITS) for (const d of splits[split]) writers[split].addDocument(d.id, d.ids, d.bytes);
+  } catch (e) {
+    for (const w of Object.values(writers)) w.abort();
+    throw e;
   }
-  const meta: WindowsMeta = { format: 'kd-windows', version: 1, ...spec, stride: spec.seq_len, dtype, splits: entries };
-  writeAtomic(join(dir, 'windows.json'), Buffer.from(JSON.stringify(meta, null, 2) + '\n'));
-  return meta;
+  return commitWindows(dir, spec, writers);
 }
 
-function writeStream(dir: string, split: SplitName, docs: TokenizedDoc[], stream: Uint32Array, dtype: TokenDtype): SplitMeta['stream'] {
-  const file = `${split}.stream.bin`;
-  const docsFile = `${split}.docs.json`;
-  const typed = dtype === 'uint16' ? Uint16Array.from(stream) : stream;
-  const sha256 = writeAtomic(join(dir, file), bytesOf(typed));
-  let offset = 0;
-  const list = docs.map((d) => {
-    const entry = { id: d.id, offset, tokens: d.ids.length, bytes: d.bytes };
-    offset += d.ids.length + 1; // + the EOS after it
-    return entry;
-  });
-  writeAtomic(join(dir, docsFile), Buffer.from(JSON.stringify(list) + '\n'));
-  return { file, docs_file: docsFile, sha256 };
+/** A writer per split (validation also writes its unpacked stream). @throws Error naming a file that cannot be created */
+export function openSplitWriters(dir: string, spec: WindowsSpec): Record<SplitName, SplitWriter> {
+  const base = { dir, seqLen: spec.seq_len, dtype: dtypeFor(spec.vocab_size), vocabSize: spec.vocab_size, eosId: spec.eos_id, bos: spec.bos ?? NO_BOS };
+  const train = new SplitWriter({ ...base, split: 'train', stream: false });
+  try {
+    return { train, validation: new SplitWriter({ ...base, split: 'validation', stream: true }) };
+  } catch (e) {
+    train.abort();
+    throw e;
+  }
 }
 
-/** Little-endian bytes of a typed array (every platform Node supports is little-endian). */
-function bytesOf(a: TokenArray): Buffer {
-  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-}
-
-/** Writes durably (lib/util/fs.ts); returns the sha256 of the bytes. */
-function writeAtomic(path: string, data: Buffer): string {
-  return writeFileAtomic(path, data).sha256;
+/**
+ * Commits both splits (after checking that each holds a window) and then writes `windows.json`.
+ * @throws Error `<dir>: <split> split too small for one window (…)`; the temporary files are removed.
+ */
+export function commitWindows(dir: string, spec: WindowsSpec, writers: Record<SplitName, SplitWriter>): WindowsMeta {
+  try {
+    for (const split of SPLITS) writers[split].checkNotEmpty();
+    const entries = { train: writers.train.commit(), validation: writers.validation.commit() };
+    const meta: WindowsMeta = { format: 'kd-windows', version: 1, ...spec, bos: spec.bos ?? NO_BOS, stride: spec.seq_len, dtype: dtypeFor(spec.vocab_size), splits: entries };
+    writeFileAtomic(join(dir, 'windows.json'), JSON.stringify(meta, null, 2) + '\n');
+    return meta;
+  } catch (e) {
+    for (const w of Object.values(writers)) w.abort();
+    throw e;
+  }
 }
 
 /**
@@ -210,7 +203,7 @@ export function readWindowsMeta(dir: string): WindowsMeta {
   if (meta.format !== 'kd-windows' || meta.version !== 1) {
     throw new Error(`${path}: not a kd-windows version 1 file (format ${meta.format}, version ${meta.version})`);
   }
-  return meta;
+  return { ...meta, bos: meta.bos ?? NO_BOS };
 }
 
 /**

@@ -20,8 +20,13 @@ const BATCH = 64;
 export class Tokenizer {
   /** Number of ids the tokenizer can emit: largest id (model vocab or added token) + 1. */
   readonly vocabSize: number;
-  /** Id of the end-of-text token, also used as BOS between packed documents. */
+  /** Id of the end-of-text token, put after every packed document. */
   readonly eosId: number;
+  /**
+   * Whether the normalizer prepends "▁" to every input (Llama-2's `Prepend`): text encoded in
+   * pieces must then drop the space that starts each later piece (see lib/data/chunks.ts).
+   */
+  readonly prependsToEveryInput: boolean;
 
   private constructor(
     /** Path of the loaded tokenizer.json. */
@@ -29,11 +34,13 @@ export class Tokenizer {
     /** sha256 (hex) of the tokenizer.json file bytes. */
     readonly sha256: string,
     private readonly hf: HfTokenizer,
-    eosToken?: string,
+    eosToken: string | undefined,
+    json: { normalizer?: unknown },
   ) {
     const ids = Object.values(hf.getVocab(true));
     this.vocabSize = ids.reduce((m, id) => Math.max(m, id), -1) + 1;
     this.eosId = findEos(hf, path, eosToken);
+    this.prependsToEveryInput = hasPrepend(json.normalizer);
   }
 
   /**
@@ -51,13 +58,23 @@ export class Tokenizer {
     } catch (e) {
       throw new Error(`${path}: not a valid tokenizer.json (${firstLine(e)})`);
     }
-    return new Tokenizer(path, createHash('sha256').update(bytes).digest('hex'), hf, eosToken);
+    return new Tokenizer(path, createHash('sha256').update(bytes).digest('hex'), hf, eosToken, JSON.parse(bytes.toString('utf8')) as { normalizer?: unknown });
   }
 
   /** Token ids of `text`, without special tokens added. */
   async encode(text: string): Promise<number[]> {
     const enc = await this.hf.encode(text, null, { addSpecialTokens: false });
     return enc.getIds();
+  }
+
+  /** Token ids of `text` as the tokenizer's post-processor makes them (BOS/EOS/CLS … added). */
+  async encodeWithSpecialTokens(text: string): Promise<number[]> {
+    return (await this.hf.encode(text, null, { addSpecialTokens: true })).getIds();
+  }
+
+  /** The id of a token string, or undefined when it is not in the vocabulary (added tokens included). */
+  tokenToId(token: string): number | undefined {
+    return this.hf.tokenToId(token) ?? undefined;
   }
 
   /** Token ids of each text (the binding encodes a batch in parallel threads). */
@@ -79,6 +96,13 @@ export class Tokenizer {
   idToToken(id: number): string | null {
     return this.hf.idToToken(id);
   }
+}
+
+/** Whether a normalizer (or one inside a Sequence) is `Prepend`. */
+function hasPrepend(n: unknown): boolean {
+  if (n === null || typeof n !== 'object') return false;
+  const o = n as { type?: string; normalizers?: unknown[] };
+  return o.type === 'Prepend' || (Array.isArray(o.normalizers) && o.normalizers.some(hasPrepend));
 }
 
 /** JSON text with object keys sorted at every level (whitespace and key order do not matter). */

@@ -116,16 +116,21 @@ tok.train([corpus]);
 tok.save(out, false);
 `;
 
-/** Runs the binding's default BpeTrainer over `texts` and returns its merges in rank order. */
-function trainFullMerges(texts: string[]): [string, string][] {
+/**
+ * A document as lines of the trainer's corpus file. The trainer reads files line by line keeping
+ * "\n", so documents may span lines; a long document is cut into lines at pre-token starts (a
+ * 20 MB line took 2.3 GB): the "\n" that ends each piece is a pre-token of its own, with no pair
+ * to merge, so the merges are the same.
+ */
+export function trainingLines(text: string): string {
+  return splitAtWordBoundaries(text).join('\n') + '\n';
+}
+
+/** Runs the binding's default BpeTrainer over a corpus file (see {@link trainingLines}) and returns its merges in rank order. */
+function trainFullMerges(corpus: string): [string, string][] {
   const dir = mkdtempSync(join(tmpdir(), 'kd-bpe-'));
   try {
-    const corpus = join(dir, 'corpus.txt');
     const saved = join(dir, 'trained.json');
-    // The trainer reads files line by line keeping "\n", so documents may span lines; a long
-    // document is cut into lines at pre-token starts (a 20 MB line took 2.3 GB): the "\n" that ends
-    // each piece is a pre-token of its own, with no pair to merge, so the merges are the same.
-    writeFileSync(corpus, texts.map((t) => splitAtWordBoundaries(t).join('\n') + '\n').join(''));
     const pkg = createRequire(import.meta.url).resolve('tokenizers');
     const child = spawnSync(process.execPath, ['-e', TRAIN_SCRIPT, pkg, corpus, saved], { stdio: ['ignore', 'ignore', 'pipe'] });
     if (child.status !== 0) {
@@ -153,14 +158,30 @@ function splitMerge(m: string): [string, string] {
  *   tokenizer fails to load or to round-trip `texts` (checked on the first 20 documents).
  */
 export async function trainTokenizer(texts: string[], outPath: string, opts: TrainOptions = {}): Promise<{ vocabSize: number; merges: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'kd-bpe-corpus-'));
+  try {
+    const corpus = join(dir, 'corpus.txt');
+    writeFileSync(corpus, texts.map(trainingLines).join(''));
+    return await trainTokenizerFromFile(corpus, outPath, texts.slice(0, 20), opts);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * {@link trainTokenizer} from a corpus file already written as {@link trainingLines} (prep streams
+ * its sample there).
+ * @param checks documents the rebuilt tokenizer must round-trip (the first piece of each).
+ */
+export async function trainTokenizerFromFile(corpus: string, outPath: string, checks: string[], opts: TrainOptions = {}): Promise<{ vocabSize: number; merges: number }> {
   const vocabSize = opts.vocabSize ?? 4096;
   const specials = opts.specialTokens ?? [EOS_TOKEN];
   if (!Number.isInteger(vocabSize) || vocabSize > MAX_TRAINED_VOCAB) {
     throw new Error(`vocab_size ${vocabSize} must be an integer ≤ ${MAX_TRAINED_VOCAB} (the tokenizers binding's trainer limit)`);
   }
-  const bpe = truncateMerges(trainFullMerges(texts), vocabSize, specials);
+  const bpe = truncateMerges(trainFullMerges(corpus), vocabSize, specials);
   const json = JSON.stringify(tokenizerJson(bpe, specials));
-  await verify(json, vocabSize, texts.slice(0, 20).map((t) => splitAtWordBoundaries(t)[0]), outPath); // a piece: bounded memory
+  await verify(json, vocabSize, checks.map((t) => splitAtWordBoundaries(t)[0]), outPath); // a piece: bounded memory
   writeFileAtomic(outPath, json);
   return { vocabSize, merges: bpe.merges.length };
 }
