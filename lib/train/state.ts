@@ -171,3 +171,16 @@ export function truncateMetrics(path: string, step: number): void {
   });
   writeFileAtomic(path, keep.map((l) => l + '\n').join(''));
 }
+
+/**
+ * Removes what an earlier `kd train` wrote in `out` (--overwrite), so no file of the old run —
+ * best/ of a lower loss, epoch-N/ beyond this run's epochs, a stale train.json — survives
+ * beside the new one. Only kd's own names are removed; anything else in `out` stays.
+ */
+export function clearTrainingRun(out: string): void {
+  if (!existsSync(join(out, STATE_FILE))) return;
+  const weights = weightFiles(out);
+  const ours = (f: string) => ['best', STATE_DIR, STATE_FILE, 'optimizer.safetensors', 'metrics.jsonl', 'train.json', 'config.json', 'tokenizer.json'].includes(f)
+    || /^epoch-\d+$/.test(f) || weights.has(f);
+  for (const f of readdirSync(out).filter(ours)) rmSync(join(out, f), { recursive: true, force: true });
+}

@@ -17,7 +17,7 @@ import { RowData, TrainingData } from './data.js';
 import { LossFn, StepRecord, trainLoop } from './loop.js';
 import { cosineWithWarmup } from './schedule.js';
 import { parseByteSize } from '../model/sharded.js';
-import { copyCheckpoint, initialState, loadTrainingState, saveBest, saveTrainingState, TrainerState, truncateMetrics } from './state.js';
+import { clearTrainingRun, copyCheckpoint, initialState, loadTrainingState, saveBest, saveTrainingState, TrainerState, truncateMetrics } from './state.js';
 
 /** What a training run needs beside its config. */
 export interface TrainingInputs {
@@ -98,6 +98,7 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
   if (!cfg.resume && !cfg.overwrite && existsSync(join(cfg.out, 'trainer_state.json'))) {
     throw new Error(`${cfg.out}: holds a training run already; --resume continues it, --overwrite starts afresh, or choose another --out`);
   }
+  if (cfg.overwrite && !cfg.resume) clearTrainingRun(cfg.out);
   const log = (s: string) => { if (!cfg.quiet) process.stderr.write(s + '\n'); };
   const { modelCfg, weights } = modelSource(cfg, inputs);
   checkCapacity(backend, countParameters(modelCfg), cfg.init_from ?? 'train config: model');
