@@ -108,7 +108,7 @@ function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: WriteSha
       tokenizer_sha256: inp.teacherTokenizer?.sha256 ?? null,
     },
     tokenizer: { sha256: inp.tokenizer.sha256, vocab_size: inp.teacherVocab, real_vocab_size: inp.tokenizer.vocabSize },
-    windows: { source: join(cfg.prep, 'windows.json'), sha256: inp.windows.meta.splits.train.sha256, validation_sha256: inp.validationSha256 },
+    windows: { source: join(cfg.prep, 'windows.json'), sha256: inp.windows.meta.splits.train.sha256, validation_sha256: inp.validationSha256, bos: inp.windows.meta.bos.mode },
     seq_len: inp.windows.seqLen, k: cfg.k, mode: 'topk', temperatures: cfg.temperatures,
     encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: SHARD_LAYOUT, codec: layout.codec },
     plan: planInfo(inp.rows, cfg.rows_per_shard, cfg.batch_size),

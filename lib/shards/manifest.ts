@@ -60,9 +60,11 @@ export interface LogitManifest {
   /**
    * The token windows (prep output) the logits were computed on: windows.json, the train split's
    * sha256 and (absent in datasets written before it was recorded) the validation split's, so that
-   * training can check that its validation windows come from the same prep.
+   * training can check that its validation windows come from the same prep; `bos`, the windows'
+   * BOS mode (windows.json `bos.mode`; absent in older datasets: none), so the student is trained
+   * on the ids the teacher saw.
    */
-  windows: { source: string; sha256: string; validation_sha256?: string };
+  windows: { source: string; sha256: string; validation_sha256?: string; bos?: 'document' | 'window' | 'none' };
   seq_len: number;
   k: number;
   mode: 'topk' | 'sampled';
