@@ -13,6 +13,8 @@ export interface DropoutOptions {
  * exact on every backend (no overflow, no rounding), hence the masks are the same everywhere.
  */
 export const HASH_MODULUS = 46337;
+/** The second modulus of a coordinate (a prime below P): by the Chinese remainder theorem (t mod Q, t mod P) is distinct for every t < P·Q ≈ 2.1e9, with no division (wasm's int32 FloorDiv goes through float32 and is off for large t). */
+const SECOND_MODULUS = 46327;
 const ROUNDS = 3;
 
 /**
@@ -37,11 +39,11 @@ export function dropout<T extends tf.Tensor>(x: T, opts: DropoutOptions | undefi
 /**
  * The dropout multipliers at (row, col): 0 with probability `rate`, else 1/(1 − rate), float32
  * of the broadcast shape of rows and cols. A counter-based hash in int32 backend ops: row and
- * column are each split into two residues mod P = {@link HASH_MODULUS} and mixed by Feistel
+ * column are each split into two residues (mod P = {@link HASH_MODULUS} and mod a prime Q < P) and mixed by Feistel
  * rounds (x += ((y + k)² mod P), then swap; bijective on [0, P)²), the two states are added and
  * mixed again; the result x·P + y is uniform on [0, P²) and kept iff ≥ ⌈rate·P²⌉. Round keys
  * come from mulberry32(hashSeed(seed, site)) on the host (a few numbers).
- * @param rows,cols int32, non-negative, < P² ≈ 2.1e9
+ * @param rows,cols int32, non-negative, < P·Q ≈ 2.1e9
  */
 export function keepMask(rows: tf.Tensor, cols: tf.Tensor, opts: DropoutOptions, site: number): tf.Tensor {
   const P = HASH_MODULUS;
@@ -60,10 +62,10 @@ export function keepMask(rows: tf.Tensor, cols: tf.Tensor, opts: DropoutOptions,
 
 const modP = (t: tf.Tensor) => tf.mod(t, tf.scalar(HASH_MODULUS, 'int32'));
 
-/** An int32 counter as two residues (t mod P, ⌊t / P⌋ mod P). */
+/** An int32 counter as two residues (t mod P, t mod Q), both in [0, P). */
 function split(t: tf.Tensor): [tf.Tensor, tf.Tensor] {
   const i = t.dtype === 'int32' ? t : tf.cast(t, 'int32');
-  return [modP(i), modP(tf.floorDiv(i, tf.scalar(HASH_MODULUS, 'int32')))];
+  return [modP(i), tf.mod(i, tf.scalar(SECOND_MODULUS, 'int32'))];
 }
 
 /** Feistel rounds on residue pairs, one key per round. */
@@ -90,8 +92,8 @@ export function keepAt(row: number, col: number, opts: DropoutOptions, site: num
     for (const k of ks) { const t = (y + k) % P; const next = (x + ((t * t) % P)) % P; x = y; y = next; }
     return [x, y];
   };
-  const r = mix([row % P, Math.floor(row / P) % P], keys.slice(0, ROUNDS));
-  const c = mix([col % P, Math.floor(col / P) % P], keys.slice(ROUNDS, 2 * ROUNDS));
+  const r = mix([row % P, row % SECOND_MODULUS], keys.slice(0, ROUNDS));
+  const c = mix([col % P, col % SECOND_MODULUS], keys.slice(ROUNDS, 2 * ROUNDS));
   const [x, y] = mix([(r[0] + c[0]) % P, (r[1] + c[1]) % P], keys.slice(2 * ROUNDS));
   return x * P + y >= Math.ceil(opts.rate * P * P);
 }
