@@ -3,7 +3,7 @@
  * ONNXRUNTIME_NODE_INSTALL=skip): 'auto' says so once and runs on CPU, 'cuda' is a one-line error,
  * and what ran is what the outputs record. Its own file: the CUDA failure is remembered per process.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -22,6 +22,7 @@ describe.skipIf(cudaLoads)('--device without CUDA', () => {
   const docs = [0, 1, 2].map((i) => ({ id: `d${i}`, ids: randomIds(40, cfg.vocab_size, i), bytes: 100 }));
   writeWindows(dir, { seq_len: 8, eos_id: 0, vocab_size: cfg.vocab_size, tokenizer_sha256: 'x', source: 'test', seed: 1, val_fraction: 0.5 },
     { train: docs, validation: docs });
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify({ model: { type: 'WordLevel', vocab: Object.fromEntries(Array.from({ length: cfg.vocab_size }, (_, i) => [`t${i}`, i])) } })); // every prep has one (bits per byte)
   afterEach(() => { vi.restoreAllMocks(); });
 
   it("'cuda' is a one-line error naming the model, for sessions, compare and eval", async () => {
