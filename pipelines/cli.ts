@@ -12,6 +12,7 @@ import * as sweep from '../stages/sweep.js';
 import * as evaluate from '../stages/eval.js';
 import * as inspect from '../stages/inspect.js';
 import * as exportStage from '../stages/export.js';
+import * as plan from '../stages/plan.js';
 import { listOptions, refuseRepeatedFlags } from '../lib/cli/config.js';
 
 /** What `parseOnly` stops with once a command line has parsed and validated. */
@@ -37,7 +38,8 @@ export function kdCli(args: string[], parseOnly = false): Argv {
     .command(evaluate.command)
     .command(exportStage.command)
     .command(inspect.command)
-    .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval, export or inspect')
+    .command(plan.command)
+    .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval, export, inspect or plan')
     .strictCommands()
     .strictOptions()
     .fail((msg, err) => { throw err ?? new Error(msg); })

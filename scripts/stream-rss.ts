@@ -108,7 +108,7 @@ function trainOn(name: string, data: string): { summary: { peak_rss_bytes: numbe
   const runOut = join(out, `train-${name}`);
   execFileSync(process.execPath, [
     'pipelines/kd.js', 'train', '--config', 'pipelines/configs/student.json', '--prep', args.prep!, '--data', data, '--out', runOut,
-    '--overwrite', '--max-steps', args.steps!, '--eval-every', '0', '--eval-windows', '16', '--quiet',
+    '--overwrite', '--epochs', '1000', '--max-steps', args.steps!, '--eval-every', '0', '--eval-windows', '16', '--quiet', // every set: --steps steps
   ], { stdio: ['ignore', 'ignore', 'inherit'] });
   return JSON.parse(readFileSync(join(runOut, 'train.json'), 'utf8'));
 }

@@ -56,6 +56,7 @@ export async function run(partial: Record<string, unknown>, source = 'train conf
     validation: validationData(cfg.prep),
     tokenizer: tokenizerPath,
     realVocab: ds.manifest.tokenizer.real_vocab_size,
+    topk: ds.manifest.k,
     lossFn,
     provenance: { role: cfg.alpha > 0 ? 'distilled student' : 'baseline student', logits: join(cfg.data, 'manifest.json'), teacher: ds.manifest.teacher },
   }, control);

@@ -43,5 +43,7 @@ export function trainOptions<T>(y: Argv<T>, d: TrainConfig): Argv<T> {
     .option('quiet', { type: 'boolean', describe: 'no progress bar or summary' })
     .option('safetensors-dtype', { choices: ['F32', 'F16', 'BF16'], describe: `dtype of the HF checkpoints written; the resumable state stays F32 (default ${d.safetensors_dtype})` })
     .option('max-shard-size', { type: 'string', describe: 'shard HF checkpoints above this size with model.safetensors.index.json: 5GB (= 5·10⁹ bytes, as transformers), 500MB, 2GiB or bytes (default 5GB)' })
+    .option('recompute', { choices: ['auto', 'on', 'off'], describe: `recompute decoder layers in the backward pass; auto: when the memory plan needs it (default ${d.recompute})` })
+    .option('memory-budget', { type: 'string', describe: 'bytes the device holds, e.g. 24GiB or 80GB (default: wasm 4 GiB; required with node-gpu); the plan refuses before step 1 what does not fit' })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' });
 }

@@ -24,23 +24,32 @@ export class AdamW {
     this.v = vars.map((x) => tf.variable(tf.zerosLike(x), false));
   }
 
-  /** Applies one update with learning rate `lr` from gradients aligned with the variables. */
+  /**
+   * Applies one update with learning rate `lr` from gradients aligned with the variables.
+   * One variable at a time, each temporary freed as soon as it is used: at most three temporaries
+   * of the largest variable are live (the memory plan counts on it), not every intermediate of
+   * every variable.
+   */
   apply(grads: tf.Tensor[], lr: number): void {
     this.step += 1;
+    const c1 = 1 - this.opts.beta1 ** this.step, c2 = 1 - this.opts.beta2 ** this.step;
+    this.vars.forEach((x, i) => tf.tidy(() => this.update(x, i, grads[i], lr, c1, c2)));
+  }
+
+  /** θ, m, v of variable i updated in place (same ops, same order as the textbook formula). */
+  private update(x: tf.Variable, i: number, g: tf.Tensor, lr: number, c1: number, c2: number): void {
     const { beta1, beta2, eps, weightDecay } = this.opts;
-    const c1 = 1 - beta1 ** this.step, c2 = 1 - beta2 ** this.step;
-    tf.tidy(() => {
-      this.vars.forEach((x, i) => {
-        const g = grads[i];
-        const m = tf.add(tf.mul(this.m[i], beta1), tf.mul(g, 1 - beta1));
-        const v = tf.add(tf.mul(this.v[i], beta2), tf.mul(tf.square(g), 1 - beta2));
-        this.m[i].assign(m);
-        this.v[i].assign(v);
-        let update = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), eps));
-        if (x.rank > 1 && weightDecay > 0) update = tf.add(update, tf.mul(x, weightDecay));
-        x.assign(tf.sub(x, tf.mul(update, lr)));
-      });
-    });
+    const then = <T extends tf.Tensor>(t: T, ...used: tf.Tensor[]): T => { tf.dispose(used); return t; };
+    const m1 = tf.mul(this.m[i], beta1), m2 = tf.mul(g, 1 - beta1);
+    this.m[i].assign(then(tf.add(m1, m2), m1, m2));
+    const g2 = tf.square(g), v2 = then(tf.mul(g2, 1 - beta2), g2), v1 = tf.mul(this.v[i], beta2);
+    this.v[i].assign(then(tf.add(v1, v2), v1, v2));
+    const mHat = tf.div(this.m[i], c1), vHat = tf.div(this.v[i], c2);
+    const root = then(tf.sqrt(vHat), vHat), den = then(tf.add(root, eps), root);
+    let update = then(tf.div(mHat, den), mHat, den);
+    if (x.rank > 1 && weightDecay > 0) { const decay = tf.mul(x, weightDecay); update = then(tf.add(update, decay), update, decay); }
+    const scaled = then(tf.mul(update, lr), update);
+    x.assign(then(tf.sub(x, scaled), scaled));
   }
 
   /** Moments as host tensors (`m.<i>`, `v.<i>`), for an exact resume. */
@@ -70,10 +79,14 @@ export class AdamW {
 
 /**
  * Scales gradients so their global L2 norm is at most `maxNorm` (Pascanu et al. 2013, §3.2).
+ * One gradient at a time, so no second set of gradients exists at once: each scaled gradient
+ * replaces its input, which is disposed (disposing it again is harmless).
  * @returns the clipped gradients (new tensors) and the norm before clipping.
  */
 export function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): { grads: tf.Tensor[]; norm: number } {
-  const norm = Math.sqrt(tf.tidy(() => tf.addN(grads.map((g) => tf.sum(tf.square(g)))).dataSync()[0]));
+  const squares = grads.map((g) => tf.tidy(() => tf.sum(tf.square(g)))); // one g² at a time
+  const norm = Math.sqrt(tf.tidy(() => tf.addN(squares).dataSync()[0]));
+  tf.dispose(squares);
   const scale = maxNorm > 0 && norm > maxNorm ? maxNorm / (norm + 1e-6) : 1;
-  return { grads: grads.map((g) => (scale === 1 ? tf.clone(g) : tf.mul(g, scale))), norm };
+  return { grads: grads.map((g) => { if (scale === 1) return tf.clone(g); const c = tf.mul(g, scale); g.dispose(); return c; }), norm };
 }

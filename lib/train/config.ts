@@ -79,6 +79,10 @@ export interface TrainConfig {
   safetensors_dtype: SafetensorsDtype;
   /** Shard those checkpoints above this size ("5GB" = 5·10⁹ bytes as transformers, "500MB", "2GiB" or bytes). */
   max_shard_size: number | string;
+  /** Recompute decoder layers in the backward pass: 'auto' lets the memory plan decide (lib/memory/plan.ts). */
+  recompute: 'auto' | 'on' | 'off';
+  /** Bytes the device holds ("24GiB", "80GB" or bytes); null: the backend's (wasm 4 GiB; required on node-gpu). */
+  memory_budget: number | string | null;
 }
 
 export const TRAIN_DEFAULTS: TrainConfig = {
@@ -88,7 +92,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   alpha: 0.8, temperature: 2, temperature_schedule: 'constant', temperature_min: 1,
   loss: 'forward_kl', jsd_beta: 0.5, skew_lambda: 0.1, topk_mode: 'tail',
   eval_every: 0, eval_windows: 64, early_stopping_patience: 0, save_every: 0, dropout: 0, backend: 'auto', resume: false, overwrite: false, quiet: false,
-  safetensors_dtype: 'F32', max_shard_size: DEFAULT_MAX_SHARD_SIZE,
+  safetensors_dtype: 'F32', max_shard_size: DEFAULT_MAX_SHARD_SIZE, recompute: 'auto', memory_budget: null,
 };
 
 /** Default student (`kd train`, `kd sweep`): ~1M parameters with the tokenizer's vocabulary and tied embeddings. */
@@ -111,7 +115,7 @@ const CHECKS: Record<keyof TrainConfig, FieldCheck> = {
   topk_mode: isOneOf('tail', 'renormalize'),
   eval_every: isInt(0), eval_windows: isInt(0), early_stopping_patience: isInt(0), save_every: isInt(0),
   dropout: (v) => (typeof v === 'number' && v >= 0 && v < 1 ? undefined : 'must be a number in [0, 1)'), backend: isOneOf('auto', ...BACKENDS), resume: isBool, overwrite: isBool, quiet: isBool,
-  safetensors_dtype: isOneOf(...SAFETENSORS_DTYPES), max_shard_size: isByteSize,
+  safetensors_dtype: isOneOf(...SAFETENSORS_DTYPES), max_shard_size: isByteSize, recompute: isOneOf('auto', 'on', 'off'), memory_budget: optional(isByteSize),
 };
 
 export const TRAIN_KEYS = Object.keys(CHECKS) as (keyof TrainConfig)[];

@@ -3,6 +3,7 @@ import { mkdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkCapacity } from '../backend/capacity.js';
 import { initBackendInfo } from '../backend/select.js';
+import { planTraining } from '../memory/train-plan.js';
 import { createProgress } from '../cli/progress.js';
 import { LlamaConfig, countParameters, resolveLlamaConfig } from '../model/config.js';
 import { loadCheckpoint } from '../model/checkpoint.js';
@@ -27,6 +28,8 @@ export interface TrainingInputs {
   tokenizer: string;
   /** Real vocabulary size (tokenizer): no probability mass beyond it. */
   realVocab: number;
+  /** Teacher top-k per position (the memory plan counts its tensors); absent when training on hard targets. */
+  topk?: number;
   lossFn: LossFn;
   /** Extra facts recorded in train.json (data source, teacher, …). */
   provenance: Record<string, unknown>;
@@ -102,6 +105,7 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
   const log = (s: string) => { if (!cfg.quiet) process.stderr.write(s + '\n'); };
   const { modelCfg, weights } = modelSource(cfg, inputs);
   checkCapacity(backend, countParameters(modelCfg), cfg.init_from ?? 'train config: model');
+  const { memory, summary: planned } = planTraining(cfg, backend, modelCfg, inputs.train.seqLen, inputs.topk ?? 0, cfg.init_from ?? 'train config: model');
   const B = cfg.batch_size, A = cfg.grad_accum;
   const stepsPerEpoch = Math.floor(inputs.train.rows / (B * A));
   if (stepsPerEpoch < 1) throw new Error(`${cfg.data ?? cfg.prep}: ${inputs.train.rows} training windows are fewer than one step (batch_size ${B} × grad_accum ${A})`);
@@ -118,6 +122,7 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
     truncateMetrics(metricsPath, state.step);
     log(`train: resumed from step ${state.step}${state.stopped_early ? ' (stopped early: nothing left to do)' : ''}`);
   } else writeFileAtomic(metricsPath, '');
+  log(planned);
   log(`train: backend ${backendDevice}, ${countParameters(modelCfg).toLocaleString('en-US')} parameters, ${totalSteps} steps of ${B * A} windows × ${inputs.train.seqLen} tokens, α=${cfg.alpha}, ${inputs.lossFn.note ?? `τ=${cfg.temperature}`}, loss ${cfg.loss}/${cfg.topk_mode}${cfg.dropout > 0 ? `, dropout ${cfg.dropout}` : ''}`);
 
   const progress = createProgress('train', totalSteps, 'steps', cfg.quiet);
@@ -140,7 +145,7 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
       batchAt: (step, micro) => inputs.train.batchAt(cfg.seed, Math.floor(step / stepsPerEpoch), ((step % stepsPerEpoch) * A + micro) * B, B),
       lossFn: inputs.lossFn,
       lrAt: (step) => cosineWithWarmup(step, { lr: cfg.lr, minLr: cfg.min_lr, warmup: cfg.warmup_steps, total: totalSteps }),
-      gradClip: cfg.grad_clip, dropout: cfg.dropout, dropoutSeed: cfg.seed,
+      gradClip: cfg.grad_clip, dropout: cfg.dropout, dropoutSeed: cfg.seed, memory,
       onStep: (r) => {
         Object.assign(state, { step: r.step, epoch: r.epoch, tokens_seen: state.tokens_seen + r.tokens, last_loss: r.loss });
         sessionTokens += r.tokens;
