@@ -4,7 +4,7 @@
 KD := node pipelines/kd.js
 export ONNXRUNTIME_NODE_INSTALL ?= skip
 
-.PHONY: rehearse rehearse-checkpoint rehearse-corpus install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo test bench clean
+.PHONY: rehearse rehearse-checkpoint rehearse-corpus rehearse-stream rehearse-memory plan install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo test bench clean
 
 node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -84,4 +84,27 @@ rehearse-checkpoint: node_modules
 rehearse-corpus: node_modules
 	node --import tsx scripts/rehearse-corpus.ts --out runs/rehearse/corpus
 
-rehearse: rehearse-checkpoint rehearse-corpus
+# Streaming rehearsal (README "Logit data streamed"): peak RSS of kd train on 1/8, 1/2 and all of
+# the demo's logit dataset and on a generated 10 M-position one (~1.1 GB under runs/stream-rss);
+# the goal is max/min < 1.1. Builds runs/prep and runs/logits first when they are missing.
+runs/prep/windows.json: | node_modules
+	$(KD) prep --out runs/prep --tokenizer data/teacher/tokenizer.json
+
+runs/logits/manifest.json: runs/prep/windows.json runs/teacher/model.onnx
+	$(KD) precompute --config pipelines/configs/precompute.json
+
+rehearse-stream: runs/logits/manifest.json
+	node --import tsx scripts/stream-rss.ts
+
+# Memory rehearsal (README "Memory of training"): a student of TinyLlama's width and vocabulary
+# with 2 layers trains 3 steps at L = 512 on the CPU backend that holds it (~75 min on one core),
+# its measured peak against the memory plan.
+rehearse-memory: node_modules
+	node --import tsx scripts/rehearse-memory.ts
+
+rehearse: rehearse-checkpoint rehearse-corpus rehearse-stream rehearse-memory
+
+# The memory plan of TinyLlama-1.1B and Llama-3.2-1B students (README "Memory of training").
+plan: node_modules
+	$(KD) plan --model test/fixtures/hub-configs/TinyLlama-1.1B-config.json --seq-len 2048 --batch-size 1
+	node --import tsx scripts/plan-figures.ts

@@ -13,6 +13,9 @@
  *     Parquet compression;
  *  3. student training tokens/s and achieved FLOP/s on the TF.js backend vs the machine's MatMul
  *     ceiling (onnxruntime CPU MatMul) as a ratio; peak RSS of the training process.
+ *  4. the demo student's training speed with the memory plan's settings against the trainer before
+ *     the memory options existed, and with recomputation forced (scripts/train-speed.ts;
+ *     KD_BENCH_SPEED=0 skips it).
  * Inputs: runs/prep (else a 150-document prep in runs/bench/prep) and runs/teacher/model.onnx
  * (else exported from data/teacher, else a random-weight teacher of the default teacher's shape);
  * KD_BENCH_TEACHER / KD_BENCH_PREP measure another teacher, KD_BENCH_WINDOWS / KD_BENCH_ROUNDS
@@ -37,6 +40,7 @@ import { rowBytes } from '../lib/shards/index.js';
 import { run as precompute, PRECOMPUTE_DEFAULTS } from '../stages/precompute.js';
 import { run as prepStage } from '../stages/prep.js';
 import { runExport } from '../stages/teacher.js';
+import { compareTrainingSpeed } from './train-speed.js';
 
 const env = (name: string, fallback: number) => (process.env[name] ? Number(process.env[name]) : fallback);
 const WINDOWS = env('KD_BENCH_WINDOWS', 256), BATCH = 8, ROUNDS = env('KD_BENCH_ROUNDS', 7);
@@ -161,6 +165,16 @@ for (const backend of availableBackends()) {
 function availableBackends(): string[] {
   const pkgs: [string, string][] = [['node-gpu', '@tensorflow/tfjs-node-gpu'], ['node', '@tensorflow/tfjs-node'], ['wasm', '@tensorflow/tfjs-backend-wasm'], ['cpu', '@tensorflow/tfjs-backend-cpu']];
   return pkgs.filter(([, p]) => existsSync(join('node_modules', p))).map(([b]) => b);
+}
+
+// 4. The memory plan's settings (off for this student) against the trainer before recomputation,
+// blocked attention and chunked loss (scripts/train-speed.ts), wasm, alternating rounds.
+if (process.env.KD_BENCH_SPEED !== '0') {
+  try {
+    const c = await compareTrainingSpeed(prep, join(out, 'logits'), { log: (s) => console.error(s) });
+    show('training now / before memory options (wasm, plan: off)', c.now_over_before.toFixed(3), `(median of ${c.rounds.length} rounds vs ${c.before}; goal ≥ 0.95)`);
+    show('training with --recompute on / plan (wasm)', c.recompute_over_now.toFixed(3), '(what recomputation costs this student)');
+  } catch (e) { show('training now / before memory options', 'skipped', (e as Error).message); }
 }
 
 table();

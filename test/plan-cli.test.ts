@@ -18,7 +18,7 @@ const GiB = 1024 ** 3;
 const TINYLLAMA = 'test/fixtures/hub-configs/TinyLlama-1.1B-config.json';
 const LLAMA32 = 'test/fixtures/hub-configs/Llama-3.2-1B-config.json';
 const args = (over: Partial<PlanArgs>): PlanArgs => ({
-  model: TINYLLAMA, seq_len: 2048, batch_size: 1, grad_accum: 1, backend: 'node-gpu', k: 64, topk_mode: 'tail', alpha: 0.8, dropout: false, grad_clip: true, ...over,
+  model: TINYLLAMA, seq_len: 2048, batch_size: 1, grad_accum: 1, backend: 'node-gpu', k: 32, topk_mode: 'tail', alpha: 0.8, dropout: false, grad_clip: true, ...over,
 });
 
 describe('kd plan', () => {
