@@ -8,6 +8,7 @@ import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import * as zlib from 'node:zlib';
 import { parquetMetadataAsync, parquetRead, type AsyncBuffer, type Compressors, type FileMetaData } from 'hyparquet';
 import { withPath } from '../util/errors.js';
+import { fileBuffer } from '../util/file-buffer.js';
 
 /** Codecs hyparquet decodes itself, plus those Node's zlib provides (ZSTD from Node 22.15 on). */
 function compressors(): Compressors {
@@ -20,22 +21,6 @@ function compressors(): Compressors {
   return c;
 }
 const BUILT_IN = ['UNCOMPRESSED', 'SNAPPY'];
-
-/** An AsyncBuffer over an open file (positional reads; nothing read up front). */
-function fileBuffer(fh: FileHandle, size: number, path: string): AsyncBuffer {
-  return {
-    byteLength: size,
-    async slice(start: number, end = size) {
-      const out = new Uint8Array(Math.max(0, end - start));
-      for (let at = 0; at < out.length;) {
-        const { bytesRead } = await fh.read(out, at, out.length - at, start + at);
-        if (bytesRead === 0) throw new Error(`${path}: file ended at byte ${start + at} (truncated Parquet file?)`);
-        at += bytesRead;
-      }
-      return out.buffer;
-    },
-  };
-}
 
 /**
  * The values of column `field` of every row, row group by row group, with the 0-based row index.

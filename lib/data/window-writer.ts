@@ -15,6 +15,7 @@
  */
 import { join } from 'node:path';
 import { DurableFile, writeFileAtomic } from '../util/fs.js';
+import type { SplitMeta } from './windows.js';
 
 export type BosMode = 'document' | 'window' | 'none';
 export const BOS_MODES: BosMode[] = ['document', 'window', 'none'];
@@ -24,16 +25,8 @@ export interface BosSpec { mode: BosMode; id: number | null }
 
 export type TokenDtype = 'uint16' | 'uint32';
 
-/** What a committed split adds to windows.json (see SplitMeta in windows.ts). */
-export interface WrittenSplit {
-  file: string;
-  rows: number;
-  documents: number;
-  tokens: number;
-  bytes: number;
-  sha256: string;
-  stream?: { file: string; docs_file: string; sha256: string };
-}
+/** What a committed split adds to windows.json: its SplitMeta entry. */
+export type WrittenSplit = SplitMeta;
 
 export interface SplitWriterOptions {
   dir: string;

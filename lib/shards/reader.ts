@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { gunzipSync, brotliDecompressSync } from 'node:zlib';
 import { parquetMetadata, parquetMetadataAsync, parquetRead, parquetReadObjects, type AsyncBuffer, type FileMetaData } from 'hyparquet';
+import { fileBuffer } from '../util/file-buffer.js';
 import { BLOCK_COLUMNS, allocBlock, blockColumn, columnShape, decodeBlob, type ShardBlock } from './block.js';
 import { unpackRow } from './packing.js';
 import {
@@ -126,22 +127,6 @@ export async function readShard(path: string, expect: ShardLayout, opts: ReadSha
       throw mismatch(path, (err as Error).message);
     }
   });
-}
-
-/** An AsyncBuffer reading byte ranges of an open file (positional reads; no whole-file buffer). */
-function fileBuffer(fh: FileHandle, size: number): AsyncBuffer {
-  return {
-    byteLength: size,
-    async slice(start: number, end = size) {
-      const out = new Uint8Array(Math.max(0, end - start));
-      for (let at = 0; at < out.length;) {
-        const { bytesRead } = await fh.read(out, at, out.length - at, start + at);
-        if (bytesRead === 0) throw new Error(`file ended at byte ${start + at} (read ${start}..${end})`);
-        at += bytesRead;
-      }
-      return out.buffer;
-    },
-  };
 }
 
 /** sha256 of a whole open file, read in 4 MiB pieces. */
