@@ -198,6 +198,11 @@ describe('refusals name the field', () => {
     expect(() => resolveLlamaConfig(raw, 'c.json')).toThrow(message);
   });
 
+  it('a GPT-2 config (no Llama fields at all) is refused for its model_type, not for a missing field', () => {
+    expect(() => resolveLlamaConfig({ model_type: 'gpt2', vocab_size: 50257, n_embd: 768 } as never, 'gpt2.json'))
+      .toThrow("gpt2.json: model_type = \"gpt2\" is not supported (kd implements 'llama', 'qwen2', 'mistral')");
+  });
+
   it('rope_scaling is accepted on qwen2 and mistral too (the same rope init functions)', () => {
     for (const model_type of ['qwen2', 'mistral']) expect(resolveLlamaConfig({ ...base, model_type, architectures: undefined }, 'c.json').rope_scaling).toEqual(base.rope_scaling);
   });

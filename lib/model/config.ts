@@ -139,6 +139,9 @@ const REQUIRED: (keyof LlamaConfig)[] = [
  */
 export function resolveLlamaConfig(partial: Partial<LlamaConfig>, source = 'config'): LlamaConfig {
   const raw = partial as Record<string, unknown>;
+  // The model type first: a GPT-2 config lacks Llama's fields, and "missing hidden_size" would hide why.
+  const typeProblem = raw.model_type === undefined ? undefined : FIELDS.model_type(raw.model_type);
+  if (typeProblem) throw new Error(`${source}: model_type = ${JSON.stringify(raw.model_type)} ${typeProblem}`);
   for (const key of REQUIRED) {
     if (raw[key] === undefined) throw new Error(`${source}: missing required field '${key}'`);
   }
