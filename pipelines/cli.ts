@@ -42,7 +42,7 @@ export function kdCli(args: string[], parseOnly = false): Argv {
     .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval, export, inspect or plan')
     .strictCommands()
     .strictOptions()
-    .fail((msg, err) => { throw err ?? new Error(msg); })
+    .fail((msg, err) => { throw err ?? new Error(msg.replace(/\s*\n\s*/g, " ")); }) // yargs puts choices on lines of their own: one line
     .help()
     .wrap(Math.min(120, process.stdout.columns ?? 100));
   cli.middleware((argv) => refuseRepeatedFlags(argv, listOptions(cli)));

@@ -61,6 +61,10 @@ describe('a bad value is blamed on where it came from', () => {
     expect(() => flagsToConfig({ temperatures: [1, NaN] }, ['temperatures'])).toThrow('--temperatures: not a number');
   });
 
+  it('a value outside a flag\'s choices is one line', async () => {
+    expect(await parseError(['train', '--recompute', 'maybe'])).toBe('Invalid values: Argument: recompute, Given: "maybe", Choices: "auto", "on", "off"');
+  });
+
   it('help shows --overwrite for kd train and --temperatures as a list', async () => {
     expect(await helpOf(['train', '--help'])).toMatch(/--overwrite\s+start afresh/);
     expect(await helpOf(['precompute', '--help'])).toMatch(/--temperatures\s+temperatures whose log_z is stored \(default 1 2 4\)\s+\[array\]/);
