@@ -7,19 +7,20 @@
  * lib/precompute/output.ts for the bookkeeping.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, numberListFlag, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
+import { FieldCheck, flagsToConfig, intListFlag, isBool, isInt, isOneOf, isString, numberListFlag, optional, readConfigFile, resolveConfig, stringListFlag } from '../lib/cli/config.js';
 import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { resolveWorker } from '../lib/cli/workers.js';
-import { addTopKOutputs, openDerivedSession, teacherDtypeOf, TOKENIZER_SHA256_KEY, type OnnxSession } from '../lib/onnx/index.js';
+import { addHiddenOutput, addTopKOutputs, findHiddenTensors, hiddenSizeOf, openDerivedSession, teacherDtypeOf, TOKENIZER_SHA256_KEY, type OnnxSession } from '../lib/onnx/index.js';
 import { measureLogitsWidth } from '../lib/precompute/teacher-rows.js';
 import { loadPrecomputeInputs, type PrecomputeInputs } from '../lib/precompute/inputs.js';
 import { DatasetOutput } from '../lib/precompute/output.js';
 import { computeShards } from '../lib/precompute/run-shards.js';
 import {
-  idDtypeFor, mergeDatasets, SHARD_LAYOUT, planInfo, planShards, threadShardSink, type LogitManifest, type ShardSlice, type WriteShardMeta,
+  idDtypeFor, mergeDatasets, SHARD_LAYOUT, planInfo, planShards, threadShardSink, type HiddenInfo, type LogitManifest, type ShardSlice, type WriteShardMeta,
 } from '../lib/shards/index.js';
 import { TOOL_VERSION } from '../lib/cli/version.js';
+import { PROJECTION_KIND, randomProjection } from '../lib/util/projection.js';
 import { join } from 'node:path';
 
 export interface PrecomputeConfig {
@@ -51,6 +52,18 @@ export interface PrecomputeConfig {
   shard_index?: number;
   /** Workers in a split run (else from SLURM_ARRAY_TASK_COUNT / KD_NUM_SHARDS; default 1). */
   num_shards?: number;
+  /**
+   * Teacher hidden states to store (column `hidden`) for feature distillation, as HF
+   * output_hidden_states indices: 0 = embeddings, i = residual stream after decoder layer i (before
+   * the final norm). Default [] = none.
+   */
+  hidden_layers: number[];
+  /** Graph value names of those states, one per layer, for graphs whose names are not recognised (default [] = find them). */
+  hidden_outputs: string[];
+  /** Store h·P with a fixed seeded Gaussian P [hidden_size, d] (lib/util/projection.ts) instead of h; 0 = no projection. */
+  hidden_dim: number;
+  /** Seed of that projection. */
+  hidden_seed: number;
   /** Delete an existing dataset in `out` instead of resuming it (single worker only). */
   overwrite: boolean;
   quiet: boolean;
@@ -59,7 +72,7 @@ export interface PrecomputeConfig {
 export const PRECOMPUTE_DEFAULTS: PrecomputeConfig = {
   teacher: 'runs/teacher/model.onnx', prep: 'runs/prep', out: 'runs/logits', k: 32,
   temperatures: [1, 2, 4], batch_size: 8, rows_per_shard: 1024, max_windows: 0, device: 'auto', codec: 'brotli',
-  overwrite: false, quiet: false,
+  hidden_layers: [], hidden_outputs: [], hidden_dim: 0, hidden_seed: 0, overwrite: false, quiet: false,
 };
 
 const CHECKS: Record<keyof PrecomputeConfig, FieldCheck> = {
@@ -67,6 +80,9 @@ const CHECKS: Record<keyof PrecomputeConfig, FieldCheck> = {
   temperatures: (v) => (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'number' && t > 0) && new Set(v).size === v.length ? undefined : 'must be a non-empty list of distinct numbers > 0'),
   batch_size: isInt(1, 4096), rows_per_shard: isInt(1), max_windows: isInt(0), device: isOneOf('auto', 'cpu', 'cuda'), codec: isOneOf('brotli', 'gzip'),
   shard_index: optional(isInt(0)), num_shards: optional(isInt(1)), overwrite: isBool, quiet: isBool,
+  hidden_layers: (v) => (Array.isArray(v) && v.every((l) => Number.isInteger(l) && l >= 0) && new Set(v).size === v.length ? undefined : 'must be a list of distinct integers ≥ 0'),
+  hidden_outputs: (v) => (Array.isArray(v) && v.every((t) => typeof t === 'string' && t.length > 0) ? undefined : 'must be a list of tensor names'),
+  hidden_dim: isInt(0, 1 << 16), hidden_seed: isInt(0, 2 ** 32 - 1),
 };
 
 export interface PrecomputeSummary {
@@ -83,6 +99,8 @@ export interface PrecomputeSummary {
   computed_windows: number;
   bytes: number;
   bytes_per_position: number;
+  /** Uncompressed bytes per position of the `hidden` column (2 · layers · width; 0 without it). */
+  hidden_bytes_per_position: number;
   execution_provider: string;
   seconds: number;
   /** Positions computed by this call per second of the compute loop (0 when nothing was left to do). */
@@ -100,8 +118,9 @@ export interface PrecomputeSummary {
 }
 
 /** The manifest fields fixed by the inputs; resume and merge compare them. */
-function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: WriteShardMeta): LogitManifest {
+function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: WriteShardMeta, hidden?: HiddenInfo): LogitManifest {
   return {
+    ...(hidden ? { hidden } : {}),
     format: 'kd-logits', version: 1,
     teacher: {
       path: cfg.teacher, sha256: inp.teacherSha256, dtype: teacherDtypeOf(inp.teacherBytes, cfg.teacher), execution_provider: 'pending', input_names: [], output_names: ['logits'],
@@ -125,13 +144,15 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   if (!inp.teacherTokenizer && !cfg.quiet) {
     process.stderr.write(`kd: warning: ${cfg.teacher}: no tokenizer.json beside it and no ${TOKENIZER_SHA256_KEY} in its metadata; cannot check that ${inp.tokenizer.path} is the teacher's tokenizer\n`);
   }
-  const graph = addTopKOutputs(inp.teacherBytes, { k: cfg.k, temperatures: cfg.temperatures, source: cfg.teacher });
+  const topk = addTopKOutputs(inp.teacherBytes, { k: cfg.k, temperatures: cfg.temperatures, source: cfg.teacher });
+  const { graph, hidden } = withHiddenStates(cfg, inp.teacherBytes, topk);
   const session = inp.vocabDeclared ? undefined : await measureVocab(cfg, inp, graph); // before any output exists
   const L = inp.windows.seqLen;
   const layout: WriteShardMeta = {
     seqLen: L, k: cfg.k, numTemps: cfg.temperatures.length, idDtype: idDtypeFor(inp.tokenizer.vocabSize), valueDtype: 'float16', codec: cfg.codec === 'gzip' ? 'GZIP' : 'BROTLI',
+    ...(hidden ? { hidden: { layers: hidden.layers.length, width: hidden.width } } : {}),
   };
-  const opened = await DatasetOutput.open(cfg.out, identity(cfg, inp, layout), planShards(inp.rows, cfg.rows_per_shard), { index: worker.index, count: worker.count }, cfg.overwrite)
+  const opened = await DatasetOutput.open(cfg.out, identity(cfg, inp, layout, hidden), planShards(inp.rows, cfg.rows_per_shard), { index: worker.index, count: worker.count }, cfg.overwrite)
     .catch(async (e: unknown) => { await session?.session.release(); throw e; });
   const { out, todo } = opened;
   if (todo.length === 0) await session?.session.release(); // nothing to compute: the measuring session is not needed
@@ -157,12 +178,40 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   const summary: PrecomputeSummary = {
     out: cfg.out, worker: { index: worker.index, count: worker.count }, windows: m.totals.rows, positions: m.totals.positions,
     shards: m.shards.length, reused_shards: reused, computed_windows: computed, bytes: m.totals.bytes,
-    bytes_per_position: m.totals.positions > 0 ? m.totals.bytes / m.totals.positions : 0, execution_provider: m.teacher.execution_provider,
+    bytes_per_position: m.totals.positions > 0 ? m.totals.bytes / m.totals.positions : 0,
+    hidden_bytes_per_position: hidden ? 2 * hidden.layers.length * hidden.width : 0, execution_provider: m.teacher.execution_provider,
     seconds: (performance.now() - started) / 1000, tokens_per_s: computed > 0 ? (computed * L) / loop.seconds : 0, cpu_seconds: loop.cpuSeconds,
     forward_seconds: loop.forward, write_seconds: loop.write, complete: !interrupted && worker.count === 1, interrupted,
   };
   if (!cfg.quiet) process.stderr.write(formatSummary(summary));
   return summary;
+}
+
+/**
+ * The top-k graph plus the `hidden` output when `hidden_layers` asks for it (lib/onnx/hidden-graph.ts),
+ * and the manifest's record of it.
+ * @throws Error "<teacher>: no tensor for hidden layer 5 (looked for '…'); …" and the like, before anything is written.
+ */
+function withHiddenStates(cfg: PrecomputeConfig, teacher: Uint8Array, topk: Uint8Array): { graph: Uint8Array; hidden?: HiddenInfo } {
+  if (cfg.hidden_layers.length === 0) {
+    if (cfg.hidden_outputs.length > 0 || cfg.hidden_dim > 0) throw new Error(`${cfg.teacher}: hidden_outputs / hidden_dim need hidden_layers (--hidden-layers)`);
+    return { graph: topk };
+  }
+  const names = cfg.hidden_outputs.length > 0 ? cfg.hidden_outputs : undefined;
+  const tensors = findHiddenTensors(teacher, cfg.hidden_layers, cfg.teacher, names);
+  const D = hiddenSizeOf(teacher);
+  if (D === undefined && cfg.hidden_dim > 0) throw new Error(`${cfg.teacher}: cannot read the teacher's hidden size (no float embedding table gathers input_ids) for --hidden-dim`);
+  if (D === undefined) throw new Error(`${cfg.teacher}: cannot read the teacher's hidden size (no float embedding table gathers input_ids) to record the stored width`);
+  const dim = cfg.hidden_dim;
+  const projection = dim > 0 ? { dim, matrix: Float32Array.from(randomProjection(D, dim, cfg.hidden_seed)) } : undefined;
+  const graph = addHiddenOutput(topk, { layers: cfg.hidden_layers, tensorNames: tensors, projection, source: cfg.teacher });
+  return {
+    graph,
+    hidden: {
+      layers: cfg.hidden_layers, width: dim > 0 ? dim : D, dtype: 'float16', tensors,
+      projection: dim > 0 ? { kind: PROJECTION_KIND, seed: cfg.hidden_seed, rows: D, dim } : null,
+    },
+  };
 }
 
 /**
@@ -228,6 +277,7 @@ function formatSummary(s: PrecomputeSummary): string {
   return [
     `precompute${who}: ${s.computed_windows} windows computed in ${s.seconds.toFixed(1)} s, ${s.tokens_per_s.toFixed(0)} tokens/s on ${s.execution_provider}`,
     `  ${s.shards} shard(s)${reused}: ${s.windows} windows, ${s.positions.toLocaleString('en-US')} positions, ${(s.bytes / 2 ** 20).toFixed(1)} MiB, ${s.bytes_per_position.toFixed(1)} bytes/position → ${s.out}`,
+    ...(s.hidden_bytes_per_position > 0 ? [`  hidden states: ${s.hidden_bytes_per_position} bytes/position before compression`] : []),
     ...(next ? [next] : []), '',
   ].join('\n');
 }
@@ -251,6 +301,10 @@ export const command: CommandModule<object, Args> = {
     .option('codec', { choices: ['brotli', 'gzip'], describe: 'Parquet page codec: brotli (least CPU) or gzip (for readers without brotli, e.g. Spark) (default brotli)' })
     .option('shard-index', { type: 'number', describe: 'this worker\'s index i in a split run: it writes shards j with j mod N = i (default: SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0)' })
     .option('num-shards', { type: 'number', describe: 'number of workers N (default: SLURM_ARRAY_TASK_COUNT or KD_NUM_SHARDS, else 1)' })
+    .option('hidden-layers', { type: 'array', coerce: intListFlag('hidden-layers'), describe: 'also store the teacher\'s hidden states at these HF output_hidden_states indices (0 = embeddings, i = after decoder layer i), e.g. 2,4 (default none)' })
+    .option('hidden-outputs', { type: 'array', coerce: stringListFlag, describe: 'graph tensor names of those states, one per layer, for graphs whose names kd does not recognise' })
+    .option('hidden-dim', { type: 'number', describe: 'store h·P with a fixed seeded Gaussian projection P [hidden_size, d], 0 = none (default 0)' })
+    .option('hidden-seed', { type: 'number', describe: 'seed of that projection (default 0)' })
     .option('overwrite', { type: 'boolean', describe: 'delete an existing dataset in --out instead of resuming it (single worker)' })
     .option('quiet', { type: 'boolean', describe: 'no progress bar, summary or warnings' })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' }) as Argv<Args>,

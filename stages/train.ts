@@ -58,6 +58,7 @@ export async function run(partial: Record<string, unknown>, source = 'train conf
     realVocab: ds.manifest.tokenizer.real_vocab_size,
     topk: ds.manifest.k,
     lossFn,
+    hidden: ds.manifest.hidden,
     provenance: { role: cfg.alpha > 0 ? 'distilled student' : 'baseline student', logits: join(cfg.data, 'manifest.json'), teacher: ds.manifest.teacher },
   }, control);
   if (!cfg.quiet) {

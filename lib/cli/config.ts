@@ -193,3 +193,16 @@ export const numberListFlag = (flag: string) => (values: unknown[]): number[] =>
   if (!Number.isFinite(n)) throw new Error(`--${flag}: not a number: ${String(v)}`);
   return n;
 });
+
+/**
+ * yargs `coerce` of an integer-list flag declared `type: 'array'`, accepting `2,4` as well as
+ * `2 4`. @throws Error "--hidden-layers: not an integer: x".
+ */
+export const intListFlag = (flag: string) => (values: unknown[]): number[] => values.flatMap((v) => String(v).split(',')).filter((v) => v.trim() !== '').map((v) => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`--${flag}: not an integer: ${v}`);
+  return n;
+});
+
+/** yargs `coerce` of a string-list flag declared `type: 'array'`, accepting `a,b` as well as `a b`. */
+export const stringListFlag = (values: unknown[]): string[] => values.flatMap((v) => String(v).split(',')).filter((v) => v !== '');

@@ -14,3 +14,4 @@ export { crossEntropy, IGNORE_INDEX } from './cross-entropy.js';
 export { LOSSES, LOSS_NAMES, getLoss, isLossName, type LossName } from './registry.js';
 export { distillationLoss, distillationLossNormalized, type DistillOptions, type DistillResult } from './distill.js';
 export { chunkedDistillationLoss } from './chunked.js';
+export { featureLossSum, FEATURE_LOSSES, type FeatureLossName } from './feature.js';

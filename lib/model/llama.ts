@@ -23,6 +23,17 @@ export interface ForwardOptions {
   dropout?: DropoutOptions;
   /** Recomputation and attention blocking (lib/memory/options.ts); default UNCHUNKED. */
   memory?: MemoryOptions;
+  /** Residual-stream states to hand out besides the result (feature distillation); filled by {@link LlamaModel.hidden}. */
+  states?: ResidualStates;
+}
+
+/**
+ * Intermediate residual states wanted from a forward pass, by HF output_hidden_states index:
+ * 0 = the embeddings, i = after decoder layer i (before the final norm). `out` receives [B·L, d] each.
+ */
+export interface ResidualStates {
+  layers: readonly number[];
+  out: Map<number, tf.Tensor2D>;
 }
 
 type Tables = Record<'cos' | 'sin' | 'cosQ' | 'sinQ', tf.Tensor2D>;
@@ -72,7 +83,8 @@ export class LlamaModel {
 
   /**
    * Final-norm hidden states, the LM head's input. With `opts.memory.recompute` each decoder
-   * layer keeps only its input for the backward pass (recompute.ts).
+   * layer keeps only its input for the backward pass (recompute.ts). `opts.states` receives the
+   * residual stream at the layers it names (see {@link ResidualStates}).
    * @param inputIds int32 [B, L] @returns [B·L, hidden_size] float32
    * @throws Error when L exceeds max_position_embeddings.
    */
@@ -83,9 +95,12 @@ export class LlamaModel {
     }
     let h: tf.Tensor2D = embeddingLookup(this.p('embed') as tf.Tensor2D, tf.reshape(inputIds, [-1]) as tf.Tensor1D); // [N, d]
     const memory = opts.memory ?? UNCHUNKED;
+    const keep = (index: number) => { if (opts.states?.layers.includes(index)) opts.states.out.set(index, h); };
+    keep(0);
     for (let i = 0; i < this.cfg.num_hidden_layers; i++) {
       const layer = (x: tf.Tensor2D) => this.layer(x, i, B, L, opts.dropout, memory.attentionQueryBlock);
       h = memory.recompute ? recomputed(layer, h, this.layerVariables(i)) : layer(h);
+      keep(i + 1); // a recomputed layer's output is an ordinary tensor: a loss on it backpropagates as well
     }
     return this.rmsNorm(h, 'norm');
   }

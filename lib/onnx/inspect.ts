@@ -35,6 +35,22 @@ function nodes(g: Uint8Array): OnnxTypes.NodeProto[] {
     .map((x) => onnx.NodeProto.decode(g.subarray(x.payload, x.end)));
 }
 
+/** Names of every value some node of the top-level graph produces (for finding internal tensors). */
+export function producedValuesOf(modelBytes: Uint8Array): Set<string> {
+  return new Set(nodes(graphBytes(modelBytes)).flatMap((n) => n.output));
+}
+
+/**
+ * The hidden size (width of the residual stream) of a decoder model: the columns of the float
+ * table gathered by `input_ids`; undefined when there is none (e.g. a quantized embedding).
+ */
+export function hiddenSizeOf(modelBytes: Uint8Array): number | undefined {
+  const g = graphBytes(modelBytes);
+  const embed = nodes(g).find((n) => n.opType === 'Gather' && n.input[1] === 'input_ids');
+  const table = embed ? initializerHeaders(g).get(embed.input[0]) : undefined;
+  return table && table.dims.length === 2 ? toNumber(table.dims[1]) : undefined;
+}
+
 /**
  * The vocabulary size (rows of the logits' last axis) of a decoder model: the `logits` output's
  * last dim when it is concrete, else the rows of the table gathered by `input_ids`

@@ -34,6 +34,17 @@ import { attr, DT, floatTensor, halfTensor, OnnxTypes, uint8Tensor } from './pro
 
 export type OnnxDtype = 'fp32' | 'fp16' | 'int4';
 
+/**
+ * Value names of the residual stream as `torch.onnx.export` (TorchScript) and Optimum name them
+ * in HF Llama graphs: the embedding Gather's output, and decoder layer i's second residual Add
+ * (`hidden_states = residual + mlp(...)`, module scope `/model/layers.i/`).
+ */
+export const EMBEDDING_OUTPUT_NAME = '/model/embed_tokens/Gather_output_0';
+/** The residual stream after decoder layer i (0-based), see {@link EMBEDDING_OUTPUT_NAME}. */
+export function layerOutputName(i: number): string {
+  return `/model/layers.${i}/Add_1_output_0`;
+}
+
 export const OPSET = 17;
 /** Additive bias for masked attention scores (float32): large but finite, so a fully masked row is never NaN. */
 const MASK_BIAS = -1e9;
@@ -257,8 +268,10 @@ export class LlamaGraph {
   layer(h: string, i: number): string {
     const p = `model.layers.${i}`;
     const attn = this.attention(this.rmsNorm(h, `${p}.input_layernorm.weight`), `${p}.self_attn`, i);
-    const h2 = this.g.op('Add', [h, attn]);
-    return this.g.op('Add', [h2, this.mlp(this.rmsNorm(h2, `${p}.post_attention_layernorm.weight`), `${p}.mlp`)]);
+    const h2 = this.g.named(`/model/layers.${i}/Add_output_0`, 'Add', [h, attn]);
+    // The residual stream after layer i under the name torch.onnx.export / Optimum give it, so that
+    // precompute's --hidden-layers finds it the same way in our exports and in theirs (hidden-graph.ts).
+    return this.g.named(layerOutputName(i), 'Add', [h2, this.mlp(this.rmsNorm(h2, `${p}.post_attention_layernorm.weight`), `${p}.mlp`)]);
   }
 
   /** The whole forward pass; the final MatMul writes the graph output `logits` [B, L, V] (activation type). */
@@ -266,7 +279,7 @@ export class LlamaGraph {
     const g = this.g, embed = this.weight('model.embed_tokens.weight');
     this.buildMask();
     this.buildRope(this.positions());
-    let h = g.op('Gather', [embed, 'input_ids'], [attr.int('axis', 0)]); // [B, L, D]
+    let h = g.named(EMBEDDING_OUTPUT_NAME, 'Gather', [embed, 'input_ids'], [attr.int('axis', 0)]); // [B, L, D]
     for (let i = 0; i < this.cfg.num_hidden_layers; i++) h = this.layer(h, i);
     h = this.rmsNorm(h, 'model.norm.weight');
     if (this.cfg.tie_word_embeddings) {

@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import ort from 'onnxruntime-node';
 import { decodeHalf } from '../logits/fp16.js';
 import { SCORING_OUTPUT, TOPK_OUTPUTS, WIDTH_OUTPUT } from './topk-graph.js';
+import { HIDDEN_OUTPUT } from './hidden-graph.js';
 
 export type Device = 'auto' | 'cpu' | 'cuda';
 export type ExecutionProvider = 'cpu' | 'cuda';
@@ -206,6 +207,10 @@ export interface TopKResult {
   numTemperatures: number;
   /** Width of the teacher's logits in this run (its vocabulary as computed), when the graph reports it. */
   logitsWidth?: number;
+  /** [B·L·n_layers·width] fp16 bits of the `hidden` output (addHiddenOutput), when the graph has it. */
+  hidden?: Uint16Array;
+  /** Layers and width of `hidden`. */
+  hiddenShape?: { layers: number; width: number };
 }
 
 /**
@@ -216,7 +221,8 @@ export interface TopKResult {
 export async function runTopK(h: OnnxSession, ids: IntArray, batch: number, seqLen: number): Promise<TopKResult> {
   requireOutputs(h, TOPK_OUTPUTS, 'add them with addTopKOutputs');
   const withWidth = h.outputNames.includes(WIDTH_OUTPUT);
-  const out = await h.session.run(buildFeeds(h, ids, batch, seqLen), [...TOPK_OUTPUTS, ...(withWidth ? [WIDTH_OUTPUT] : [])]);
+  const withHidden = h.outputNames.includes(HIDDEN_OUTPUT);
+  const out = await h.session.run(buildFeeds(h, ids, batch, seqLen), [...TOPK_OUTPUTS, ...(withWidth ? [WIDTH_OUTPUT] : []), ...(withHidden ? [HIDDEN_OUTPUT] : [])]);
   const idsT = out.topk_ids, logZ = out.log_z.data as Float32Array;
   const k = idsT.dims[2], numTemperatures = out.log_z.dims[2];
   const src = idsT.data as BigInt64Array;
@@ -229,7 +235,10 @@ export async function runTopK(h: OnnxSession, ids: IntArray, batch: number, seqL
     throw new Error(`${h.source}: teacher logits are NaN/Inf at batch row ${Math.floor(pos / seqLen)}, position ${pos % seqLen}`);
   }
   const logitsWidth = withWidth ? Number((out[WIDTH_OUTPUT].data as BigInt64Array)[0]) : undefined;
-  return { topkIds, topkLogits: out.topk_logits.data as Float32Array, logZ, k, numTemperatures, logitsWidth };
+  const hid = withHidden ? out[HIDDEN_OUTPUT] : undefined;
+  const hidden = hid ? new Uint16Array((hid.data as Uint16Array).buffer, (hid.data as Uint16Array).byteOffset, hid.size) : undefined; // fp16 bits
+  const hiddenShape = hid ? { layers: hid.dims[2], width: hid.dims[3] } : undefined;
+  return { topkIds, topkLogits: out.topk_logits.data as Float32Array, logZ, k, numTemperatures, logitsWidth, hidden, hiddenShape };
 }
 
 /**

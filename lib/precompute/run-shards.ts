@@ -37,7 +37,7 @@ export async function computeShards(h: OnnxSession, w: WindowSet, todo: ShardSli
   let done = 0;
   try {
     for (const s of todo) {
-      const rows = await teacherRows(h, w, s.start, s.end, { batchSize: o.batchSize, realVocab: o.realVocab, tokenizer: o.tokenizer, vocabWidth: o.vocabWidth, onBatch: (n) => o.onWindows?.(done + n), timing: o.timing, signal: o.signal });
+      const rows = await teacherRows(h, w, s.start, s.end, { batchSize: o.batchSize, realVocab: o.realVocab, tokenizer: o.tokenizer, vocabWidth: o.vocabWidth, hidden: o.layout.hidden, onBatch: (n) => o.onWindows?.(done + n), timing: o.timing, signal: o.signal });
       done += s.rows;
       await inFlight;
       inFlight = o.sink.write(join(out.dir, s.file), rows, o.layout)

@@ -30,6 +30,8 @@ export interface TeacherRowsOptions {
   tokenizer?: string;
   /** The teacher's logits width as recorded in the manifest: a batch whose width differs stops the run. */
   vocabWidth?: number;
+  /** Layers × width of the graph's `hidden` output, when the dataset stores hidden states: a batch of another shape stops the run. */
+  hidden?: { layers: number; width: number };
   /** Called after each batch with the number of windows done so far in this call. */
   onBatch?: (windowsDone: number) => void;
   /** Accumulates the seconds spent in the teacher's forward (`runTopK`), if given. */
@@ -87,6 +89,10 @@ export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, e
       throw new Error(`${h.source}: teacher logits are ${r.logitsWidth} wide at window ${b0}, but the dataset records ${o.vocabWidth}`);
     }
     checkIds(r.topkIds, o.realVocab, b0, L, k, h.source, o.tokenizer);
+    const H = o.hidden ? o.hidden.layers * o.hidden.width : 0; // fp16 values per position
+    if (o.hidden && (!r.hidden || r.hiddenShape?.layers !== o.hidden.layers || r.hiddenShape.width !== o.hidden.width)) {
+      throw new Error(`${h.source}: the graph's hidden output is ${r.hiddenShape ? `${r.hiddenShape.layers}×${r.hiddenShape.width}` : 'missing'} per position, the dataset records ${o.hidden.layers}×${o.hidden.width}`);
+    }
     for (let b = 0; b < B; b++) {
       const row = w.ids.subarray((b0 + b) * (L + 1), (b0 + b + 1) * (L + 1));
       rows.push({
@@ -96,6 +102,7 @@ export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, e
         topk_ids: new Uint32Array(r.topkIds.buffer, r.topkIds.byteOffset + b * L * k * 4, L * k).slice(), // ids ≥ 0: same bits
         topk_logits: r.topkLogits.slice(b * L * k, (b + 1) * L * k),
         log_z: r.logZ.slice(b * L * T, (b + 1) * L * T),
+        ...(H > 0 ? { hidden: r.hidden!.slice(b * L * H, (b + 1) * L * H) } : {}),
       });
     }
     o.onBatch?.(b0 + B - start);

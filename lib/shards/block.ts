@@ -6,7 +6,7 @@
  * values, k = 32, T = 3: 2 + 4 + 128 + 12 = 146 (LogitRow: 276).
  */
 import { joinBytes16 } from './packing.js';
-import { SHARD_LAYOUT, type LayoutName, type ShardLayout } from './schema.js';
+import { hiddenValues, SHARD_LAYOUT, type LayoutName, type ShardLayout } from './schema.js';
 
 /** The rows of one shard, column-major by column, row-major inside a column. */
 export interface ShardBlock {
@@ -23,11 +23,18 @@ export interface ShardBlock {
   topkLogits: Uint16Array | Float32Array;
   /** [rows·L·T] */
   logZ: Float32Array;
+  /** [rows·L·n·w] teacher hidden states, fp16 bits; present iff the layout has `hidden`. */
+  hidden?: Uint16Array;
 }
 
 /** Blob columns of a shard, in file order. */
 export const BLOCK_COLUMNS = ['input_ids', 'target_ids', 'topk_ids', 'topk_logits', 'log_z'] as const;
-export type BlockColumn = (typeof BLOCK_COLUMNS)[number];
+export type BlockColumn = (typeof BLOCK_COLUMNS)[number] | 'hidden';
+
+/** The blob columns of a shard of `layout`: {@link BLOCK_COLUMNS}, plus `hidden` when it has one. */
+export function blockColumnsOf(layout: ShardLayout): BlockColumn[] {
+  return layout.hidden ? [...BLOCK_COLUMNS, 'hidden'] : [...BLOCK_COLUMNS];
+}
 
 /** Values per row and bytes per value of each blob column. */
 export function columnShape(layout: ShardLayout): Record<BlockColumn, { n: number; width: 2 | 4 }> {
@@ -36,13 +43,14 @@ export function columnShape(layout: ShardLayout): Record<BlockColumn, { n: numbe
   return {
     input_ids: { n: L, width: id }, target_ids: { n: L, width: 4 }, topk_ids: { n: L * k, width: id },
     topk_logits: { n: L * k, width: val }, log_z: { n: L * T, width: 4 },
+    hidden: { n: hiddenValues(layout), width: 2 },
   };
 }
 
 /** Bytes a block of `rows` rows holds (the buffer budget counts these). */
 export function blockBytes(layout: ShardLayout, rows: number): number {
   const shape = columnShape(layout);
-  return rows * BLOCK_COLUMNS.reduce((n, c) => n + shape[c].n * shape[c].width, 0);
+  return rows * blockColumnsOf(layout).reduce((n, c) => n + shape[c].n * shape[c].width, 0);
 }
 
 /** An empty block of `rows` rows for `layout`. */
@@ -54,11 +62,16 @@ export function allocBlock(layout: ShardLayout, rows: number): ShardBlock {
     inputIds: ids(rows * s.input_ids.n), targets: new Int32Array(rows * s.target_ids.n), topkIds: ids(rows * s.topk_ids.n),
     topkLogits: layout.valueDtype === 'float16' ? new Uint16Array(rows * s.topk_logits.n) : new Float32Array(rows * s.topk_logits.n),
     logZ: new Float32Array(rows * s.log_z.n),
+    ...(layout.hidden ? { hidden: new Uint16Array(rows * s.hidden.n) } : {}),
   };
 }
 
 /** The typed array of a block that holds `column`. */
 export function blockColumn(block: ShardBlock, column: BlockColumn): Uint16Array | Uint32Array | Int32Array | Float32Array {
+  if (column === 'hidden') {
+    if (!block.hidden) throw new Error('block has no hidden column');
+    return block.hidden;
+  }
   return { input_ids: block.inputIds, target_ids: block.targets, topk_ids: block.topkIds, topk_logits: block.topkLogits, log_z: block.logZ }[column];
 }
 
@@ -86,5 +99,6 @@ export function decodeBlob(blob: Uint8Array, dest: Uint16Array | Uint32Array | I
 
 /** The ArrayBuffers of a block, for a postMessage transfer list. */
 export function blockBuffers(block: ShardBlock): ArrayBuffer[] {
-  return [...new Set(BLOCK_COLUMNS.map((c) => blockColumn(block, c).buffer as ArrayBuffer))];
+  const columns: BlockColumn[] = block.hidden ? [...BLOCK_COLUMNS, 'hidden'] : [...BLOCK_COLUMNS];
+  return [...new Set(columns.map((c) => blockColumn(block, c).buffer as ArrayBuffer))];
 }

@@ -144,7 +144,26 @@ export function validateManifest(obj: unknown, where: string): LogitManifest {
     throw new Error(`${where}: encoding.ids uint16 cannot hold real_vocab_size ${m.tokenizer.real_vocab_size}`);
   }
   checkOptional(m, where);
+  checkHidden(m, where);
   checkShards(m, where);
   for (const s of m.shards) s.first_sample_id = String(s.first_sample_id);
   return m;
+}
+
+/** The optional `hidden` record: layers distinct non-negative integers, width > 0, dtype float16, projection well formed. */
+function checkHidden(m: LogitManifest, where: string): void {
+  const h = m.hidden as unknown;
+  if (h === undefined) return;
+  const bad = (why: string) => new Error(`${where}: field 'hidden' ${why} (got ${JSON.stringify(h)})`);
+  if (typeof h !== 'object' || h === null) throw bad('must be an object');
+  const { layers, width, dtype, projection, tensors } = h as Record<string, unknown>;
+  if (!Array.isArray(layers) || layers.length === 0 || !layers.every((l) => Number.isInteger(l) && l >= 0) || new Set(layers).size !== layers.length) {
+    throw bad('layers must be a non-empty list of distinct integers ≥ 0');
+  }
+  if (!Number.isInteger(width) || (width as number) <= 0) throw bad('width must be a positive integer');
+  if (dtype !== 'float16') throw bad("dtype must be 'float16'");
+  if (tensors !== undefined && !(Array.isArray(tensors) && tensors.length === layers.length && tensors.every((t) => typeof t === 'string'))) throw bad('tensors must name one tensor per layer');
+  if (projection === null || projection === undefined) return;
+  const p = projection as Record<string, unknown>;
+  if (!Number.isInteger(p.seed) || p.dim !== width || typeof p.kind !== 'string' || !Number.isInteger(p.rows)) throw bad('projection must be {kind, seed, rows, dim = width}');
 }

@@ -91,6 +91,23 @@ export interface LogitManifest {
   worker?: WorkerInfo;
   /** How the whole dataset is cut into shards; resume and `kd merge` check it. */
   plan?: ShardPlanInfo;
+  /** Teacher hidden states stored in the `hidden` column (`kd precompute --hidden-layers`); absent: none. */
+  hidden?: HiddenInfo;
+}
+
+/**
+ * The `hidden` column of a dataset: per position, the teacher's residual stream at `layers` (HF
+ * output_hidden_states indices: 0 = embeddings, i = after decoder layer i, before the final norm),
+ * each `width` fp16 values, in `layers` order; with `projection`, h·P for the fixed P [rows, dim]
+ * of lib/util/projection.ts (`kind` names that generator).
+ */
+export interface HiddenInfo {
+  layers: number[];
+  width: number;
+  dtype: 'float16';
+  /** The graph values read, one per layer. */
+  tensors?: string[];
+  projection: { kind: string; seed: number; rows: number; dim: number } | null;
 }
 
 /** A worker's place in a split run: it owns shards j with j mod count = index. */
@@ -129,6 +146,7 @@ export function layoutOf(m: LogitManifest): ShardLayout {
   return {
     seqLen: m.seq_len, k: m.k, numTemps: m.temperatures.length,
     idDtype: m.encoding.ids, valueDtype: m.encoding.values, layout: m.encoding.layout,
+    ...(m.hidden ? { hidden: { layers: m.hidden.layers.length, width: m.hidden.width } } : {}),
   };
 }
 

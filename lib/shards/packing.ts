@@ -9,7 +9,7 @@
  */
 import { endianness } from 'node:os';
 import { decodeHalf, encodeHalf } from '../logits/fp16.js';
-import { SHARD_LAYOUT, type LayoutName, type LogitRow, type ShardLayout } from './schema.js';
+import { hiddenValues, SHARD_LAYOUT, type LayoutName, type LogitRow, type ShardLayout } from './schema.js';
 
 if (endianness() !== 'LE') throw new Error('lib/shards/packing.ts: packed-le shards need a little-endian host');
 
@@ -21,6 +21,8 @@ export interface PackedRow {
   topk_ids: Uint8Array;
   topk_logits: Uint8Array;
   log_z: Uint8Array;
+  /** Present iff the layout has the `hidden` column. */
+  hidden?: Uint8Array;
 }
 
 /** Values of one column before they become bytes: 2-byte words or 4-byte words. */
@@ -79,9 +81,16 @@ export function joinBytes32(bytes: Uint8Array): Uint32Array {
 }
 
 /** Expected element counts per column for a layout. */
-function lengths(layout: ShardLayout): Record<Exclude<keyof LogitRow, 'sample_id'>, number> {
+function lengths(layout: ShardLayout): Record<Exclude<keyof LogitRow, 'sample_id' | 'hidden'>, number> {
   const { seqLen: L, k, numTemps: T } = layout;
   return { input_ids: L, target_ids: L, topk_ids: L * k, topk_logits: L * k, log_z: L * T };
+}
+
+/** Checks that `hidden` is there exactly when the layout has the column, with L·n·w values. */
+function checkHidden(hidden: Uint16Array | undefined, layout: ShardLayout, where: string): void {
+  const want = hiddenValues(layout);
+  if (want === 0 && hidden !== undefined) throw new Error(`${where}: hidden given but the layout has no hidden column`);
+  if (want > 0 && hidden?.length !== want) throw new Error(`${where}: hidden has ${hidden?.length} values, expected ${want}`);
 }
 
 /** Ids as uint16 or uint32 words; throws when an id does not fit uint16. */
@@ -110,8 +119,10 @@ export function packRow(row: LogitRow, layout: ShardLayout, where: string): Pack
     const got = row[col]?.length;
     if (got !== n) throw new Error(`${where}: ${col} has ${got} values, expected ${n}`);
   }
+  checkHidden(row.hidden, layout, where);
   const bytes = (layout.layout ?? SHARD_LAYOUT) === 'packed-le-split' ? splitBytes : bytesOf;
   return {
+    ...(row.hidden ? { hidden: bytes(row.hidden) } : {}),
     sample_id: row.sample_id,
     input_ids: bytes(idWords(row.input_ids, layout, `${where}: input_ids`)),
     target_ids: bytes(row.target_ids),
@@ -172,6 +183,13 @@ export function unpackRow(raw: Record<string, unknown>, layout: ShardLayout, whe
     blob[col] = b;
   }
   const d = DECODE[layout.layout ?? SHARD_LAYOUT];
+  const nHidden = hiddenValues(layout);
+  let hidden: Uint16Array | undefined;
+  if (nHidden > 0) {
+    const b = raw.hidden;
+    if (!(b instanceof Uint8Array) || b.byteLength !== 2 * nHidden) throw new Error(`${where}: hidden has ${b instanceof Uint8Array ? b.byteLength : 'no'} bytes, expected ${2 * nHidden}`);
+    hidden = d.w2(b);
+  }
   const ids = (b: Uint8Array) => (idBytes === 2 ? d.ids16(b) : new Uint32Array(d.w4(b)));
   return {
     sample_id: raw.sample_id,
@@ -180,5 +198,6 @@ export function unpackRow(raw: Record<string, unknown>, layout: ShardLayout, whe
     topk_ids: ids(blob.topk_ids),
     topk_logits: valBytes === 2 ? decodeHalf(d.w2(blob.topk_logits)) : new Float32Array(d.w4(blob.topk_logits)),
     log_z: new Float32Array(d.w4(blob.log_z)),
+    ...(hidden ? { hidden } : {}),
   };
 }

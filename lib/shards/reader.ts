@@ -7,10 +7,10 @@ import { open, readFile, type FileHandle } from 'node:fs/promises';
 import { gunzipSync, brotliDecompressSync } from 'node:zlib';
 import { parquetMetadata, parquetMetadataAsync, parquetRead, parquetReadObjects, type AsyncBuffer, type FileMetaData } from 'hyparquet';
 import { fileBuffer } from '../util/file-buffer.js';
-import { BLOCK_COLUMNS, allocBlock, blockColumn, columnShape, decodeBlob, type ShardBlock } from './block.js';
+import { blockColumnsOf, allocBlock, blockColumn, columnShape, decodeBlob, type BlockColumn, type ShardBlock } from './block.js';
 import { unpackRow } from './packing.js';
 import {
-  COLUMNS, SHARD_KV_KEY, SHARD_LAYOUTS, checkLayout, shardKv, type LayoutName, type LogitRow, type ShardLayout,
+  columnsOf, SHARD_KV_KEY, SHARD_LAYOUTS, checkLayout, shardKv, type LayoutName, type LogitRow, type ShardLayout,
 } from './schema.js';
 
 const MAGIC = 0x31524150; // 'PAR1' little-endian
@@ -60,7 +60,7 @@ function checkKv(path: string, meta: FileMetaData, expect: ShardLayout): LayoutN
     .map((key) => `${key}=${JSON.stringify(got[key])} expected ${JSON.stringify(want[key])}`);
   if (diffs.length > 0) throw mismatch(path, diffs.join(', '));
   const names = meta.schema.slice(1).map((el) => el.name);
-  const missing = COLUMNS.filter((c) => !names.includes(c));
+  const missing = columnsOf(expect).filter((c) => !names.includes(c));
   if (missing.length > 0) throw mismatch(path, `missing column ${missing.join(', ')}; layout ${recorded}`);
   return recorded;
 }
@@ -115,7 +115,7 @@ export async function readShard(path: string, expect: ShardLayout, opts: ReadSha
   }
   let raw: Record<string, unknown>[];
   try {
-    raw = await parquetReadObjects({ file, metadata: meta, compressors: DECOMPRESSORS, utf8: false, columns: [...COLUMNS] });
+    raw = await parquetReadObjects({ file, metadata: meta, compressors: DECOMPRESSORS, utf8: false, columns: columnsOf(layout) });
   } catch (err) {
     throw corrupt(path, (err as Error).message);
   }
@@ -155,7 +155,7 @@ async function footerOf(path: string, file: AsyncBuffer): Promise<FileMetaData> 
 }
 
 /** Decodes one column of every row into `block`, checking each blob's length. */
-async function readColumnInto(path: string, file: AsyncBuffer, meta: FileMetaData, layout: ShardLayout, column: (typeof BLOCK_COLUMNS)[number], block: ShardBlock): Promise<void> {
+async function readColumnInto(path: string, file: AsyncBuffer, meta: FileMetaData, layout: ShardLayout, column: BlockColumn, block: ShardBlock): Promise<void> {
   const { n, width } = columnShape(layout)[column];
   const dest = blockColumn(block, column), bytes = n * width;
   let seen = 0, problem: Error | undefined;
@@ -211,7 +211,7 @@ export async function readShardBlock(path: string, expect: ShardLayout, opts: Re
     }
     if (typeof first !== 'bigint') throw mismatch(path, 'row 0: sample_id is not INT64');
     block.firstSampleId = first;
-    for (const column of BLOCK_COLUMNS) await readColumnInto(path, file, meta, layout, column, block);
+    for (const column of blockColumnsOf(layout)) await readColumnInto(path, file, meta, layout, column, block);
     return block;
   } finally {
     await fh.close();

@@ -35,6 +35,7 @@ const IDENTITY: [label: string, get: (m: LogitManifest) => unknown][] = [
   ['tokenizer real_vocab_size', (m) => m.tokenizer.real_vocab_size],
   ['windows (plan.rows)', (m) => m.plan?.rows],
   ['rows_per_shard', (m) => m.plan?.rows_per_shard],
+  ['hidden states', (m) => m.hidden ?? null],
 ];
 
 /**

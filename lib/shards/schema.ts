@@ -11,6 +11,11 @@
  * | `topk_ids`    | BYTE_ARRAY   | [L*k] ids row-major, uint16 or uint32                      |
  * | `topk_logits` | BYTE_ARRAY   | [L*k] z_i - max z, fp16 bits or fp32 (`encoding.values`)   |
  * | `log_z`       | BYTE_ARRAY   | [L*T] fp32, logsumexp(z/τ) - max(z)/τ per stored τ         |
+ * | `hidden`      | BYTE_ARRAY   | optional: [L*n*w] fp16 bits, teacher hidden states [L, n, w] |
+ *
+ * `hidden` exists only in datasets precomputed with `--hidden-layers` (manifest `hidden`: the n
+ * layers in HF output_hidden_states indices, width w, dtype float16 and the fixed projection
+ * when `--hidden-dim` was given); shards without it stay valid and are read as before.
  *
  * Byte layout `packed-le-split` (manifest `encoding.layout`): a blob of n values of w bytes
  * (w = 2 for uint16 ids and fp16, 4 for int32, uint32 and fp32) stores byte 0 of every value,
@@ -157,6 +162,14 @@ export interface LogitRow {
   topk_logits: Float32Array;
   /** [L*T] per position, per stored τ: logsumexp(z/τ) - max(z)/τ. */
   log_z: Float32Array;
+  /** [L*n*w] teacher hidden states [L, n layers, width] as fp16 bits; present iff the layout has `hidden`. */
+  hidden?: Uint16Array;
+}
+
+/** Shape of the optional `hidden` column: n stored layers of `width` fp16 values per position. */
+export interface HiddenLayout {
+  layers: number;
+  width: number;
 }
 
 /** Shapes and dtypes every row of a shard has; from the manifest (see `layoutOf`). */
@@ -174,6 +187,8 @@ export interface ShardLayout {
    * {@link SHARD_LAYOUT}, the reader accepts the layout the shard records.
    */
   layout?: LayoutName;
+  /** The optional `hidden` column's shape; absent: no such column. */
+  hidden?: HiddenLayout;
 }
 
 /** The `kd.shard` key-value metadata of a shard file. */
@@ -186,10 +201,17 @@ export interface ShardKv {
   num_temps: number;
   ids: IdDtype;
   values: ValueDtype;
+  /** "<layers>x<width>" when the shard has the `hidden` column (absent otherwise). */
+  hidden?: string;
 }
 
-/** Column names in file order. */
+/** Column names in file order (without the optional `hidden`, which comes last when present). */
 export const COLUMNS = ['sample_id', 'input_ids', 'target_ids', 'topk_ids', 'topk_logits', 'log_z'] as const;
+
+/** The columns a shard of `layout` has, in file order. */
+export function columnsOf(layout: ShardLayout): string[] {
+  return layout.hidden ? [...COLUMNS, 'hidden'] : [...COLUMNS];
+}
 
 /** {@link ShardKv} for a layout ({@link SHARD_LAYOUT} when `layout.layout` is absent). */
 export function shardKv(layout: ShardLayout): ShardKv {
@@ -197,6 +219,7 @@ export function shardKv(layout: ShardLayout): ShardKv {
     format: 'kd-logits', version: 1, layout: layout.layout ?? SHARD_LAYOUT,
     seq_len: layout.seqLen, k: layout.k, num_temps: layout.numTemps,
     ids: layout.idDtype, values: layout.valueDtype,
+    ...(layout.hidden ? { hidden: `${layout.hidden.layers}x${layout.hidden.width}` } : {}),
   };
 }
 
@@ -215,6 +238,10 @@ export function checkLayout(layout: ShardLayout, where: string): void {
   if (layout.valueDtype !== 'float16' && layout.valueDtype !== 'float32') {
     throw new Error(`${where}: valueDtype must be 'float16' or 'float32' (got '${layout.valueDtype}')`);
   }
+  const h = layout.hidden;
+  if (h !== undefined && !(Number.isInteger(h.layers) && h.layers > 0 && Number.isInteger(h.width) && h.width > 0)) {
+    throw new Error(`${where}: hidden layers and width must be positive integers (got ${h.layers}, ${h.width})`);
+  }
   if (layout.layout !== undefined && !SHARD_LAYOUTS.includes(layout.layout)) {
     throw new Error(`${where}: layout must be one of ${SHARD_LAYOUTS.join(', ')} (got '${layout.layout}')`);
   }
@@ -230,5 +257,10 @@ export function rowBytes(layout: ShardLayout): number {
   const id = layout.idDtype === 'uint16' ? 2 : 4;
   const val = layout.valueDtype === 'float16' ? 2 : 4;
   const { seqLen: L, k, numTemps: T } = layout;
-  return 8 + L * id + L * 4 + L * k * (id + val) + L * T * 4;
+  return 8 + L * id + L * 4 + L * k * (id + val) + L * T * 4 + hiddenValues(layout) * 2;
+}
+
+/** fp16 values of one row's `hidden` blob: L·n·w (0 without the column). */
+export function hiddenValues(layout: ShardLayout): number {
+  return layout.hidden ? layout.seqLen * layout.hidden.layers * layout.hidden.width : 0;
 }

@@ -11,6 +11,18 @@ export interface TeacherBatch {
   logits: Float32Array;
   /** [B·L·|τ|] logsumexp(z/τ) − max(z)/τ. */
   logZ: Float32Array;
+  /** Teacher hidden states (datasets precomputed with --hidden-layers): [B·L, layers.length, width] row-major. */
+  hidden?: TeacherStates;
+}
+
+/** Teacher hidden states of a batch, host side (manifest `hidden`). */
+export interface TeacherStates {
+  /** HF output_hidden_states indices stored, in column order. */
+  layers: number[];
+  /** Values per layer and position (the projected width when the dataset stores a projection). */
+  width: number;
+  /** [B·L·layers.length·width] */
+  values: Float32Array;
 }
 
 /** One micro-batch of B windows of L positions, host side. */

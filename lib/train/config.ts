@@ -83,6 +83,19 @@ export interface TrainConfig {
   recompute: 'auto' | 'on' | 'off';
   /** Bytes the device holds ("24GiB", "80GB" or bytes); null: the backend's (wasm 4 GiB; required on node-gpu). */
   memory_budget: number | string | null;
+  /**
+   * Feature distillation layer pairs "student:teacher,…" in HF output_hidden_states indices (0 =
+   * embeddings, i = after decoder layer i), e.g. "1:2"; the teacher layers must be stored in the
+   * dataset (precompute --hidden-layers). "" = off.
+   */
+  feature_layers: string;
+  /**
+   * β_feat, weight of the feature term (per target token, mean over pairs). Default 0.1: on the
+   * demo (teacher layer 2 projected to 64, student layer 1) the term starts near the KD term's size, README.
+   */
+  feature_beta: number;
+  /** Feature distance: 'mse' (FitNets hint, mean over the feature dimension) or 'cosine' (DistilBERT, 1 − cos). */
+  feature_loss: 'mse' | 'cosine';
 }
 
 export const TRAIN_DEFAULTS: TrainConfig = {
@@ -93,6 +106,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   loss: 'forward_kl', jsd_beta: 0.5, skew_lambda: 0.1, topk_mode: 'tail',
   eval_every: 0, eval_windows: 64, early_stopping_patience: 0, save_every: 0, dropout: 0, backend: 'auto', resume: false, overwrite: false, quiet: false,
   safetensors_dtype: 'F32', max_shard_size: DEFAULT_MAX_SHARD_SIZE, recompute: 'auto', memory_budget: null,
+  feature_layers: '', feature_beta: 0.1, feature_loss: 'mse',
 };
 
 /** Default student (`kd train`, `kd sweep`): ~1M parameters with the tokenizer's vocabulary and tied embeddings. */
@@ -116,6 +130,8 @@ const CHECKS: Record<keyof TrainConfig, FieldCheck> = {
   eval_every: isInt(0), eval_windows: isInt(0), early_stopping_patience: isInt(0), save_every: isInt(0),
   dropout: (v) => (typeof v === 'number' && v >= 0 && v < 1 ? undefined : 'must be a number in [0, 1)'), backend: isOneOf('auto', ...BACKENDS), resume: isBool, overwrite: isBool, quiet: isBool,
   safetensors_dtype: isOneOf(...SAFETENSORS_DTYPES), max_shard_size: isByteSize, recompute: isOneOf('auto', 'on', 'off'), memory_budget: optional(isByteSize),
+  feature_layers: (v) => (typeof v === 'string' && /^\s*(\d+\s*:\s*\d+\s*(,\s*\d+\s*:\s*\d+\s*)*)?$/.test(v) ? undefined : 'must be student:teacher layer pairs, e.g. "1:2,2:4" ("" = off)'),
+  feature_beta: isNum(0, 1e6), feature_loss: isOneOf('mse', 'cosine'),
 };
 
 export const TRAIN_KEYS = Object.keys(CHECKS) as (keyof TrainConfig)[];

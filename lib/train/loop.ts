@@ -4,6 +4,7 @@ import { LlamaModel } from '../model/llama.js';
 import { hashSeed } from '../util/random.js';
 import { AdamW, clipByGlobalNorm } from './adamw.js';
 import { Batch, countTargets } from './batch.js';
+import { FeatureTerm } from './feature.js';
 import { StepPosition } from './schedule.js';
 
 /** Loss of one micro-batch: `total` is the differentiated scalar; the sums are for logging. */
@@ -41,6 +42,8 @@ export interface StepRecord {
   loss: number;
   kd: number;
   ce: number;
+  /** Feature-distillation distance per target token (mean over layer pairs, before β_feat); only with feature_layers. */
+  feat?: number;
   grad_norm: number;
   tokens: number;
   tokens_per_s: number;
@@ -58,6 +61,8 @@ export interface LoopOptions {
   /** Micro-batch `micro` of optimizer step `step`: a pure function of its arguments (exact resume); may be read as training goes. */
   batchAt(step: number, micro: number): Batch | Promise<Batch>;
   lossFn: LossFn;
+  /** Feature distillation (lib/train/feature.ts): added to the loss; its W's must be in `optimizer` after the model's variables. */
+  feature?: FeatureTerm;
   lrAt(step: number): number;
   gradClip: number;
   /** Training-time dropout probability (0 = off); masks are seeded by (dropoutSeed, step, micro-batch). */
@@ -75,7 +80,7 @@ export interface LoopOptions {
  * micro-batches equals one batch M times larger.
  */
 export async function trainLoop(o: LoopOptions): Promise<void> {
-  const vars = o.model.variables();
+  const vars = [...o.model.variables(), ...(o.feature?.variables() ?? [])];
   for (let step = o.startStep; step < o.totalSteps; step++) {
     const started = performance.now();
     const at: StepPosition = { step, epoch: Math.floor(step / o.stepsPerEpoch), totalSteps: o.totalSteps };
@@ -83,10 +88,10 @@ export async function trainLoop(o: LoopOptions): Promise<void> {
     for (let m = 0; m < o.accum; m++) micro.push(await o.batchAt(step, m)); // in order: the data source reads ahead sequentially
     const tokens = micro.reduce((n, b) => n + countTargets(b), 0);
     let sums: tf.Tensor[] | undefined;
-    let loss = 0, kd = 0, ce = 0, temperature = NaN;
+    let loss = 0, kd = 0, ce = 0, feat = 0, temperature = NaN;
     for (let m = 0; m < micro.length; m++) {
       const { grads, parts } = microStep(o, micro[m], Math.max(tokens, 1), at, m, vars);
-      loss += parts[0]; kd += parts[1]; ce += parts[2]; temperature = parts[3];
+      loss += parts[0]; kd += parts[1]; ce += parts[2]; temperature = parts[3]; feat += parts[4];
       if (!sums) sums = grads;
       else { const next = sums.map((s, i) => tf.add(s, grads[i])); tf.dispose([...sums, ...grads]); sums = next; }
     }
@@ -97,7 +102,7 @@ export async function trainLoop(o: LoopOptions): Promise<void> {
     const seconds = (performance.now() - started) / 1000;
     const verdict = await o.onStep({
       step: step + 1, epoch: at.epoch, lr, temperature, loss, kd: kd / Math.max(tokens, 1), ce: ce / Math.max(tokens, 1),
-      grad_norm: clipped.norm, tokens, tokens_per_s: (micro.length * micro[0].B * micro[0].L) / seconds,
+      ...(o.feature ? { feat: feat / Math.max(tokens, 1) } : {}), grad_norm: clipped.norm, tokens, tokens_per_s: (micro.length * micro[0].B * micro[0].L) / seconds,
     });
     if (verdict === 'stop') return;
     await new Promise((resolve) => setImmediate(resolve)); // let signals and timers in between steps
@@ -105,19 +110,24 @@ export async function trainLoop(o: LoopOptions): Promise<void> {
 }
 
 function microStep(o: LoopOptions, batch: Batch, normalizer: number, at: StepPosition, micro: number, vars: tf.Variable[]) {
-  let kdSum: tf.Scalar | undefined, ceSum: tf.Scalar | undefined, temperature = NaN;
+  let kdSum: tf.Scalar | undefined, ceSum: tf.Scalar | undefined, featSum: tf.Scalar | undefined, temperature = NaN;
   const rate = o.dropout ?? 0;
   const dropout = rate > 0 ? { rate, seed: hashSeed(o.dropoutSeed ?? 0, at.step, micro) } : undefined;
   const { value, grads } = tf.variableGrads(() => {
     const ids = tf.tensor2d(batch.inputIds, [batch.B, batch.L], 'int32');
-    const memory = o.memory ?? UNCHUNKED, fwd = { dropout, memory };
+    const memory = o.memory ?? UNCHUNKED;
+    const states = o.feature ? { layers: o.feature.studentLayers, out: new Map<number, tf.Tensor2D>() } : undefined;
+    const fwd = { dropout, memory, states };
     const parts = o.lossFn.fromHidden
       ? o.lossFn.fromHidden(o.model.hidden(ids, fwd), o.model.head(), batch, normalizer, at, memory.lossChunk)
       : o.lossFn(o.model.logits(ids, fwd), batch, normalizer, at);
     kdSum = tf.keep(parts.kdSum); ceSum = tf.keep(parts.ceSum); temperature = parts.temperature;
-    return parts.total;
+    if (!o.feature || !states) return parts.total;
+    const f = o.feature.loss(states.out, batch, normalizer);
+    featSum = tf.keep(f.sum);
+    return tf.add(parts.total, f.total) as tf.Scalar;
   }, vars);
-  const parts = [value.dataSync()[0], kdSum!.dataSync()[0], ceSum!.dataSync()[0], temperature];
-  tf.dispose([value, kdSum!, ceSum!]);
+  const parts = [value.dataSync()[0], kdSum!.dataSync()[0], ceSum!.dataSync()[0], temperature, featSum?.dataSync()[0] ?? 0];
+  tf.dispose([value, kdSum!, ceSum!, ...(featSum ? [featSum] : [])]);
   return { grads: vars.map((v) => grads[v.name]), parts };
 }

@@ -43,7 +43,7 @@ export interface TrainerState {
    * Where this state's weights and AdamW moments are (relative to out, under state/). Absent in
    * states written before: then model.safetensors and optimizer.safetensors in out.
    */
-  weights?: { model: string; optimizer: string };
+  weights?: { model: string; optimizer: string; feature?: string };
 }
 
 /** Config keys that do not change the loss at any step, so they may differ at resume. */
@@ -53,6 +53,8 @@ export const STATE_FILE = 'trainer_state.json';
 /** The directory of the resumable weights and moments, out/state/. */
 export const STATE_DIR = 'state';
 const LEGACY = { model: 'model.safetensors', optimizer: 'optimizer.safetensors' };
+/** Feature distillation's learned maps W (lib/train/feature.ts), beside the HF checkpoint in out. */
+export const FEATURE_FILE = 'feature_projection.safetensors';
 
 /** A fresh state for a run of `cfg`. */
 export function initialState(cfg: TrainConfig): TrainerState {
@@ -78,14 +80,19 @@ export function initialState(cfg: TrainConfig): TrainerState {
  *    the previous state's files removed.
  * @throws Error `<file>: no space left on device` and the like; the previous state then stays
  */
-export function saveTrainingState(out: string, model: LlamaModel, optimizer: AdamW, state: TrainerState, tokenizer: string, hf: HfFormat = {}): void {
+export function saveTrainingState(out: string, model: LlamaModel, optimizer: AdamW, state: TrainerState, tokenizer: string, hf: HfFormat = {}, feature?: NamedTensors): void {
   mkdirSync(join(out, STATE_DIR), { recursive: true });
   const id = `${String(state.step).padStart(8, '0')}-${randomBytes(3).toString('hex')}`;
-  const weights = { model: `${STATE_DIR}/model-${id}.safetensors`, optimizer: `${STATE_DIR}/optimizer-${id}.safetensors` };
+  const weights: NonNullable<TrainerState['weights']> = { model: `${STATE_DIR}/model-${id}.safetensors`, optimizer: `${STATE_DIR}/optimizer-${id}.safetensors` };
   const named = model.toNamedTensors();
   const m = writeSafetensors(join(out, weights.model), named, 'F32', { format: 'pt' });
   const o = writeSafetensors(join(out, weights.optimizer), optimizer.state());
-  Object.assign(state, { weights, files: { [weights.model]: m.sha256, [weights.optimizer]: o.sha256 } });
+  const files = { [weights.model]: m.sha256, [weights.optimizer]: o.sha256 };
+  if (feature && feature.size > 0) { // feature distillation's learned W's: beside the checkpoint, not in its HF weights
+    weights.feature = `${STATE_DIR}/feature-${id}.safetensors`;
+    files[weights.feature] = writeSafetensors(join(out, weights.feature), feature, 'F32').sha256;
+  }
+  Object.assign(state, { weights, files });
   writeFileAtomic(join(out, STATE_FILE), JSON.stringify(state, null, 2) + '\n');
   if (isPlainF32(named, hf)) {
     writeFileAtomic(join(out, 'config.json'), JSON.stringify({ ...model.cfg, torch_dtype: 'float32' }, null, 2) + '\n');
@@ -94,6 +101,7 @@ export function saveTrainingState(out: string, model: LlamaModel, optimizer: Ada
     dropStaleWeights(out, [SINGLE_FILE]); // shards of an earlier save in another format
   } else saveCheckpoint(out, model.cfg, named, { ...hf, tokenizer });
   linkOrCopyDurable(join(out, weights.optimizer), join(out, LEGACY.optimizer));
+  if (weights.feature) linkOrCopyDurable(join(out, weights.feature), join(out, FEATURE_FILE));
   dropOtherStates(out, state);
 }
 
@@ -116,7 +124,7 @@ function dropOtherStates(out: string, state: TrainerState): void {
  * @throws Error naming the file when the state is foreign, was written for other settings
  *   (listing them) or its files do not match their hashes.
  */
-export function loadTrainingState(out: string, cfg: TrainConfig): { state: TrainerState; weights: NamedTensors; moments: NamedTensors; optimizerPath: string } | undefined {
+export function loadTrainingState(out: string, cfg: TrainConfig): { state: TrainerState; weights: NamedTensors; moments: NamedTensors; optimizerPath: string; feature?: NamedTensors } | undefined {
   const path = join(out, STATE_FILE);
   if (!existsSync(path)) return undefined;
   let saved = readJson<TrainerState>(path, 'trainer state');
@@ -138,7 +146,8 @@ export function loadTrainingState(out: string, cfg: TrainConfig): { state: Train
   }
   const weights = saved.weights ? readSafetensors(join(out, files.model)).tensors : loadCheckpoint(out).weights;
   const optimizerPath = join(out, files.optimizer);
-  return { state: saved, weights, moments: readSafetensors(optimizerPath).tensors, optimizerPath };
+  const feature = saved.weights?.feature ? readSafetensors(join(out, saved.weights.feature)).tensors : undefined;
+  return { state: saved, weights, moments: readSafetensors(optimizerPath).tensors, optimizerPath, feature };
 }
 
 /** Copies the HF checkpoint files of `out` to `out/<name>` (e.g. epoch-N). */
@@ -180,7 +189,7 @@ export function truncateMetrics(path: string, step: number): void {
 export function clearTrainingRun(out: string): void {
   if (!existsSync(join(out, STATE_FILE))) return;
   const weights = weightFiles(out);
-  const ours = (f: string) => ['best', STATE_DIR, STATE_FILE, 'optimizer.safetensors', 'metrics.jsonl', 'train.json', 'config.json', 'tokenizer.json'].includes(f)
+  const ours = (f: string) => ['best', STATE_DIR, STATE_FILE, 'optimizer.safetensors', FEATURE_FILE, 'metrics.jsonl', 'train.json', 'config.json', 'tokenizer.json'].includes(f)
     || /^epoch-\d+$/.test(f) || weights.has(f);
   for (const f of readdirSync(out).filter(ours)) rmSync(join(out, f), { recursive: true, force: true });
 }

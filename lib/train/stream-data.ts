@@ -187,6 +187,8 @@ export function streamData(ds: LogitDataset, opts: StreamOptions = {}): StreamDa
     const N = count * L, inputIds = new Int32Array(N), targets = new Int32Array(N);
     const ids = new Int32Array(N * k), logits = new Float32Array(N * k), logZ = new Float32Array(N * T);
     const half = layout.valueDtype === 'float16' ? halfToFloat() : undefined;
+    const H = layout.hidden ? L * layout.hidden.layers * layout.hidden.width : 0; // hidden values per row
+    const hidden = H > 0 ? new Float32Array(count * H) : undefined;
     for (let i = 0; i < count; i++) {
       const { buffer, offset } = locate(plan, start + i);
       const lb = held[buffer - first], { slot, row } = unitRowOf(lb.plan, lb.order[offset]), blk = lb.blocks[slot];
@@ -197,7 +199,12 @@ export function streamData(ds: LogitDataset, opts: StreamOptions = {}): StreamDa
       if (half) for (let j = 0, o = i * L * k; j < src.length; j++) logits[o + j] = half[src[j]];
       else logits.set(src, i * L * k);
       logZ.set(blk.logZ.subarray(row * L * T, (row + 1) * L * T), i * L * T);
+      if (hidden) {
+        const table = halfToFloat(), src16 = blk.hidden!.subarray(row * H, (row + 1) * H);
+        for (let j = 0, o = i * H; j < H; j++) hidden[o + j] = table[src16[j]];
+      }
     }
-    return { B: count, L, inputIds, targets, teacher: { k, temperatures, ids, logits, logZ } };
+    const states = hidden && ds.manifest.hidden ? { hidden: { layers: ds.manifest.hidden.layers, width: ds.manifest.hidden.width, values: hidden } } : {};
+    return { B: count, L, inputIds, targets, teacher: { k, temperatures, ids, logits, logZ, ...states } };
   }
 }

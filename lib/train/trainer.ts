@@ -12,7 +12,9 @@ import { nllSum } from '../metrics/nll.js';
 import { PerplexityAccumulator } from '../metrics/perplexity.js';
 import { appendText, writeFileAtomic } from '../util/fs.js';
 import { acquireLock, commandLine } from '../util/lock.js';
+import type { HiddenInfo } from '../shards/manifest.js';
 import { AdamW } from './adamw.js';
+import { FeatureTerm, parseFeatureLayers } from './feature.js';
 import { TrainConfig } from './config.js';
 import { RowData, TrainingData } from './data.js';
 import { LossFn, StepRecord, trainLoop } from './loop.js';
@@ -31,6 +33,8 @@ export interface TrainingInputs {
   /** Teacher top-k per position (the memory plan counts its tensors); absent when training on hard targets. */
   topk?: number;
   lossFn: LossFn;
+  /** The dataset's stored teacher hidden states (manifest `hidden`), for feature_layers. */
+  hidden?: HiddenInfo;
   /** Extra facts recorded in train.json (data source, teacher, …). */
   provenance: Record<string, unknown>;
 }
@@ -116,18 +120,20 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
   if (cfg.resume && !resumed) log(`train: nothing to resume in ${cfg.out}, starting fresh`);
   const state: TrainerState = resumed?.state ?? initialState(withOrder);
   const model = new LlamaModel(modelCfg, resumed?.weights ?? weights, cfg.seed, resumed ? cfg.out : cfg.init_from ?? 'init');
-  const optimizer = new AdamW(model.variables(), { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8, weightDecay: cfg.weight_decay });
+  const feature = featureTerm(cfg, modelCfg, inputs);
+  if (feature && resumed) feature.load(resumed.feature ?? new Map(), join(cfg.out, 'trainer_state.json'));
+  const optimizer = new AdamW([...model.variables(), ...(feature?.variables() ?? [])], { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8, weightDecay: cfg.weight_decay });
   if (resumed) {
     optimizer.load(resumed.moments, state.step, resumed.optimizerPath);
     truncateMetrics(metricsPath, state.step);
     log(`train: resumed from step ${state.step}${state.stopped_early ? ' (stopped early: nothing left to do)' : ''}`);
   } else writeFileAtomic(metricsPath, '');
   log(planned);
-  log(`train: backend ${backendDevice}, ${countParameters(modelCfg).toLocaleString('en-US')} parameters, ${totalSteps} steps of ${B * A} windows × ${inputs.train.seqLen} tokens, α=${cfg.alpha}, ${inputs.lossFn.note ?? `τ=${cfg.temperature}`}, loss ${cfg.loss}/${cfg.topk_mode}${cfg.dropout > 0 ? `, dropout ${cfg.dropout}` : ''}`);
+  log(`train: backend ${backendDevice}, ${countParameters(modelCfg).toLocaleString('en-US')} parameters, ${totalSteps} steps of ${B * A} windows × ${inputs.train.seqLen} tokens, α=${cfg.alpha}${cfg.feature_layers ? `, feature ${cfg.feature_loss} ${cfg.feature_layers} β_feat=${cfg.feature_beta}` : ''}, ${inputs.lossFn.note ?? `τ=${cfg.temperature}`}, loss ${cfg.loss}/${cfg.topk_mode}${cfg.dropout > 0 ? `, dropout ${cfg.dropout}` : ''}`);
 
   const progress = createProgress('train', totalSteps, 'steps', cfg.quiet);
   const hf = { dtype: cfg.safetensors_dtype, maxShardSize: parseByteSize(cfg.max_shard_size, '--max-shard-size') };
-  const save = () => saveTrainingState(cfg.out, model, optimizer, state, inputs.tokenizer, hf);
+  const save = () => saveTrainingState(cfg.out, model, optimizer, state, inputs.tokenizer, hf, feature?.toNamedTensors());
   let sessionTokens = 0;
   const evaluateNow = (step: number, epoch: number) => {
     const v = evaluate(model, inputs.validation, B, cfg.eval_windows, inputs.realVocab);
@@ -143,7 +149,7 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
     await trainLoop({
       model, optimizer, startStep: state.step, totalSteps, stepsPerEpoch, accum: A,
       batchAt: (step, micro) => inputs.train.batchAt(cfg.seed, Math.floor(step / stepsPerEpoch), ((step % stepsPerEpoch) * A + micro) * B, B),
-      lossFn: inputs.lossFn,
+      lossFn: inputs.lossFn, feature,
       lrAt: (step) => cosineWithWarmup(step, { lr: cfg.lr, minLr: cfg.min_lr, warmup: cfg.warmup_steps, total: totalSteps }),
       gradClip: cfg.grad_clip, dropout: cfg.dropout, dropoutSeed: cfg.seed, memory,
       onStep: (r) => {
@@ -178,8 +184,15 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
     seconds, tokens_per_s: sessionTokens / seconds, peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
   };
   writeFileAtomic(join(cfg.out, 'train.json'), JSON.stringify({ config: cfg, model: modelCfg, provenance: inputs.provenance, data_order: inputs.train.order, summary }, null, 2) + '\n');
-  model.dispose(); optimizer.dispose();
+  model.dispose(); optimizer.dispose(); feature?.dispose();
   return summary;
+}
+
+/** The feature-distillation term of `cfg.feature_layers`, or undefined when it is off (see lib/train/feature.ts for the errors). */
+function featureTerm(cfg: TrainConfig, modelCfg: LlamaConfig, inputs: TrainingInputs): FeatureTerm | undefined {
+  const pairs = parseFeatureLayers(cfg.feature_layers);
+  if (pairs.length === 0) return undefined;
+  return new FeatureTerm(pairs, cfg.feature_beta, cfg.feature_loss, modelCfg, inputs.hidden, cfg.data ?? cfg.prep, cfg.seed);
 }
 
 /** Architecture and initial weights: an HF checkpoint (init_from) or a fresh config. */
