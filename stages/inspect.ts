@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { createProgress } from '../lib/cli/progress.js';
 import { TeacherStats, type TeacherStatsResult } from '../lib/logits/stats.js';
-import { layoutOf, readListedShard, readManifest } from '../lib/shards/index.js';
+import { columnBytes, layoutOf, readListedShard, readManifest, type HiddenInfo } from '../lib/shards/index.js';
 
 /** One shard's integrity. */
 export interface ShardCheck {
@@ -32,6 +32,10 @@ export interface InspectSummary {
   positions: number;
   bytes: number;
   bytes_per_position: number;
+  /** Teacher hidden states stored (manifest `hidden`), or null. */
+  hidden: HiddenInfo | null;
+  /** Bytes per position of the `hidden` column on disk (compressed column chunks; included in bytes_per_position); 0 without it. */
+  hidden_bytes_per_position: number;
   /** Over the rows of the shards that passed the checks. */
   teacher_stats: TeacherStatsResult;
   shards: ShardCheck[];
@@ -62,12 +66,16 @@ export async function run(dir: string, opts: { quiet?: boolean } = {}): Promise<
     progress.update((done += entry.rows));
   }
   progress.stop();
+  let hiddenBytes = 0;
+  if (m.hidden) for (const s of shards.filter((x) => x.ok)) hiddenBytes += await columnBytes(join(dir, s.file), 'hidden');
+  const okPositions = shards.filter((x) => x.ok).reduce((n, x) => n + x.rows, 0) * m.seq_len;
   const summary: InspectSummary = {
     dir, teacher: { path: m.teacher.path, sha256: m.teacher.sha256, dtype: m.teacher.dtype, execution_provider: m.teacher.execution_provider },
     vocab_size: m.tokenizer.vocab_size, real_vocab_size: m.tokenizer.real_vocab_size, seq_len: m.seq_len, k: m.k,
     temperatures: m.temperatures, encoding: `ids ${m.encoding.ids}, values ${m.encoding.values}, ${m.encoding.layout}`,
     rows: m.totals.rows, positions: m.totals.positions, bytes: m.totals.bytes,
     bytes_per_position: m.totals.positions > 0 ? m.totals.bytes / m.totals.positions : 0,
+    hidden: m.hidden ?? null, hidden_bytes_per_position: okPositions > 0 ? hiddenBytes / okPositions : 0,
     teacher_stats: stats.result(), shards, shards_ok: shards.filter((s) => s.ok).length,
   };
   return summary;
@@ -82,6 +90,7 @@ export function formatSummary(s: InspectSummary): string {
     `  vocab       ${s.vocab_size} logits, ${s.real_vocab_size} real tokens; k = ${s.k}; τ ∈ {${s.temperatures.join(', ')}}; ${s.encoding}`,
     `  rows        ${s.rows.toLocaleString('en-US')} windows × ${s.seq_len} = ${s.positions.toLocaleString('en-US')} positions`,
     `  bytes       ${(s.bytes / 2 ** 20).toFixed(2)} MiB, ${s.bytes_per_position.toFixed(1)} bytes/position`,
+    ...(s.hidden ? [`  hidden      layers [${s.hidden.layers}] × ${s.hidden.width} fp16${s.hidden.projection ? ` (projected from ${s.hidden.projection.rows}, seed ${s.hidden.projection.seed})` : ''}: ${s.hidden_bytes_per_position.toFixed(1)} of the ${s.bytes_per_position.toFixed(1)} bytes/position`] : []),
     `  top-k mass  at τ = ${t.temperature}: mean ${pct(t.topk_mass.mean)}, 5th percentile ${pct(t.topk_mass.p05)}, min ${pct(t.topk_mass.min)}; mean p(top-1) ${pct(t.top1_prob_mean)}`,
     `  entropy     at τ = ${t.temperature}: ${t.entropy_nats.lower.toFixed(3)} ≤ H ≤ ${t.entropy_nats.upper.toFixed(3)} nats (mean per position; bounds from the top-k and the tail mass)`,
     `  shards      ${s.shards_ok} of ${s.shards.length} intact (size, sha256, shapes, rows, first sample id)`,

@@ -156,7 +156,7 @@ describe('exact resume with feature distillation', () => {
     await run({ out: join(root, 'full') });
     const full = metrics(join(root, 'full'));
     expect(full.length).toBe(12);
-    expect(full.every((r) => r.feat > 0)).toBe(true);
+    expect(full.every((r) => (r as Record<string, number>).feat > 0)).toBe(true);
     expect(existsSync(join(root, 'full', 'feature_projection.safetensors'))).toBe(true);
     const out = join(root, 'cut'), ctl = new AbortController();
     await run({ out }, { signal: ctl.signal, onStep: (r) => { if (r.step === 5) ctl.abort(); } });

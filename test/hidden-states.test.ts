@@ -14,6 +14,8 @@ import { layoutOf, readManifest, readShard } from '../lib/shards/index.js';
 import { randomProjection } from '../lib/util/projection.js';
 import { run as precompute } from '../stages/precompute.js';
 import { run as trainStage } from '../stages/train.js';
+import { run as inspect } from '../stages/inspect.js';
+import { findHiddenTensors } from '../lib/onnx/index.js';
 import { makePrep, teacherConfig } from './precompute-fixture.js';
 
 const cfg = teacherConfig(); // hidden 64, 2 layers
@@ -66,6 +68,9 @@ describe('precompute --hidden-layers', () => {
     await precompute({ ...common(), out, hidden_layers: [2], hidden_dim: 16, hidden_seed: 9 });
     const m = await readManifest(out);
     expect(m.hidden).toMatchObject({ layers: [2], width: 16, projection: { seed: 9, rows: 64, dim: 16 } });
+    const seen = await inspect(out, { quiet: true });
+    expect(seen.hidden_bytes_per_position).toBeGreaterThan(0);
+    expect(seen.hidden_bytes_per_position).toBeLessThan(seen.bytes_per_position);
     const P = randomProjection(64, 16, m.hidden!.projection!.seed);
     const rows = (await Promise.all(m.shards.map((e) => readShard(join(out, e.file), layoutOf(m))))).flat();
     const ref = reference(rows.map((r) => r.input_ids), [2]);
@@ -82,6 +87,13 @@ describe('precompute --hidden-layers', () => {
       }
     });
   }, 120_000);
+
+  it('finds the residual stream by structure in a graph without torch-style names (older kd exports)', () => {
+    const bytes = Buffer.from(exportLlamaOnnx(cfg, weights));
+    const named = Buffer.from('/model/layers.1/Add_1_output_0'), renamed = Buffer.from('/model/layerX.1/Add_1_output_0');
+    for (let at = bytes.indexOf(named); at >= 0; at = bytes.indexOf(named, at + 1)) renamed.copy(bytes, at);
+    expect(findHiddenTensors(bytes, [1, 2], 't.onnx')).toEqual(['/model/layers.0/Add_1_output_0', '/model/layerX.1/Add_1_output_0']);
+  });
 
   it('refuses a layer the graph does not have, in one line naming the .onnx file', async () => {
     await expect(precompute({ ...common(), out: join(dir, 'bad'), hidden_layers: [3] }))

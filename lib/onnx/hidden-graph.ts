@@ -9,7 +9,7 @@
  */
 import { EMBEDDING_OUTPUT_NAME, layerOutputName } from './llama-graph.js';
 import { GraphBuilder } from './graph-builder.js';
-import { hiddenSizeOf, producedValuesOf } from './inspect.js';
+import { graphNodesOf, hiddenSizeOf, producedValuesOf } from './inspect.js';
 import { attr, DT, floatTensor, valueInfo } from './proto.js';
 import { editGraph, viewGraph } from './raw.js';
 
@@ -30,7 +30,7 @@ export interface HiddenSurgeryOptions {
 }
 
 /**
- * The value name of hidden-state index `layer` in graphs from kd's export, `torch.onnx.export` and
+ * The value name of hidden-state index `layer` in graphs from kd's export (since it names them), `torch.onnx.export` and
  * Optimum: `/model/embed_tokens/Gather_output_0` for 0, `/model/layers.{i−1}/Add_1_output_0` for i.
  */
 export function hiddenTensorName(layer: number): string {
@@ -38,7 +38,28 @@ export function hiddenTensorName(layer: number): string {
 }
 
 /**
- * The value names of `layers` in the model (the explicit `tensorNames` when given).
+ * The residual stream found by structure, for graphs without torch's names (e.g. kd exports made
+ * before it named them): from the Gather of `input_ids` follow the Add that consumes the current
+ * value — in a pre-norm decoder the only Add reading the residual directly is the residual
+ * connection (the norms Pow/Mul/Div it) — two Adds per layer (attention, then MLP).
+ * @returns [h_0, h_1, …]: the embeddings and the value after each complete layer
+ */
+export function residualChain(modelBytes: Uint8Array): string[] {
+  const ns = graphNodesOf(modelBytes);
+  const embed = ns.find((n) => n.opType === 'Gather' && n.input[1] === 'input_ids');
+  if (!embed) return [];
+  const chain = [embed.output[0]];
+  for (let h = embed.output[0], adds = 0; ;) {
+    const next = ns.filter((n) => n.opType === 'Add' && n.input.includes(h));
+    if (next.length !== 1) return chain;
+    h = next[0].output[0];
+    if (++adds % 2 === 0) chain.push(h);
+  }
+}
+
+/**
+ * The value names of `layers` in the model (the explicit `tensorNames` when given): torch's names
+ * ({@link hiddenTensorName}), else the {@link residualChain}.
  * @throws Error "<source>: no tensor for hidden layer 3 (looked for '/model/layers.2/Add_1_output_0'); name it with --hidden-outputs"
  */
 export function findHiddenTensors(modelBytes: Uint8Array, layers: number[], source: string, tensorNames?: string[]): string[] {
@@ -46,8 +67,10 @@ export function findHiddenTensors(modelBytes: Uint8Array, layers: number[], sour
     throw new Error(`${source}: --hidden-outputs names ${tensorNames.length} tensor(s) for ${layers.length} hidden layer(s) [${layers}]`);
   }
   const produced = producedValuesOf(modelBytes);
+  let chain: string[] | undefined;
   return layers.map((layer, i) => {
-    const name = tensorNames?.[i] ?? hiddenTensorName(layer);
+    let name = tensorNames?.[i] ?? hiddenTensorName(layer);
+    if (!tensorNames && !produced.has(name)) name = (chain ??= residualChain(modelBytes))[layer] ?? name;
     if (!produced.has(name)) {
       throw new Error(`${source}: no tensor for hidden layer ${layer} (looked for '${name}'); name the residual stream's tensor with --hidden-outputs`);
     }

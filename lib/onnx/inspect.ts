@@ -35,6 +35,11 @@ function nodes(g: Uint8Array): OnnxTypes.NodeProto[] {
     .map((x) => onnx.NodeProto.decode(g.subarray(x.payload, x.end)));
 }
 
+/** The top-level graph's nodes, decoded (attributes included; initializers are not). */
+export function graphNodesOf(modelBytes: Uint8Array): OnnxTypes.NodeProto[] {
+  return nodes(graphBytes(modelBytes));
+}
+
 /** Names of every value some node of the top-level graph produces (for finding internal tensors). */
 export function producedValuesOf(modelBytes: Uint8Array): Set<string> {
   return new Set(nodes(graphBytes(modelBytes)).flatMap((n) => n.output));

@@ -5,7 +5,7 @@ export {
   type IdDtype, type LayoutName, type LogitRow, type ShardLayout, type ValueDtype,
 } from './schema.js';
 export { writeShard, rowGroupRows, SHARD_CREATED_BY, type ShardCodec, type ShardWriteResult, type WriteShardMeta } from './writer.js';
-export { looksLikeParquet, readShard, type ReadShardOptions } from './reader.js';
+export { columnBytes, looksLikeParquet, readShard, type ReadShardOptions } from './reader.js';
 export {
   MANIFEST_FILE, WORKER_MANIFEST_RE, layoutOf, readManifest, readManifestFile, sha256File, shardFileName, verifyShard,
   workerManifestFile, writeManifest, type HiddenInfo, type LogitManifest, type ShardEntry, type ShardPlanInfo, type WorkerInfo,

@@ -217,3 +217,22 @@ export async function readShardBlock(path: string, expect: ShardLayout, opts: Re
     await fh.close();
   }
 }
+
+/**
+ * Bytes the column chunks of `column` take in the shard at `path` (compressed, page headers
+ * included; Parquet's total_compressed_size summed over row groups), 0 when it has no such column.
+ * @throws Error "<path>: …" for a file that is not a complete Parquet file.
+ */
+export async function columnBytes(path: string, column: string): Promise<number> {
+  const fh = await open(path, 'r');
+  try {
+    const meta = await footerOf(path, fileBuffer(fh, (await fh.stat()).size));
+    let total = 0;
+    for (const group of meta.row_groups) {
+      for (const chunk of group.columns) if (chunk.meta_data?.path_in_schema.join('.') === column) total += Number(chunk.meta_data.total_compressed_size);
+    }
+    return total;
+  } finally {
+    await fh.close();
+  }
+}

@@ -90,8 +90,10 @@ export interface TrainConfig {
    */
   feature_layers: string;
   /**
-   * β_feat, weight of the feature term (per target token, mean over pairs). Default 0.1: on the
-   * demo (teacher layer 2 projected to 64, student layer 1) the term starts near the KD term's size, README.
+   * β_feat, weight of the feature term (per target token, mean over pairs). Default 0.01: on the
+   * demo (student layer 1 against teacher layer 2) the MSE starts at ≈ 61 per token unprojected and
+   * ≈ 252 with --hidden-dim 64 (a projection to d multiplies it by ≈ hidden_size/d), so β·feat
+   * starts at 0.6–2.5 beside α·KD ≈ 1.8 (README "Hidden-state distillation").
    */
   feature_beta: number;
   /** Feature distance: 'mse' (FitNets hint, mean over the feature dimension) or 'cosine' (DistilBERT, 1 − cos). */
@@ -106,7 +108,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   loss: 'forward_kl', jsd_beta: 0.5, skew_lambda: 0.1, topk_mode: 'tail',
   eval_every: 0, eval_windows: 64, early_stopping_patience: 0, save_every: 0, dropout: 0, backend: 'auto', resume: false, overwrite: false, quiet: false,
   safetensors_dtype: 'F32', max_shard_size: DEFAULT_MAX_SHARD_SIZE, recompute: 'auto', memory_budget: null,
-  feature_layers: '', feature_beta: 0.1, feature_loss: 'mse',
+  feature_layers: '', feature_beta: 0.01, feature_loss: 'mse',
 };
 
 /** Default student (`kd train`, `kd sweep`): ~1M parameters with the tokenizer's vocabulary and tied embeddings. */
