@@ -1,7 +1,7 @@
 // Feature distillation: the distance math against float64 hand computations, W's gradient by finite
 // differences, the trainer's errors for missing layers, and exact resume with a learned W.
 import * as tf from '@tensorflow/tfjs-core';
-import { mkdtempSync, existsSync, readFileSync } from 'node:fs';
+import { mkdtempSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -163,5 +163,16 @@ describe('exact resume with feature distillation', () => {
     await run({ out, resume: true });
     expect(metrics(out)).toEqual(full);
     expect(readFileSync(join(out, 'feature_projection.safetensors')).equals(readFileSync(join(root, 'full', 'feature_projection.safetensors')))).toBe(true);
+  });
+
+  it('resumes a run saved before the feature keys existed when they are at their defaults, and refuses turning them on', async () => {
+    const out = join(root, 'old');
+    const ctl = new AbortController(), plain = { feature_layers: '', feature_beta: 0.01, max_steps: 4 };
+    await run({ out, ...plain }, { signal: ctl.signal, onStep: (r) => { if (r.step === 2) ctl.abort(); } });
+    const path = join(out, 'trainer_state.json'), state = JSON.parse(readFileSync(path, 'utf8'));
+    for (const k of ['feature_layers', 'feature_beta', 'feature_loss']) delete state.trajectory[k];
+    writeFileSync(path, JSON.stringify(state));
+    await expect(run({ out, ...plain, resume: true })).resolves.toMatchObject({ steps: 4 });
+    await expect(run({ out, ...plain, feature_layers: '1:2,2:1', resume: true })).rejects.toThrow(/started with other settings \(feature_layers: undefined → "1:2,2:1"/);
   });
 });

@@ -9,7 +9,7 @@ import { dropStaleWeights, planShards, SINGLE_FILE, weightFiles } from '../model
 import type { SaveCheckpointOptions } from '../model/checkpoint.js';
 import { copyFileDurable, linkOrCopyDurable, readJson, sha256FileSync, writeFileAtomic } from '../util/fs.js';
 import { AdamW } from './adamw.js';
-import { TrainConfig } from './config.js';
+import { TRAIN_DEFAULTS, TrainConfig } from './config.js';
 
 /** A validation result at a step. */
 export interface ValPoint { step: number; loss: number; ppl: number }
@@ -133,7 +133,9 @@ export function loadTrainingState(out: string, cfg: TrainConfig): { state: Train
   if (legacy) saved = { ...initialState(cfg), step: saved.step, epoch: saved.epoch, tokens_seen: saved.tokens_seen };
   else if (saved.format !== 'kd-trainer-state' || saved.version !== 1) throw new Error(`${path}: not a kd trainer state (format ${saved.format}, version ${saved.version}); train into a fresh --out`);
   const want = initialState(cfg).trajectory;
-  const differ = Object.keys({ ...want, ...saved.trajectory }).filter((k) => JSON.stringify(want[k]) !== JSON.stringify(saved.trajectory[k]));
+  // A key the saved run lacks is a setting added to kd since: at its default it is the old behaviour.
+  const added = (k: string) => !(k in saved.trajectory) && JSON.stringify(want[k]) === JSON.stringify(TRAIN_DEFAULTS[k as keyof TrainConfig]);
+  const differ = Object.keys({ ...want, ...saved.trajectory }).filter((k) => !added(k) && JSON.stringify(want[k]) !== JSON.stringify(saved.trajectory[k]));
   if (differ.length > 0) {
     const list = differ.map((k) => `${k}: ${JSON.stringify(saved.trajectory[k])} → ${JSON.stringify(want[k])}`).join(', ');
     throw new Error(`${path}: the run in ${out} was started with other settings (${list}); resume with the same ones or train into a fresh --out`);
