@@ -44,6 +44,11 @@ export function uint8Tensor(name: string, dims: number[], data: Uint8Array): Onn
   return { name, dims, dataType: DT.UINT8, rawData: data };
 }
 
+/** An int8 initializer (e.g. per-channel 8-bit weight codes). */
+export function int8Tensor(name: string, dims: number[], data: Int8Array): OnnxTypes.ITensorProto {
+  return { name, dims, dataType: DT.INT8, rawData: bytesOf(data) };
+}
+
 /** An int64 initializer; `dims` defaults to [values.length] (pass [] for a scalar). */
 export function int64Tensor(name: string, values: number[], dims = [values.length]): OnnxTypes.ITensorProto {
   return { name, dims, dataType: DT.INT64, rawData: bytesOf(BigInt64Array.from(values.map(BigInt))) };

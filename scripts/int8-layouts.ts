@@ -1,0 +1,137 @@
+/**
+ * int8 weight-only layouts measured side by side: the same Llama exported fp32, with its
+ * q/k/v/o/gate/up/down weights per-output-channel int8 as (a) QDQ — int8 initializer →
+ * DequantizeLinear (axis 1, per-channel scale) → MatMul — and as (b) com.microsoft.MatMulNBits
+ * bits = 8, codes q + 128 with ORT's default zero point 128, block_size = K rounded up to a
+ * power of two ≥ 16 but at most 256 (the CPU kernel refuses larger blocks: "Only block sizes 16,
+ * 32, 64, 128, and 256 are supported"), the channel's scale repeated over its blocks, and as int4 (MatMulNBits, block 32, asymmetric). Both int8
+ * layouts carry the same codes and scales (lib/onnx/int8.ts), so their logits must agree.
+ * Per variant: .onnx bytes, whether ORT's CPU provider loads and runs it, max |logit − fp32|,
+ * and tokens/s of one forward of 1 × 128 tokens (prefill) and of 1 × 1 (a decode-sized
+ * MatMul), best of 3 passes of ~1 s, 1 intra-op thread.
+ *
+ * Measured here (ORT 1.30.0 CPU, x86-64, 2 cores shared with other jobs, so ±15%):
+ *
+ *   shape                      variant          bytes       tok/s 1×128   tok/s 1×1
+ *   demo (d128 f352 2L V4096)  fp32             3,586,132   22,982        4,633
+ *                              int8 QDQ         2,493,673   17,158        4,027
+ *                              int8 NBits 8     2,534,946   19,991        1,359
+ *                              int4 NBits 32    2,352,197   24,315        3,188
+ *   d512 f1408 4L V4096        fp32            55,614,118    2,726          272
+ *                              int8 QDQ        20,309,949    1,865          599
+ *                              int8 NBits 8    20,681,266    1,824           48
+ *                              int4 NBits 32   15,994,061    2,199          200
+ *
+ * Both int8 layouts load and run on the CPU provider (NBits only with blocks ≤ 256). QDQ is
+ * as fast or faster everywhere and 12× faster at 1×1 on the larger shape, so it is the layout to
+ * export. Usage:
+ *   node --import tsx scripts/int8-layouts.ts
+ */
+import ort from 'onnxruntime-node';
+import { resolveLlamaConfig, type LlamaConfig } from '../lib/model/config.js';
+import { initLlamaWeights } from '../lib/model/init.js';
+import { buildLlamaModel, encodeModel } from '../lib/onnx/index.js';
+import { quantizeInt8 } from '../lib/onnx/int8.js';
+import { attr, DT, floatTensor, int8Tensor, OnnxTypes, uint8Tensor } from '../lib/onnx/proto.js';
+
+const SHAPES: { name: string; cfg: LlamaConfig }[] = [
+  { name: 'demo student (d 128, f 352, 2 layers, V 4096)', cfg: resolveLlamaConfig({ vocab_size: 4096, hidden_size: 128, intermediate_size: 352, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: true }) },
+  { name: 'larger (d 512, f 1408, 4 layers, V 4096)', cfg: resolveLlamaConfig({ vocab_size: 4096, hidden_size: 512, intermediate_size: 1408, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 4, tie_word_embeddings: true }) },
+];
+
+type Layout = 'qdq' | 'nbits';
+
+/** Float32 data of an initializer written by floatTensor. */
+const floats = (t: OnnxTypes.ITensorProto): Float32Array => {
+  const raw = t.rawData as Uint8Array;
+  return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+};
+
+/** Rewrites every MatMul on a `*_proj.weight.T` [K, N] initializer of an fp32 export into `layout`. */
+function toInt8(model: OnnxTypes.IModelProto, layout: Layout): OnnxTypes.IModelProto {
+  const graph = model.graph!, inits = new Map(graph.initializer!.map((t) => [t.name!, t]));
+  const keep = graph.initializer!.filter((t) => !/_proj\.weight\.T$/.test(t.name!));
+  const nodes: OnnxTypes.INodeProto[] = [];
+  for (const node of graph.node!) {
+    const wName = node.input![1];
+    if (node.opType !== 'MatMul' || !/_proj\.weight\.T$/.test(wName)) { nodes.push(node); continue; }
+    const t = inits.get(wName)!, [K, N] = t.dims as number[], wt = floats(t);
+    const w = new Float32Array(N * K); // back to HF [N, K]
+    for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) w[n * K + k] = wt[k * N + n];
+    const q = quantizeInt8(w, N, K), base = wName.replace(/\.T$/, '');
+    if (layout === 'qdq') {
+      const codesT = new Int8Array(K * N);
+      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) codesT[k * N + n] = q.codes[n * K + k];
+      keep.push(int8Tensor(`${base}.q8`, [K, N], codesT), floatTensor(`${base}.scale`, [N], q.scales));
+      nodes.push({ opType: 'DequantizeLinear', name: `${base}.dq_node`, input: [`${base}.q8`, `${base}.scale`], output: [`${base}.dq`], attribute: [attr.int('axis', 1)] });
+      nodes.push({ ...node, input: [node.input![0], `${base}.dq`] });
+    } else {
+      const bs = Math.min(256, Math.max(16, 2 ** Math.ceil(Math.log2(K)))), kb = Math.ceil(K / bs);
+      const b = new Uint8Array(N * kb * bs).fill(128), scales = new Float32Array(N * kb);
+      for (let n = 0; n < N; n++) {
+        scales.fill(q.scales[n], n * kb, (n + 1) * kb); // one channel scale repeated over its blocks
+        for (let k = 0; k < K; k++) b[n * kb * bs + k] = q.codes[n * K + k] + 128;
+      }
+      keep.push(uint8Tensor(`${base}.q8`, [N, kb, bs], b), floatTensor(`${base}.scales`, [N, kb], scales));
+      nodes.push({ opType: 'MatMulNBits', domain: 'com.microsoft', name: `${base}.nbits_node`, input: [node.input![0], `${base}.q8`, `${base}.scales`], output: node.output,
+        attribute: [attr.int('K', K), attr.int('N', N), attr.int('bits', 8), attr.int('block_size', bs)] });
+    }
+  }
+  return { ...model, opsetImport: [{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }], graph: { ...graph, node: nodes, initializer: keep } };
+}
+
+async function session(bytes: Uint8Array): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: 1 });
+}
+
+function feeds(L: number, vocab: number): Record<string, ort.Tensor> {
+  const ids = BigInt64Array.from({ length: L }, (_, i) => BigInt((i * 7919) % vocab));
+  return {
+    input_ids: new ort.Tensor('int64', ids, [1, L]),
+    attention_mask: new ort.Tensor('int64', new BigInt64Array(L).fill(1n), [1, L]),
+    position_ids: new ort.Tensor('int64', BigInt64Array.from({ length: L }, (_, i) => BigInt(i)), [1, L]),
+  };
+}
+
+/** Tokens per second of one forward of L tokens: best of 3 passes of ~1 s. */
+async function tokensPerSecond(s: ort.InferenceSession, L: number, vocab: number): Promise<number> {
+  const f = feeds(L, vocab);
+  await s.run(f);
+  let best = 0;
+  for (let pass = 0; pass < 3; pass++) {
+    const t0 = performance.now();
+    let runs = 0;
+    while (performance.now() - t0 < 1000) { await s.run(f); runs++; }
+    best = Math.max(best, (runs * L) / ((performance.now() - t0) / 1000));
+  }
+  return best;
+}
+
+async function main(): Promise<void> {
+  for (const { name, cfg } of SHAPES) {
+    const w = initLlamaWeights(cfg, 0);
+    const fp32 = buildLlamaModel(cfg, w);
+    const variants: [string, Uint8Array][] = [
+      ['fp32', encodeModel(fp32)],
+      ['int8 QDQ (DequantizeLinear → MatMul)', encodeModel(toInt8(fp32, 'qdq'))],
+      ['int8 MatMulNBits bits 8', encodeModel(toInt8(fp32, 'nbits'))],
+      ['int4 MatMulNBits block 32 asym', encodeModel(buildLlamaModel(cfg, w, { dtype: 'int4' }))],
+    ];
+    console.log(`\n${name}, ORT ${ort.env.versions.common} CPU, 1 thread`);
+    console.log('variant                                   bytes   runs  max|Δlogit| vs fp32   tok/s 1×128   tok/s 1×1');
+    let ref: Float32Array | undefined;
+    for (const [label, bytes] of variants) {
+      let s: ort.InferenceSession;
+      try { s = await session(bytes); } catch (e) { console.log(`${label.padEnd(38)} ${String(bytes.length).padStart(9)}   no: ${String((e as Error).message).split('\n')[0]}`); continue; }
+      const logits = (await s.run(feeds(128, cfg.vocab_size))).logits.data as Float32Array;
+      ref ??= logits;
+      let d = 0;
+      for (let i = 0; i < logits.length; i++) d = Math.max(d, Math.abs(logits[i] - ref[i]));
+      const prefill = await tokensPerSecond(s, 128, cfg.vocab_size), decode = await tokensPerSecond(s, 1, cfg.vocab_size);
+      console.log(`${label.padEnd(38)} ${String(bytes.length).padStart(9)}   yes  ${d.toExponential(2).padStart(12)}        ${prefill.toFixed(0).padStart(9)}   ${decode.toFixed(0).padStart(9)}`);
+      await s.release();
+    }
+  }
+}
+
+await main();
