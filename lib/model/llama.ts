@@ -48,6 +48,12 @@ type Tables = Record<'cos' | 'sin' | 'cosQ' | 'sinQ', tf.Tensor2D>;
 export class LlamaModel {
   readonly cfg: LlamaConfig;
   readonly params: Map<string, tf.Variable>;
+  /**
+   * Applied to each linear weight [in, out] (wqkv, wo, wgu, wdown) as the forward pass reads it,
+   * when set: quantization-aware training's fake quantization (lib/quant/qat.ts). The variables
+   * themselves stay float; embeddings, norms, biases and the LM head are never transformed.
+   */
+  linearWeights?: (w: tf.Tensor2D, name: string) => tf.Tensor2D;
   private rope = new Map<string, Tables>();
   private masks = new Map<string, tf.Tensor2D>();
 
@@ -201,8 +207,10 @@ export class LlamaModel {
     return this.params.get(name)!;
   }
 
+  /** A linear weight as the forward pass uses it (through {@link linearWeights} when set). */
   private w(name: string): tf.Tensor2D {
-    return this.p(name) as tf.Tensor2D;
+    const v = this.p(name) as tf.Tensor2D;
+    return this.linearWeights ? this.linearWeights(v, name) : v;
   }
 
   /** A fused bias, or undefined where the architecture has none. */

@@ -76,8 +76,9 @@ export function quantizeBlock(values: ArrayLike<number>, symmetric: boolean): { 
     scale = Math.fround((Math.abs(hi) > Math.abs(lo) ? hi : lo) / -8) || 0; // never −0
     zeroPoint = 8;
   } else {
-    scale = Math.fround((hi - lo) / 15);
-    zeroPoint = scale === 0 ? 0 : clampCode(roundf(-lo / scale));
+    // float32 at every step, as MLAS (and lib/quant/fake-quant.ts) compute it
+    scale = Math.fround(Math.fround(hi - lo) / 15);
+    zeroPoint = scale === 0 ? 0 : clampCode(roundf(Math.fround(-lo / scale)));
   }
   const recip = scale === 0 ? 0 : Math.fround(1 / scale);
   const codes = new Uint8Array(values.length);
