@@ -1,6 +1,6 @@
 /**
  * export: a trained student checkpoint → ONNX (same IO as the teacher, through exportLlamaOnnx:
- * fp32, fp16 or int4 weight-only MatMulNBits) and HF safetensors (config.json, model.safetensors
+ * fp32, fp16, int8 weight-only per channel (DequantizeLinear → MatMul) or int4 weight-only MatMulNBits) and HF safetensors (config.json, model.safetensors
  * in F32 or F16, tokenizer.json).
  *
  *   <out>/onnx/model.onnx (+ config.json, tokenizer.json beside it, so `kd eval` counts parameters
@@ -8,7 +8,7 @@
  *   <out>/hf/config.json, model.safetensors, tokenizer.json
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { flagsToConfig, isBool, isInt, isOneOf, isString, readConfigFile, resolveConfig } from '../lib/cli/config.js';
@@ -19,13 +19,15 @@ import { checkSelfContainedSize, exportWeightBytes } from '../lib/onnx/external-
 import { SAFETENSORS_DTYPES, SafetensorsDtype } from '../lib/model/safetensors.js';
 import { DEFAULT_MAX_SHARD_SIZE, INDEX_FILE, isByteSize, parseByteSize, planShards } from '../lib/model/sharded.js';
 import { refuseExisting, sideFiles, writePlanned } from '../lib/onnx/export-files.js';
+import { qatExportMismatch, TrainedQat } from '../lib/quant/qat.js';
+import { readJson } from '../lib/util/fs.js';
 
 export interface StudentExportConfig {
   /** Trained student checkpoint directory (config.json, model.safetensors, tokenizer.json). */
   checkpoint: string;
   /** Output directory (onnx/ and hf/ inside). */
   out: string;
-  /** ONNX weights: fp32, fp16, or int4 weight-only (MatMulNBits). */
+  /** ONNX weights: fp32, fp16, int8 weight-only per output channel (QDQ), or int4 weight-only (MatMulNBits). */
   dtype: OnnxDtype;
   /** ONNX graph IO (default optimum, as the teacher). */
   io: OnnxIo;
@@ -56,6 +58,8 @@ export interface StudentExportResult {
   checkpoint: string;
   parameters: number;
   onnx: { path: string; dtype: OnnxDtype; io: OnnxIo; bytes: number };
+  /** The checkpoint's quantization-aware training (from its train.json), when it had one. */
+  qat?: TrainedQat & { warning?: string };
   safetensors: { dir: string; dtype: SafetensorsDtype; bytes: number; files: string[] };
 }
 
@@ -67,6 +71,8 @@ export interface StudentExportResult {
 export function run(partial: Record<string, unknown>, source = 'export config'): StudentExportResult {
   const cfg = resolveConfig<StudentExportConfig>(STUDENT_EXPORT_DEFAULTS, CHECKS, partial, source);
   const { cfg: model, weights } = loadCheckpoint(cfg.checkpoint);
+  const qat = trainedQat(cfg.checkpoint, cfg);
+  if (qat?.warning) process.stderr.write(`kd: warning: ${qat.warning}\n`);
   const onnxDir = join(cfg.out, 'onnx'), hfDir = join(cfg.out, 'hf');
   const onnxPath = join(onnxDir, 'model.onnx');
   const side = sideFiles(onnxPath, cfg.checkpoint, model, cfg.dtype === 'fp16' ? 'float16' : 'float32');
@@ -85,9 +91,19 @@ export function run(partial: Record<string, unknown>, source = 'export config'):
   const hf = saveCheckpoint(hfDir, model, weights, { dtype: cfg.safetensors_dtype, maxShardSize, tokenizer: side.tokenizer ? tokenizer : undefined });
   return {
     checkpoint: cfg.checkpoint, parameters: countParameters(model),
-    onnx: { path: onnxPath, dtype: cfg.dtype, io: cfg.io, bytes: sizes.modelBytes + sizes.dataBytes },
+    onnx: { path: onnxPath, dtype: cfg.dtype, io: cfg.io, bytes: sizes.modelBytes + sizes.dataBytes }, ...(qat ? { qat } : {}),
     safetensors: { dir: hfDir, dtype: cfg.safetensors_dtype, bytes: hf.bytes, files: hf.files },
   };
+}
+
+/** QAT settings of the run that wrote `checkpoint` (its train.json) and whether `cfg` exports what it trained. */
+function trainedQat(checkpoint: string, cfg: StudentExportConfig): (TrainedQat & { warning?: string }) | undefined {
+  const path = join(checkpoint, 'train.json');
+  const config = existsSync(path) ? (readJson(path) as { config?: Partial<TrainedQat> }).config : undefined;
+  if (!config?.qat || config.qat === 'none') return undefined;
+  const trained = { qat: config.qat, qat_block_size: config.qat_block_size ?? 32 };
+  const warning = qatExportMismatch(trained, cfg.dtype, cfg.block_size, cfg.symmetric);
+  return { ...trained, ...(warning ? { warning } : {}) };
 }
 
 /** One summary line. */
@@ -100,12 +116,12 @@ type Args = Record<string, unknown> & { config?: string; json?: boolean };
 
 export const command: CommandModule<object, Args> = {
   command: 'export',
-  describe: 'Write a trained student checkpoint as ONNX (fp32/fp16/int4, teacher IO) and as HF safetensors',
+  describe: 'Write a trained student checkpoint as ONNX (fp32/fp16/int8/int4, teacher IO) and as HF safetensors',
   builder: (y: Argv<object>) => y
     .option('config', { type: 'string', describe: 'JSON file of config keys (snake_case); flags override it' })
     .option('checkpoint', { type: 'string', describe: `student checkpoint directory (default ${STUDENT_EXPORT_DEFAULTS.checkpoint})` })
     .option('out', { type: 'string', describe: `output directory: onnx/model.onnx and hf/ (default ${STUDENT_EXPORT_DEFAULTS.out})` })
-    .option('dtype', { choices: ONNX_DTYPES, describe: 'ONNX weights: fp32, fp16 (weights and activations), int4 (MatMulNBits weight-only linears) (default fp32)' })
+    .option('dtype', { choices: ONNX_DTYPES, describe: 'ONNX weights: fp32, fp16 (weights and activations), int8 (per-channel DequantizeLinear → MatMul linears), int4 (MatMulNBits weight-only linears) (default fp32)' })
     .option('io', { choices: ONNX_IOS, describe: 'ONNX graph IO, as kd teacher export (default optimum)' })
     .option('block-size', { type: 'number', describe: 'int4: quantization block, power of two ≥ 16 (default 32)' })
     .option('symmetric', { type: 'boolean', describe: 'int4: symmetric blocks without zero points (default false)' })

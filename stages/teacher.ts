@@ -59,7 +59,7 @@ export interface ExportConfig {
   out: string;
   /** IO convention: optimum | optimum-kv | merged | genai (see lib/onnx/export-llama.ts). */
   io: OnnxIo;
-  /** fp32 | fp16 (fp16 weights and activations, fp16 logits) | int4 (MatMulNBits linears, fp32 rest). */
+  /** fp32 | fp16 (fp16 weights and activations, fp16 logits) | int8 (per-channel DequantizeLinear → MatMul linears, fp32 rest) | int4 (MatMulNBits linears, fp32 rest). */
   dtype: OnnxDtype;
   /** int4: quantization block along the input dimension (power of two ≥ 16). */
   block_size: number;
@@ -166,7 +166,7 @@ const EXPORT_KEYS = Object.keys(EXPORT_CHECKS), COMPARE_KEYS = Object.keys(COMPA
 
 function exportSummary(r: ExportResult): string {
   const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
-  const quant = r.dtype === 'int4' ? ` (MatMulNBits, block ${r.block_size}, ${r.symmetric ? 'symmetric' : 'asymmetric'})` : '';
+  const quant = r.dtype === 'int4' ? ` (MatMulNBits, block ${r.block_size}, ${r.symmetric ? 'symmetric' : 'asymmetric'})` : r.dtype === 'int8' ? ' (per-channel DequantizeLinear → MatMul)' : '';
   const data = r.external_data ? ` + ${r.out}.data ${mib(r.data_bytes)}` : '';
   return `teacher export: ${r.out} ${mib(r.bytes)}${data}, ${r.dtype}${quant}, ${r.io} IO; beside it ${[r.config, r.tokenizer].filter(Boolean).join(', ')}\n`;
 }
@@ -195,7 +195,7 @@ const exportCommand: CommandModule<object, Args> = {
     .option('checkpoint', { type: 'string', describe: `HF checkpoint directory (default ${EXPORT_DEFAULTS.checkpoint})` })
     .option('out', { type: 'string', describe: `output .onnx file; config.json and tokenizer.json are written beside it (default ${EXPORT_DEFAULTS.out})` })
     .option('io', { choices: ONNX_IOS, describe: `graph IO — optimum (input_ids, attention_mask, position_ids → logits), optimum-kv (+ past_key_values/present), merged (+ use_cache_branch), genai (no position_ids; + past/present) (default ${EXPORT_DEFAULTS.io})` })
-    .option('dtype', { choices: ONNX_DTYPES, describe: `fp32, fp16 (weights and activations), int4 (com.microsoft.MatMulNBits linears; embedding and head fp32) (default ${EXPORT_DEFAULTS.dtype})` })
+    .option('dtype', { choices: ONNX_DTYPES, describe: `fp32, fp16 (weights and activations), int8 (per-channel DequantizeLinear → MatMul linears), int4 (com.microsoft.MatMulNBits linears); embedding and head fp32 for int8/int4 (default ${EXPORT_DEFAULTS.dtype})` })
     .option('block-size', { type: 'number', describe: `int4: quantization block along the input dimension, power of two ≥ 16 (default ${EXPORT_DEFAULTS.block_size})` })
     .option('symmetric', { type: 'boolean', describe: 'int4: symmetric blocks without zero points (default false: a zero point per block)' })
     .option('external-data', { type: 'boolean', describe: 'weights in <out>.data (ONNX external data) (default false)' })

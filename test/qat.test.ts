@@ -5,12 +5,28 @@
  * fake-quant forward.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../lib/backend/select.js';
+import { loadCheckpoint } from '../lib/model/checkpoint.js';
+import { LlamaConfig } from '../lib/model/config.js';
+import { LlamaModel } from '../lib/model/llama.js';
+import { NamedTensors } from '../lib/model/tensors.js';
+import { exportLlamaOnnx, openOnnxSession, parameterCountOf, runLogits, teacherDtypeOf } from '../lib/onnx/index.js';
 import { dequantizeInt4, quantizeInt4 } from '../lib/onnx/int4.js';
 import { dequantizeInt8, quantizeInt8 } from '../lib/onnx/int8.js';
 import { fakeQuantInt4Blocks, fakeQuantInt8PerChannel } from '../lib/quant/fake-quant.js';
+import { QatMode, qatTransform } from '../lib/quant/qat.js';
+import { resolveTrainConfig } from '../lib/train/config.js';
+import { makeLossFn } from '../lib/train/loss.js';
+import { train, TrainControl } from '../lib/train/trainer.js';
 import { mulberry32 } from '../lib/util/random.js';
+import { kdCli, ParsedCommandLine } from '../pipelines/cli.js';
+import { run as exportStudent } from '../stages/export.js';
+import { randomIds, testWeights, tinyConfig } from './fixtures/llama.js';
+import { fakeTokenizer, readMetrics, STORED_TEMPERATURES, syntheticData } from './synthetic.js';
 
 beforeAll(async () => { await initBackend('wasm'); });
 
@@ -116,5 +132,115 @@ describe('fake quantization = float64 reference, bit for bit', () => {
 
   it('int4 with a block that does not divide the input dimension is refused', () => {
     expect(() => tf.tidy(() => fakeQuantInt4Blocks(tf.zeros([48, 4]) as tf.Tensor2D, 32))).toThrow('int4 fake quantization: block size 32 does not divide the input dimension 48');
+  });
+});
+
+/** TF.js logits [B·L, V] of `weights` with the fake quantization of `mode` (none: plain float). */
+function tfLogits(cfg: LlamaConfig, weights: NamedTensors, ids: Int32Array, B: number, L: number, mode: QatMode, block: number): Float32Array {
+  const model = new LlamaModel(cfg, weights);
+  model.linearWeights = qatTransform(mode, block);
+  const out = tf.tidy(() => model.logits(tf.tensor2d(ids, [B, L], 'int32')).dataSync() as Float32Array);
+  model.dispose();
+  return out;
+}
+
+/** max |a − b| / max |b|: the tolerance is relative to the logits' scale. */
+const relDiff = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let d = 0, m = 0;
+  for (let i = 0; i < b.length; i++) { d = Math.max(d, Math.abs(a[i] - b[i])); m = Math.max(m, Math.abs(b[i])); }
+  return d / m;
+};
+
+const ortLogits = async (bytesOrPath: Uint8Array | string, ids: Int32Array, B: number, L: number) =>
+  (await runLogits(await openOnnxSession(bytesOrPath, { device: 'cpu' }), ids, B, L)).logits;
+
+describe('the int8 / int4 ONNX export equals the TF.js fake-quant forward', () => {
+  const B = 2, L = 6;
+  it.each([['int8', false], ['int4', false], ['int8', true], ['int4', true]] as const)('%s (tied embeddings %s): onnxruntime logits = TF.js fake-quant logits within 1e-5 of their scale', async (mode, tie) => {
+    const cfg = tinyConfig(tie), w = testWeights(cfg, 41), ids = randomIds(B * L, cfg.vocab_size, 42);
+    const bytes = exportLlamaOnnx(cfg, w, { dtype: mode, blockSize: 16 });
+    expect(teacherDtypeOf(bytes)).toBe(mode);
+    expect(parameterCountOf(bytes)).toBe(parameterCountOf(exportLlamaOnnx(cfg, w))); // codes count as the weights, scales not again
+    const got = await ortLogits(bytes, ids, B, L);
+    const fq = tfLogits(cfg, w, ids, B, L, mode, 16), float = tfLogits(cfg, w, ids, B, L, 'none', 16);
+    expect(relDiff(got, fq)).toBeLessThan(1e-5);
+    expect(relDiff(got, float)).toBeGreaterThan(mode === 'int8' ? 1e-4 : 1e-3); // the quantization is visible: far above the tolerance
+  });
+});
+
+describe('training with --qat', () => {
+  const V = 40, L = 8;
+  const model = { hidden_size: 32, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 2, num_key_value_heads: 1 };
+  const root = mkdtempSync(join(tmpdir(), 'kd-qat-'));
+  const tokenizer = fakeTokenizer(join(root, 'tok'));
+  const trainData = syntheticData(24, L, V, 6, 1), validation = syntheticData(8, L, V, 6, 2, false);
+  const run = async (over: Record<string, unknown>, control?: TrainControl) => {
+    const cfg = resolveTrainConfig({ model, batch_size: 2, lr: 1e-2, warmup_steps: 2, eval_windows: 8, eval_every: 2, max_steps: 8, quiet: true, backend: 'wasm', ...over });
+    return train(cfg, { train: trainData, validation, tokenizer, realVocab: V, lossFn: makeLossFn(cfg, V, STORED_TEMPERATURES), provenance: {} }, control);
+  };
+  const metrics = (out: string) => readMetrics(readFileSync(join(out, 'metrics.jsonl'), 'utf8'));
+  const losses = (out: string) => metrics(out).filter((r) => 'loss' in r).map((r) => r.loss);
+  const vals = (out: string) => metrics(out).filter((r) => 'val_loss' in r);
+
+  beforeAll(async () => {
+    await run({ out: join(root, 'float') });
+    await run({ out: join(root, 'int8'), qat: 'int8', qat_start: 4 });
+    await run({ out: join(root, 'int4'), qat: 'int4', qat_start: 4, qat_block_size: 16 });
+  });
+
+  it('changes nothing before --qat-start and quantizes from it on (losses, evaluations)', () => {
+    const float = losses(join(root, 'float'));
+    for (const mode of ['int8', 'int4']) {
+      const q = losses(join(root, mode));
+      expect(q.slice(0, 4)).toEqual(float.slice(0, 4)); // steps 1–4: bit for bit
+      for (let s = 4; s < 8; s++) expect(q[s]).not.toBe(float[s]);
+      const [v2, v4] = vals(join(root, mode)), [f2, f4] = vals(join(root, 'float'));
+      expect(v2).toEqual(f2); // after step 2: float
+      expect(v4.val_loss).not.toBe(f4.val_loss); // after step 4: the same weights seen quantized
+    }
+    const cfg = JSON.parse(readFileSync(join(root, 'int4', 'train.json'), 'utf8')).config;
+    expect([cfg.qat, cfg.qat_start, cfg.qat_block_size]).toEqual(['int4', 4, 16]);
+  });
+
+  it('resume across --qat-start is exact', async () => {
+    const out = join(root, 'int8-resumed'), ctl = new AbortController();
+    await run({ out, qat: 'int8', qat_start: 4 }, { signal: ctl.signal, onStep: (r) => { if (r.step === 3) ctl.abort(); } });
+    await run({ out, qat: 'int8', qat_start: 4, resume: true });
+    expect(losses(out)).toEqual(losses(join(root, 'int8')));
+    expect(vals(out)).toEqual(vals(join(root, 'int8')));
+    await expect(run({ out, qat: 'int8', qat_start: 5, resume: true, max_steps: 9 })).rejects.toThrow('qat_start: 4 → 5');
+  });
+
+  it.each(['int8', 'int4'] as const)('kd export --dtype %s of the QAT student: onnxruntime logits = the TF.js fake-quant forward of the checkpoint', async (mode) => {
+    const exp = join(root, `export-${mode}`);
+    const r = exportStudent({ checkpoint: join(root, mode), out: exp, dtype: mode, block_size: 16 });
+    expect(r.qat).toEqual({ qat: mode, qat_block_size: mode === 'int4' ? 16 : 32 });
+    const { cfg, weights } = loadCheckpoint(join(root, mode));
+    const ids = Int32Array.from(validation.batch([0, 1]).inputIds);
+    const got = await ortLogits(join(exp, 'onnx', 'model.onnx'), ids, 2, L);
+    expect(relDiff(got, tfLogits(cfg, weights, ids, 2, L, mode, 16))).toBeLessThan(1e-5);
+    // the checkpoint keeps the latent float weights: an fp32 export is another model
+    const fp32 = await ortLogits(exportLlamaOnnx(cfg, weights), ids, 2, L);
+    expect(relDiff(got, fp32)).toBeGreaterThan(1e-4);
+  });
+
+  it('an export that does not run what the student trained says so', () => {
+    const r = exportStudent({ checkpoint: join(root, 'int4'), out: join(root, 'export-mismatch'), dtype: 'int4', block_size: 32 });
+    expect(r.qat?.warning).toBe('the checkpoint was trained with --qat int4 --qat-block-size 16; this export (--dtype int4 --block-size 32) is not the model it trained: export with --dtype int4 --block-size 16 (asymmetric)');
+  });
+
+  it('bad values are refused in one line', async () => {
+    const parseError = async (args: string[]) => {
+      try { await kdCli(args, true).parseAsync(); return 'the handler would have run'; } catch (e) {
+        return e instanceof ParsedCommandLine ? undefined : (e as Error).message;
+      }
+    };
+    expect(await parseError(['train', '--qat', 'int3'])).toBe('Invalid values: Argument: qat, Given: "int3", Choices: "none", "int8", "int4"');
+    expect(await parseError(['train', '--qat', 'int8', '--qat-start', '3'])).toBeUndefined();
+    expect(() => resolveTrainConfig({ qat: 'int3' })).toThrow(/^train config: qat = "?int3"? must be one of none, int8, int4$/);
+    expect(() => resolveTrainConfig({ qat_block_size: 0 })).toThrow(/qat_block_size = 0 must be a power of two ≥ 16/);
+    expect(() => resolveTrainConfig({ qat_start: -1 })).toThrow(/qat_start = -1/);
+    await expect(run({ out: join(root, 'bad-block'), qat: 'int4', qat_block_size: 64 }))
+      .rejects.toThrow("train config: model: qat_block_size = 64 does not divide the model's hidden_size = 32 (an input dimension of the quantized linears)");
   });
 });

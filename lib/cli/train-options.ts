@@ -48,5 +48,8 @@ export function trainOptions<T>(y: Argv<T>, d: TrainConfig): Argv<T> {
     .option('feature-layers', { type: 'string', describe: 'feature distillation: student:teacher hidden-state pairs (0 = embeddings, i = after layer i), e.g. 1:2,2:4; teacher layers from precompute --hidden-layers (default off)' })
     .option('feature-beta', { type: 'number', describe: `β_feat, weight of the feature term (default ${d.feature_beta})` })
     .option('feature-loss', { choices: ['mse', 'cosine'], describe: `feature distance: mse (FitNets) or cosine (DistilBERT) (default ${d.feature_loss})` })
+    .option('qat', { choices: ['none', 'int8', 'int4'], describe: `quantization-aware training: fake-quantize the linear weights as kd export --dtype int8 (per channel) or int4 (MatMulNBits blocks) stores them (default ${d.qat})` })
+    .option('qat-start', { type: 'number', describe: `optimizer steps before fake quantization turns on (default ${d.qat_start})` })
+    .option('qat-block-size', { type: 'number', describe: `int4 QAT: block along the input dimension, power of two ≥ 16 dividing it; export with the same --block-size (default ${d.qat_block_size})` })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' });
 }

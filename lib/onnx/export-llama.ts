@@ -31,7 +31,7 @@ export type { OnnxDtype } from './llama-graph.js';
  */
 export type OnnxIo = 'optimum' | 'optimum-kv' | 'merged' | 'genai';
 export const ONNX_IOS: readonly OnnxIo[] = ['optimum', 'optimum-kv', 'merged', 'genai'];
-export const ONNX_DTYPES: readonly OnnxDtype[] = ['fp32', 'fp16', 'int4'];
+export const ONNX_DTYPES: readonly OnnxDtype[] = ['fp32', 'fp16', 'int8', 'int4'];
 
 const IO_SPECS: Record<OnnxIo, LlamaGraphIo> = {
   optimum: { positions: 'input', past: false, useCacheBranch: false },

@@ -93,11 +93,12 @@ export function initializerBytes(model: OnnxTypes.IModelProto): number {
 
 /**
  * A lower bound of the initializer bytes an export of `weights` at `dtype` makes (fp32 4 bytes a
- * value, fp16 2, int4 half a byte for the q/k/v/o/gate/up/down projections and 4 for the rest),
+ * value, fp16 2, int8 one byte and int4 half a byte for the q/k/v/o/gate/up/down projections and 4 for the rest),
  * so a model too large to be self-contained is refused before anything, even its config, is written.
  */
-export function exportWeightBytes(weights: NamedTensors, dtype: 'fp32' | 'fp16' | 'int4'): number {
+export function exportWeightBytes(weights: NamedTensors, dtype: 'fp32' | 'fp16' | 'int8' | 'int4'): number {
+  const quantized = { int8: 1, int4: 0.5 } as Record<string, number>;
   let bytes = 0;
-  for (const [name, t] of weights) bytes += t.data.length * (dtype === 'fp16' ? 2 : dtype === 'int4' && /_proj\.weight$/.test(name) ? 0.5 : 4);
+  for (const [name, t] of weights) bytes += t.data.length * (dtype === 'fp16' ? 2 : dtype in quantized && /_proj\.weight$/.test(name) ? quantized[dtype] : 4);
   return bytes;
 }

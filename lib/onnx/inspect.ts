@@ -109,7 +109,8 @@ export function externalDataFiles(modelBytes: Uint8Array, source = 'model'): str
  * constants, int64 shapes and RoPE buffers — `inv_freq`, cos/sin caches, which HF does not count
  * as parameters — excluded). A tied embedding stored once counts once. A
  * `com.microsoft.MatMulNBits` weight counts as its N·K logical elements (its packed codes, scales
- * and zero points are not counted again).
+ * and zero points are not counted again); a DequantizeLinear weight counts its codes, not its
+ * scales and zero points.
  */
 export function parameterCountOf(modelBytes: Uint8Array, source = 'model'): number {
   viewGraph(modelBytes, source); // validates the bytes
@@ -121,6 +122,7 @@ export function parameterCountOf(modelBytes: Uint8Array, source = 'model'): numb
     n += a('K') * a('N');
     node.input.slice(1, 4).forEach((x) => quantized.add(x));
   }
+  for (const node of nodes(g).filter((x) => x.opType === 'DequantizeLinear')) node.input.slice(1, 3).forEach((x) => quantized.add(x));
   for (const t of initializerHeaders(g).values()) {
     if (quantized.has(t.name) || ROPE_BUFFER.test(t.name)) continue;
     if (t.dims.length >= 1 && t.dataType !== onnx.TensorProto.DataType.INT64) n += t.dims.reduce((a, d) => a * toNumber(d), 1);
@@ -208,8 +210,9 @@ export function declaredLogitsWidth(modelBytes: Uint8Array, source = 'model'): n
 
 /**
  * The weight precision of a decoder, for manifests (DESIGN §3.2): 'int4' when a
- * com.microsoft.MatMulNBits node has bits = 4 (or 'int<bits>' for other widths), else 'fp16' when
- * most matrix weights (rank ≥ 2 initializers) are float16, else 'fp32'.
+ * com.microsoft.MatMulNBits node has bits = 4 (or 'int<bits>' for other widths), 'int8' when a
+ * matrix weight (rank ≥ 2 initializer) is INT8 (QDQ weights), else 'fp16' when most matrix weights
+ * are float16, else 'fp32'.
  */
 export function teacherDtypeOf(modelBytes: Uint8Array, source = 'model'): string {
   viewGraph(modelBytes, source); // validates the bytes
@@ -219,6 +222,7 @@ export function teacherDtypeOf(modelBytes: Uint8Array, source = 'model'): string
   let half = 0, full = 0;
   for (const t of initializerHeaders(g).values()) {
     if (t.dims.length < 2) continue;
+    if (t.dataType === onnx.TensorProto.DataType.INT8) return 'int8';
     if (t.dataType === onnx.TensorProto.DataType.FLOAT16) half++;
     else if (t.dataType === onnx.TensorProto.DataType.FLOAT) full++;
   }

@@ -12,13 +12,18 @@
  * - int4: float32 activations; every q/k/v/o/gate/up/down weight is block-quantized to 4 bits for
  *   `com.microsoft.MatMulNBits` (see `int4.ts`); the embedding, the norms and the LM head stay
  *   float32 (quantizing the head moves every logit, and the embedding is a Gather, not a MatMul).
+ * - int8: float32 activations; the same weights per-output-channel int8 (see `int8.ts`) as QDQ:
+ *   an INT8 initializer [in, out] and a float32 scale per column → DequantizeLinear (axis 1) →
+ *   MatMul. Measured against MatMulNBits with bits = 8 (`scripts/int8-layouts.ts`): as fast or
+ *   faster at every shape, 12× at decode-sized products, and no 256-block limit.
  *
  * Where they run (ONNX Runtime 1.30; `scripts/onnx-placement.ts` prints it for any model):
  * - CPU provider, x86-64 (measured here, AVX2 without AVX512-FP16): MLAS has no fp16 GEMM, so
  *   ORT's InsertCastTransformer wraps the fp16 MatMuls, Adds, Muls and the rotary ops in Casts and
  *   stores their weights as fp32; only Gather/Reshape/Transpose/Split move fp16 data. fp16 is then
  *   fp32 arithmetic on fp16-rounded weights and activations, and slower than fp32 (the Casts).
- *   int4 runs natively: MatMulNBits (fp32 A, 4-bit B) with no inserted Cast.
+ *   int4 runs natively: MatMulNBits (fp32 A, 4-bit B) with no inserted Cast; int8's
+ *   DequantizeLinear runs natively (ORT may constant-fold it into an fp32 weight at load).
  * - CUDA provider (not measured here, no GPU; per ORT's kernel registrations): fp16 kernels exist
  *   for every op in these graphs (MatMul, Softmax, SimplifiedLayerNormalization, elementwise) and
  *   MatMulNBits has float and float16 kernels, so fp16 and int4 run on the GPU as written.
@@ -30,9 +35,10 @@ import { HostTensor, NamedTensors } from '../model/tensors.js';
 import { encodeHalf } from '../logits/fp16.js';
 import { GraphBuilder } from './graph-builder.js';
 import { quantizeInt4 } from './int4.js';
-import { attr, DT, floatTensor, halfTensor, OnnxTypes, uint8Tensor } from './proto.js';
+import { quantizeInt8 } from './int8.js';
+import { attr, DT, floatTensor, halfTensor, int8Tensor, OnnxTypes, uint8Tensor } from './proto.js';
 
-export type OnnxDtype = 'fp32' | 'fp16' | 'int4';
+export type OnnxDtype = 'fp32' | 'fp16' | 'int8' | 'int4';
 
 /**
  * Value names of the residual stream as `torch.onnx.export` (TorchScript) and Optimum name them
@@ -119,7 +125,7 @@ export class LlamaGraph {
 
   /**
    * y = x·Wᵀ (+ b) for HF projection `<name>.weight` [out, in] (and `<name>.bias` when `bias`):
-   * MatMul with `<name>.weight.T` [in, out], or MatMulNBits for int4, then Add.
+   * MatMul with `<name>.weight.T` [in, out] (int8: dequantized from `<name>.q8`), or MatMulNBits for int4, then Add.
    */
   linear(x: string, name: string, bias = false): string {
     const y = this.matmul(x, `${name}.weight`);
@@ -128,6 +134,7 @@ export class LlamaGraph {
 
   private matmul(x: string, name: string): string {
     const t = this.weights.get(name)!, [n, k] = t.shape;
+    if (this.o.dtype === 'int8') return this.g.op('MatMul', [x, this.int8Weight(name, t)]);
     if (this.o.dtype !== 'int4') return this.g.op('MatMul', [x, this.tensor(`${name}.T`, [k, n], transpose2d(t), this.o.dtype === 'fp16')]);
     const q = quantizeInt4(t.data, n, k, this.o.blockSize, this.o.symmetric);
     const inputs = [x, `${name}.q4`, `${name}.scales`];
@@ -140,6 +147,15 @@ export class LlamaGraph {
     const attrs = [attr.int('K', k), attr.int('N', n), attr.int('bits', 4), attr.int('block_size', q.blockSize)];
     this.g.nodes.push({ opType: 'MatMulNBits', domain: 'com.microsoft', name: `${out}_node`, input: inputs, output: [out], attribute: attrs });
     return out;
+  }
+
+  /** DequantizeLinear(`<name>.q8` int8 [in, out], `<name>.scale` [out], axis 1): the per-channel int8 weight as float32 [in, out]. */
+  private int8Weight(name: string, t: HostTensor): string {
+    const [n, k] = t.shape, q = quantizeInt8(t.data, n, k);
+    const codes = new Int8Array(k * n); // HF [out, in] → [in, out], as MatMul reads it
+    for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) codes[c * n + r] = q.codes[r * k + c];
+    this.g.initializers.push(int8Tensor(`${name}.q8`, [k, n], codes), floatTensor(`${name}.scale`, [n], q.scales));
+    return this.g.op('DequantizeLinear', [`${name}.q8`, `${name}.scale`], [attr.int('axis', 1)]);
   }
 
   /** HF LlamaRMSNorm: statistics in float32 (Pow→ReduceMean→Add→Sqrt→Div is the pattern ORT fuses), then · weight. */

@@ -46,7 +46,14 @@ function loadError(source: string, e: unknown): Error {
 }
 
 async function create(model: string | Uint8Array, eps: string[], threads?: number): Promise<ort.InferenceSession> {
-  const options: ort.InferenceSession.SessionOptions = { executionProviders: eps, graphOptimizationLevel: 'all' };
+  const options: ort.InferenceSession.SessionOptions = {
+    executionProviders: eps, graphOptimizationLevel: 'all',
+    // Weight-only QDQ linears (kd export --dtype int8, QDQ-quantized teachers): the CPU provider
+    // fuses DequantizeLinear → MatMul into MatMulNBits, by default at accuracy_level 4, which also
+    // quantizes the activations to int8 (logits then move by 2e-3–9e-3 of their scale, measured by
+    // scripts/int8-layouts.ts). Level 1 computes in fp32: the model as written.
+    extra: { session: { qdq_matmulnbits_accuracy_level: '1' } },
+  };
   if (threads !== undefined) options.intraOpNumThreads = threads;
   return typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options);
 }

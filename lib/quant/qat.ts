@@ -54,3 +54,18 @@ export function checkQatBlockSize(mode: QatMode, blockSize: number, cfg: LlamaCo
 export function qatActive(mode: QatMode, start: number, stepsDone: number): boolean {
   return mode !== 'none' && stepsDone >= start;
 }
+
+/** The QAT settings a training run recorded (train.json's config), as far as export cares. */
+export interface TrainedQat { qat: QatMode; qat_block_size: number }
+
+/**
+ * Why an export would not run what a QAT student was trained to run, or undefined when it does
+ * (or the run was not QAT): int8 QAT needs `--dtype int8`; int4 QAT `--dtype int4` with the same
+ * `--block-size` and asymmetric blocks.
+ */
+export function qatExportMismatch(trained: TrainedQat, dtype: string, blockSize: number, symmetric: boolean): string | undefined {
+  if (trained.qat === 'none') return undefined;
+  const want = trained.qat === 'int8' ? '--dtype int8' : `--dtype int4 --block-size ${trained.qat_block_size} (asymmetric)`;
+  const same = trained.qat === 'int8' ? dtype === 'int8' : dtype === 'int4' && blockSize === trained.qat_block_size && !symmetric;
+  return same ? undefined : `the checkpoint was trained with --qat ${trained.qat}${trained.qat === 'int4' ? ` --qat-block-size ${trained.qat_block_size}` : ''}; this export (--dtype ${dtype}${dtype === 'int4' ? ` --block-size ${blockSize}${symmetric ? ' --symmetric' : ''}` : ''}) is not the model it trained: export with ${want}`;
+}

@@ -36,7 +36,7 @@ export interface LogitManifest {
     path: string;
     /** sha256 over the .onnx file and its external data. */
     sha256: string;
-    /** 'fp32' | 'fp16' | 'int4'. */
+    /** 'fp32' | 'fp16' | 'int8' | 'int4'. */
     dtype: string;
     /** Execution provider actually used, e.g. 'cuda' or 'cpu'. */
     execution_provider: string;

@@ -3,6 +3,7 @@ import { FieldCheck, isBool, isInt, isNum, isOneOf, isString, optional, resolveC
 import { checkModelOverrides, LlamaConfig } from '../model/config.js';
 import { SAFETENSORS_DTYPES, SafetensorsDtype } from '../model/safetensors.js';
 import { DEFAULT_MAX_SHARD_SIZE, isByteSize } from '../model/sharded.js';
+import { QAT_MODES, QatMode } from '../quant/qat.js';
 import { TEMPERATURE_SCHEDULES, TemperatureSchedule } from './schedule.js';
 
 /** Training configuration shared by `kd train` (student) and `kd teacher train`. */
@@ -98,6 +99,17 @@ export interface TrainConfig {
   feature_beta: number;
   /** Feature distance: 'mse' (FitNets hint, mean over the feature dimension) or 'cosine' (DistilBERT, 1 − cos). */
   feature_loss: 'mse' | 'cosine';
+  /**
+   * Quantization-aware training (lib/quant/): the forward pass fake-quantizes the decoder's linear
+   * weights as `kd export` will store them — 'int8' per output channel (export --dtype int8),
+   * 'int4' in asymmetric MatMulNBits blocks (export --dtype int4 --block-size qat_block_size) —
+   * with the straight-through gradient; 'none' = off. Embeddings, norms and the LM head stay float.
+   */
+  qat: QatMode;
+  /** Optimizer steps done before fake quantization turns on (0 = from the first step); evaluations after that many steps see it too. */
+  qat_start: number;
+  /** int4 QAT: block along the input dimension, a power of two ≥ 16 dividing every linear's input dimension. */
+  qat_block_size: number;
 }
 
 export const TRAIN_DEFAULTS: TrainConfig = {
@@ -109,6 +121,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   eval_every: 0, eval_windows: 64, early_stopping_patience: 0, save_every: 0, dropout: 0, backend: 'auto', resume: false, overwrite: false, quiet: false,
   safetensors_dtype: 'F32', max_shard_size: DEFAULT_MAX_SHARD_SIZE, recompute: 'auto', memory_budget: null,
   feature_layers: '', feature_beta: 0.01, feature_loss: 'mse',
+  qat: 'none', qat_start: 0, qat_block_size: 32,
 };
 
 /** Default student (`kd train`, `kd sweep`): ~1M parameters with the tokenizer's vocabulary and tied embeddings. */
@@ -134,6 +147,8 @@ const CHECKS: Record<keyof TrainConfig, FieldCheck> = {
   safetensors_dtype: isOneOf(...SAFETENSORS_DTYPES), max_shard_size: isByteSize, recompute: isOneOf('auto', 'on', 'off'), memory_budget: optional(isByteSize),
   feature_layers: (v) => (typeof v === 'string' && /^\s*(\d+\s*:\s*\d+\s*(,\s*\d+\s*:\s*\d+\s*)*)?$/.test(v) ? undefined : 'must be student:teacher layer pairs, e.g. "1:2,2:4" ("" = off)'),
   feature_beta: isNum(0, 1e6), feature_loss: isOneOf('mse', 'cosine'),
+  qat: isOneOf(...QAT_MODES), qat_start: isInt(0),
+  qat_block_size: (v) => (typeof v === 'number' && Number.isInteger(v) && v >= 16 && (v & (v - 1)) === 0 ? undefined : 'must be a power of two ≥ 16 (MatMulNBits block sizes)'),
 };
 
 export const TRAIN_KEYS = Object.keys(CHECKS) as (keyof TrainConfig)[];

@@ -70,6 +70,8 @@ export interface LoopOptions {
   dropoutSeed?: number;
   /** Recomputation, attention blocks and loss chunks of every micro-step (default UNCHUNKED). */
   memory?: MemoryOptions;
+  /** Called before optimizer step `step` (0-based: the steps done so far) reads its first batch, e.g. to switch QAT on. */
+  beforeStep?(step: number): void;
   /** Called after every optimizer step (logging, evaluation, checkpoints, progress); 'stop' ends the loop. */
   onStep(record: StepRecord): void | 'stop' | Promise<void | 'stop'>;
 }
@@ -83,6 +85,7 @@ export async function trainLoop(o: LoopOptions): Promise<void> {
   const vars = [...o.model.variables(), ...(o.feature?.variables() ?? [])];
   for (let step = o.startStep; step < o.totalSteps; step++) {
     const started = performance.now();
+    o.beforeStep?.(step);
     const at: StepPosition = { step, epoch: Math.floor(step / o.stepsPerEpoch), totalSteps: o.totalSteps };
     const micro: Batch[] = [];
     for (let m = 0; m < o.accum; m++) micro.push(await o.batchAt(step, m)); // in order: the data source reads ahead sequentially

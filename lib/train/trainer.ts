@@ -20,6 +20,7 @@ import { RowData, TrainingData } from './data.js';
 import { LossFn, StepRecord, trainLoop } from './loop.js';
 import { cosineWithWarmup } from './schedule.js';
 import { parseByteSize } from '../model/sharded.js';
+import { checkQatBlockSize, qatActive, qatTransform } from '../quant/qat.js';
 import { clearTrainingRun, copyCheckpoint, initialState, loadTrainingState, saveBest, saveTrainingState, TrainerState, truncateMetrics } from './state.js';
 
 /** What a training run needs beside its config. */
@@ -109,6 +110,7 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
   const log = (s: string) => { if (!cfg.quiet) process.stderr.write(s + '\n'); };
   const { modelCfg, weights } = modelSource(cfg, inputs);
   checkCapacity(backend, countParameters(modelCfg), cfg.init_from ?? 'train config: model');
+  checkQatBlockSize(cfg.qat, cfg.qat_block_size, modelCfg, cfg.init_from ?? 'train config: model');
   const { memory, summary: planned } = planTraining(cfg, backend, modelCfg, inputs.train.seqLen, inputs.topk ?? 0, cfg.init_from ?? 'train config: model');
   const B = cfg.batch_size, A = cfg.grad_accum;
   const stepsPerEpoch = Math.floor(inputs.train.rows / (B * A));
@@ -121,6 +123,8 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
   const state: TrainerState = resumed?.state ?? initialState(withOrder);
   const model = new LlamaModel(modelCfg, resumed?.weights ?? weights, cfg.seed, resumed ? cfg.out : cfg.init_from ?? 'init');
   const feature = featureTerm(cfg, modelCfg, inputs);
+  const fakeQuant = qatTransform(cfg.qat, cfg.qat_block_size); // the memory plan does not count its per-weight transient
+  const setQat = (stepsDone: number) => { model.linearWeights = qatActive(cfg.qat, cfg.qat_start, stepsDone) ? fakeQuant : undefined; };
   if (feature && resumed) feature.load(resumed.feature ?? new Map(), join(cfg.out, 'trainer_state.json'));
   const optimizer = new AdamW([...model.variables(), ...(feature?.variables() ?? [])], { beta1: cfg.beta1, beta2: cfg.beta2, eps: 1e-8, weightDecay: cfg.weight_decay });
   if (resumed) {
@@ -129,13 +133,14 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
     log(`train: resumed from step ${state.step}${state.stopped_early ? ' (stopped early: nothing left to do)' : ''}`);
   } else writeFileAtomic(metricsPath, '');
   log(planned);
-  log(`train: backend ${backendDevice}, ${countParameters(modelCfg).toLocaleString('en-US')} parameters, ${totalSteps} steps of ${B * A} windows × ${inputs.train.seqLen} tokens, α=${cfg.alpha}${cfg.feature_layers ? `, feature ${cfg.feature_loss} ${cfg.feature_layers} β_feat=${cfg.feature_beta}` : ''}, ${inputs.lossFn.note ?? `τ=${cfg.temperature}`}, loss ${cfg.loss}/${cfg.topk_mode}${cfg.dropout > 0 ? `, dropout ${cfg.dropout}` : ''}`);
+  log(`train: backend ${backendDevice}, ${countParameters(modelCfg).toLocaleString('en-US')} parameters, ${totalSteps} steps of ${B * A} windows × ${inputs.train.seqLen} tokens, α=${cfg.alpha}${cfg.feature_layers ? `, feature ${cfg.feature_loss} ${cfg.feature_layers} β_feat=${cfg.feature_beta}` : ''}, ${inputs.lossFn.note ?? `τ=${cfg.temperature}`}, loss ${cfg.loss}/${cfg.topk_mode}${cfg.dropout > 0 ? `, dropout ${cfg.dropout}` : ''}${cfg.qat !== 'none' ? `, QAT ${cfg.qat}${cfg.qat === 'int4' ? ` blocks of ${cfg.qat_block_size}` : ''} once ${cfg.qat_start} steps are done` : ''}`);
 
   const progress = createProgress('train', totalSteps, 'steps', cfg.quiet);
   const hf = { dtype: cfg.safetensors_dtype, maxShardSize: parseByteSize(cfg.max_shard_size, '--max-shard-size') };
   const save = () => saveTrainingState(cfg.out, model, optimizer, state, inputs.tokenizer, hf, feature?.toNamedTensors());
   let sessionTokens = 0;
   const evaluateNow = (step: number, epoch: number) => {
+    setQat(step); // an evaluation after step s sees the model step s + 1 trains
     const v = evaluate(model, inputs.validation, B, cfg.eval_windows, inputs.realVocab);
     state.last_val = { step, loss: v.loss, ppl: v.ppl };
     if (!state.best || v.loss < state.best.loss) {
@@ -149,7 +154,7 @@ async function trainLocked(cfg: TrainConfig, inputs: TrainingInputs, control: Tr
     await trainLoop({
       model, optimizer, startStep: state.step, totalSteps, stepsPerEpoch, accum: A,
       batchAt: (step, micro) => inputs.train.batchAt(cfg.seed, Math.floor(step / stepsPerEpoch), ((step % stepsPerEpoch) * A + micro) * B, B),
-      lossFn: inputs.lossFn, feature,
+      lossFn: inputs.lossFn, feature, beforeStep: setQat,
       lrAt: (step) => cosineWithWarmup(step, { lr: cfg.lr, minLr: cfg.min_lr, warmup: cfg.warmup_steps, total: totalSteps }),
       gradClip: cfg.grad_clip, dropout: cfg.dropout, dropoutSeed: cfg.seed, memory,
       onStep: (r) => {
