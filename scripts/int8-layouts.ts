@@ -32,14 +32,12 @@ import { resolveLlamaConfig, type LlamaConfig } from '../lib/model/config.js';
 import { initLlamaWeights } from '../lib/model/init.js';
 import { buildLlamaModel, encodeModel } from '../lib/onnx/index.js';
 import { quantizeInt8 } from '../lib/onnx/int8.js';
-import { attr, DT, floatTensor, int8Tensor, OnnxTypes, uint8Tensor } from '../lib/onnx/proto.js';
+import { attr, floatTensor, OnnxTypes, uint8Tensor } from '../lib/onnx/proto.js';
 
 const SHAPES: { name: string; cfg: LlamaConfig }[] = [
   { name: 'demo student (d 128, f 352, 2 layers, V 4096)', cfg: resolveLlamaConfig({ vocab_size: 4096, hidden_size: 128, intermediate_size: 352, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, tie_word_embeddings: true }) },
   { name: 'larger (d 512, f 1408, 4 layers, V 4096)', cfg: resolveLlamaConfig({ vocab_size: 4096, hidden_size: 512, intermediate_size: 1408, num_hidden_layers: 4, num_attention_heads: 8, num_key_value_heads: 4, tie_word_embeddings: true }) },
 ];
-
-type Layout = 'qdq' | 'nbits';
 
 /** Float32 data of an initializer written by floatTensor. */
 const floats = (t: OnnxTypes.ITensorProto): Float32Array => {
@@ -47,8 +45,12 @@ const floats = (t: OnnxTypes.ITensorProto): Float32Array => {
   return new Float32Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
 };
 
-/** Rewrites every MatMul on a `*_proj.weight.T` [K, N] initializer of an fp32 export into `layout`. */
-function toInt8(model: OnnxTypes.IModelProto, layout: Layout): OnnxTypes.IModelProto {
+/**
+ * Rewrites every MatMul on a `*_proj.weight.T` [K, N] initializer of an fp32 export into
+ * MatMulNBits bits 8 with the per-channel codes and scales of lib/onnx/int8.ts (the QDQ layout is
+ * what `kd export --dtype int8` writes, buildLlamaModel's dtype 'int8').
+ */
+function toNBits8(model: OnnxTypes.IModelProto): OnnxTypes.IModelProto {
   const graph = model.graph!, inits = new Map(graph.initializer!.map((t) => [t.name!, t]));
   const keep = graph.initializer!.filter((t) => !/_proj\.weight\.T$/.test(t.name!));
   const nodes: OnnxTypes.INodeProto[] = [];
@@ -59,29 +61,22 @@ function toInt8(model: OnnxTypes.IModelProto, layout: Layout): OnnxTypes.IModelP
     const w = new Float32Array(N * K); // back to HF [N, K]
     for (let k = 0; k < K; k++) for (let n = 0; n < N; n++) w[n * K + k] = wt[k * N + n];
     const q = quantizeInt8(w, N, K), base = wName.replace(/\.T$/, '');
-    if (layout === 'qdq') {
-      const codesT = new Int8Array(K * N);
-      for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) codesT[k * N + n] = q.codes[n * K + k];
-      keep.push(int8Tensor(`${base}.q8`, [K, N], codesT), floatTensor(`${base}.scale`, [N], q.scales));
-      nodes.push({ opType: 'DequantizeLinear', name: `${base}.dq_node`, input: [`${base}.q8`, `${base}.scale`], output: [`${base}.dq`], attribute: [attr.int('axis', 1)] });
-      nodes.push({ ...node, input: [node.input![0], `${base}.dq`] });
-    } else {
-      const bs = Math.min(256, Math.max(16, 2 ** Math.ceil(Math.log2(K)))), kb = Math.ceil(K / bs);
-      const b = new Uint8Array(N * kb * bs).fill(128), scales = new Float32Array(N * kb);
-      for (let n = 0; n < N; n++) {
-        scales.fill(q.scales[n], n * kb, (n + 1) * kb); // one channel scale repeated over its blocks
-        for (let k = 0; k < K; k++) b[n * kb * bs + k] = q.codes[n * K + k] + 128;
-      }
-      keep.push(uint8Tensor(`${base}.q8`, [N, kb, bs], b), floatTensor(`${base}.scales`, [N, kb], scales));
-      nodes.push({ opType: 'MatMulNBits', domain: 'com.microsoft', name: `${base}.nbits_node`, input: [node.input![0], `${base}.q8`, `${base}.scales`], output: node.output,
-        attribute: [attr.int('K', K), attr.int('N', N), attr.int('bits', 8), attr.int('block_size', bs)] });
+    const bs = Math.min(256, Math.max(16, 2 ** Math.ceil(Math.log2(K)))), kb = Math.ceil(K / bs);
+    const b = new Uint8Array(N * kb * bs).fill(128), scales = new Float32Array(N * kb);
+    for (let n = 0; n < N; n++) {
+      scales.fill(q.scales[n], n * kb, (n + 1) * kb); // one channel scale repeated over its blocks
+      for (let k = 0; k < K; k++) b[n * kb * bs + k] = q.codes[n * K + k] + 128;
     }
+    keep.push(uint8Tensor(`${base}.q8`, [N, kb, bs], b), floatTensor(`${base}.scales`, [N, kb], scales));
+    nodes.push({ opType: 'MatMulNBits', domain: 'com.microsoft', name: `${base}.nbits_node`, input: [node.input![0], `${base}.q8`, `${base}.scales`], output: node.output,
+      attribute: [attr.int('K', K), attr.int('N', N), attr.int('bits', 8), attr.int('block_size', bs)] });
   }
   return { ...model, opsetImport: [{ domain: '', version: 17 }, { domain: 'com.microsoft', version: 1 }], graph: { ...graph, node: nodes, initializer: keep } };
 }
 
-async function session(bytes: Uint8Array): Promise<ort.InferenceSession> {
-  return ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], graphOptimizationLevel: 'all', intraOpNumThreads: 1 });
+/** ORT's defaults plus `extra` session config; 1 intra-op thread. */
+async function session(bytes: Uint8Array, extra?: Record<string, string>, level: 'all' | 'disabled' = 'all'): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(bytes, { executionProviders: ['cpu'], graphOptimizationLevel: level, intraOpNumThreads: 1, ...(extra ? { extra: { session: extra } } : {}) });
 }
 
 function feeds(L: number, vocab: number): Record<string, ort.Tensor> {
@@ -108,27 +103,33 @@ async function tokensPerSecond(s: ort.InferenceSession, L: number, vocab: number
 }
 
 async function main(): Promise<void> {
+  const weightOnly = { qdq_matmulnbits_accuracy_level: '1' }; // what lib/onnx/session.ts sets
   for (const { name, cfg } of SHAPES) {
     const w = initLlamaWeights(cfg, 0);
-    const fp32 = buildLlamaModel(cfg, w);
-    const variants: [string, Uint8Array][] = [
-      ['fp32', encodeModel(fp32)],
-      ['int8 QDQ (DequantizeLinear → MatMul)', encodeModel(toInt8(fp32, 'qdq'))],
-      ['int8 MatMulNBits bits 8', encodeModel(toInt8(fp32, 'nbits'))],
-      ['int4 MatMulNBits block 32 asym', encodeModel(buildLlamaModel(cfg, w, { dtype: 'int4' }))],
+    const fp32 = buildLlamaModel(cfg, w), qdq = encodeModel(buildLlamaModel(cfg, w, { dtype: 'int8' }));
+    const variants: [string, Uint8Array, Record<string, string> | undefined][] = [
+      ['fp32', encodeModel(fp32), undefined],
+      ['int8 QDQ, ORT default (acc. level 4)', qdq, undefined],
+      ['int8 QDQ, as kd runs it (acc. level 1)', qdq, weightOnly],
+      ['int8 MatMulNBits bits 8', encodeModel(toNBits8(fp32)), undefined],
+      ['int4 MatMulNBits block 32 asym', encodeModel(buildLlamaModel(cfg, w, { dtype: 'int4' })), undefined],
     ];
-    console.log(`\n${name}, ORT ${ort.env.versions.common} CPU, 1 thread`);
-    console.log('variant                                   bytes   runs  max|Δlogit| vs fp32   tok/s 1×128   tok/s 1×1');
+    // The int8 model as ONNX defines it (DequantizeLinear, then an fp32 MatMul), no fusion.
+    const exact = (await (await session(qdq, undefined, 'disabled')).run(feeds(128, cfg.vocab_size))).logits.data as Float32Array;
+    let scale = 0;
+    for (const x of exact) scale = Math.max(scale, Math.abs(x));
+    console.log(`\n${name}, ORT ${ort.env.versions.common} CPU, 1 thread; max |logit| ${scale.toFixed(2)}`);
+    console.log('variant                                     bytes   max|Δ| vs fp32   vs int8 weight-only   tok/s 1×128   tok/s 1×1');
     let ref: Float32Array | undefined;
-    for (const [label, bytes] of variants) {
+    for (const [label, bytes, extra] of variants) {
       let s: ort.InferenceSession;
-      try { s = await session(bytes); } catch (e) { console.log(`${label.padEnd(38)} ${String(bytes.length).padStart(9)}   no: ${String((e as Error).message).split('\n')[0]}`); continue; }
+      try { s = await session(bytes, extra); } catch (e) { console.log(`${label.padEnd(40)} ${String(bytes.length).padStart(9)}   no: ${String((e as Error).message).split('\n')[0]}`); continue; }
       const logits = (await s.run(feeds(128, cfg.vocab_size))).logits.data as Float32Array;
       ref ??= logits;
-      let d = 0;
-      for (let i = 0; i < logits.length; i++) d = Math.max(d, Math.abs(logits[i] - ref[i]));
+      let d = 0, dq = 0;
+      for (let i = 0; i < logits.length; i++) { d = Math.max(d, Math.abs(logits[i] - ref[i])); dq = Math.max(dq, Math.abs(logits[i] - exact[i])); }
       const prefill = await tokensPerSecond(s, 128, cfg.vocab_size), decode = await tokensPerSecond(s, 1, cfg.vocab_size);
-      console.log(`${label.padEnd(38)} ${String(bytes.length).padStart(9)}   yes  ${d.toExponential(2).padStart(12)}        ${prefill.toFixed(0).padStart(9)}   ${decode.toFixed(0).padStart(9)}`);
+      console.log(`${label.padEnd(40)} ${String(bytes.length).padStart(9)}   ${d.toExponential(2).padStart(12)}   ${label.startsWith('int8') ? dq.toExponential(2).padStart(12) : '           —'}        ${prefill.toFixed(0).padStart(9)}   ${decode.toFixed(0).padStart(9)}`);
       await s.release();
     }
   }
