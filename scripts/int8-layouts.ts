@@ -7,24 +7,30 @@
  * 32, 64, 128, and 256 are supported"), the channel's scale repeated over its blocks, and as int4 (MatMulNBits, block 32, asymmetric). Both int8
  * layouts carry the same codes and scales (lib/onnx/int8.ts), so their logits must agree.
  * Per variant: .onnx bytes, whether ORT's CPU provider loads and runs it, max |logit − fp32|,
- * and tokens/s of one forward of 1 × 128 tokens (prefill) and of 1 × 1 (a decode-sized
- * MatMul), best of 3 passes of ~1 s, 1 intra-op thread.
+ * max |logit − the int8 model as ONNX defines it| (DequantizeLinear then an fp32 MatMul, graph
+ * optimizations off), and tokens/s of one forward of 1 × 128 tokens (prefill) and of 1 × 1 (a
+ * decode-sized MatMul), best of 3 passes of ~1 s, 1 intra-op thread.
  *
- * Measured here (ORT 1.30.0 CPU, x86-64, 2 cores shared with other jobs, so ±15%):
+ * ORT (level 'extended' and up) fuses DequantizeLinear → MatMul into MatMulNBits bits 8, by
+ * default at accuracy_level 4, which quantizes the activations to int8 too: fast at 1×1 but not
+ * weight-only. lib/onnx/session.ts sets session.qdq_matmulnbits_accuracy_level = 1 (fp32 compute).
+ * Measured here (ORT 1.30.0 CPU, x86-64, 2 cores shared with other jobs, so ±15%; max |logit| ≈ 3):
  *
- *   shape                      variant          bytes       tok/s 1×128   tok/s 1×1
- *   demo (d128 f352 2L V4096)  fp32             3,586,132   22,982        4,633
- *                              int8 QDQ         2,493,673   17,158        4,027
- *                              int8 NBits 8     2,534,946   19,991        1,359
- *                              int4 NBits 32    2,352,197   24,315        3,188
- *   d512 f1408 4L V4096        fp32            55,614,118    2,726          272
- *                              int8 QDQ        20,309,949    1,865          599
- *                              int8 NBits 8    20,681,266    1,824           48
- *                              int4 NBits 32   15,994,061    2,199          200
+ *   shape                      variant               bytes       Δ weight-only  tok/s 1×128  tok/s 1×1
+ *   demo (d128 f352 2L V4096)  fp32                   3,586,679   —              29,380       4,764
+ *                              int8 QDQ, ORT default  2,493,386   6.0e-3         22,736       4,987
+ *                              int8 QDQ, as kd runs   2,493,386   7.2e-7         25,367       1,307
+ *                              int8 NBits 8           2,535,494   7.2e-7         23,418       1,309
+ *                              int4 NBits 32          2,352,744   —              26,253       3,464
+ *   d512 f1408 4L V4096        fp32                  55,615,105   —               2,885         326
+ *                              int8 QDQ, ORT default 20,309,286   2.9e-2          1,952         604
+ *                              int8 QDQ, as kd runs  20,309,286   1.4e-6          1,612          28
+ *                              int8 NBits 8          20,682,254   1.4e-6          1,865          56
+ *                              int4 NBits 32         15,995,048   —               2,582         287
  *
- * Both int8 layouts load and run on the CPU provider (NBits only with blocks ≤ 256). QDQ is
- * as fast or faster everywhere and 12× faster at 1×1 on the larger shape, so it is the layout to
- * export. Usage:
+ * Weight-only, QDQ and NBits 8 run the same kernel (same values) and are slower than fp32 on this
+ * CPU; QDQ is standard ONNX, leaves the kernel to the runtime (ORT's default int8-activation path
+ * is 1.85× fp32 at 1×1 on the larger shape) and is smaller, so it is the layout kd exports. Usage:
  *   node --import tsx scripts/int8-layouts.ts
  */
 import ort from 'onnxruntime-node';
