@@ -42,7 +42,7 @@ describe('kd teacher export / compare', () => {
   const opts = { prep: dir, max_windows: 10, batch_size: 4, device: 'cpu', quiet: true };
 
   it('export validates its options and writes each variant', () => {
-    expect(() => exp('x', { dtype: 'int8' })).toThrow("export config: dtype = \"int8\" must be one of fp32, fp16, int4");
+    expect(() => exp('x', { dtype: 'int3' })).toThrow("export config: dtype = \"int3\" must be one of fp32, fp16, int8, int4");
     expect(() => exp('x', { block_size: 48, dtype: 'int4' })).toThrow('int4 block size must be a power of two ≥ 16, got 48');
     expect(() => exp('x', { blocksize: 32 })).toThrow("export config: unknown key 'blocksize'");
     const r = exp('int4-genai', { dtype: 'int4', io: 'genai', external_data: true, symmetric: false, block_size: 16 });
