@@ -52,7 +52,7 @@ export function parseCorpusList(value: unknown, flag = '--corpus'): CorpusShare[
     }
     if (typeof v !== 'string' || v.length === 0) throw new Error(`${flag}: must be 'brown', a path, or path:weight`);
     const m = /^(.*):([^:/\\]*)$/.exec(v);
-    if (m && m[1].length > 0 && /^[0-9.eE+-]+$/.test(m[2])) return { source: m[1], weight: checkWeight(Number(m[2]), flag, v) };
+    if (m && m[1].length > 0) return { source: m[1], weight: checkWeight(Number(m[2]), flag, v) };
     return { source: v, weight: 1 };
   });
   const seen = new Set<string>();
