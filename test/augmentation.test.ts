@@ -172,7 +172,57 @@ describe('kd prep --crop-rate', () => {
   }, 120_000);
 });
 
+describe('kd prep --corpus a:w --corpus b:w (mixing)', () => {
+  const FULL = { vocab_size: VOCAB, seq_len: SEQ_LEN, quiet: true };
+  let full: string;
+  beforeAll(async () => {
+    full = join(base.dir, 'full');
+    await prep({ ...FULL, out: full });
+  }, 120_000);
+
+  it('downsamples train documents to the weights (recorded); validation and tokenizer are the default prep\'s', async () => {
+    const out = join(base.dir, 'mix');
+    await prep({ ...FULL, out, corpus: ['brown/informative:0.5', 'brown/imaginative:0.5'] });
+    const meta = readWindowsMeta(out), clean = readWindowsMeta(full);
+    expect(meta.tokenizer_sha256).toBe(clean.tokenizer_sha256);
+    expect(meta.splits.validation.sha256).toBe(clean.splits.validation.sha256);
+    expect(meta.splits.validation.stream!.sha256).toBe(clean.splits.validation.stream!.sha256);
+    expect(meta.source).toBe('brown/informative:0.5 + brown/imaginative:0.5');
+    const mix = meta.augmentation!.mix!;
+    expect(mix.by).toBe('documents');
+    const [inf, ima] = mix.corpora;
+    expect(inf.documents + ima.documents).toBe(clean.splits.train.documents);
+    expect(ima.probability).toBe(1); // the scarcer corpus keeps everything
+    expect(inf.probability).toBeCloseTo(ima.documents / inf.documents, 12);
+    expect(ima.kept_documents).toBe(ima.documents);
+    const n = inf.documents, p = inf.probability;
+    expect(Math.abs(inf.kept_documents - n * p)).toBeLessThan(4 * Math.sqrt(n * p * (1 - p)));
+    expect(meta.splits.train.documents).toBe(inf.kept_documents + ima.kept_documents);
+    // A re-run keeps the same documents.
+    await prep({ ...FULL, out: join(base.dir, 'mix2'), corpus: ['brown/informative:0.5', 'brown/imaginative:0.5'] });
+    expect(readWindowsMeta(join(base.dir, 'mix2')).splits.train.sha256).toBe(meta.splits.train.sha256);
+  }, 120_000);
+
+  it('--mix-by tokens shares out train tokens', async () => {
+    const out = join(base.dir, 'mix-tokens');
+    await prep({ ...FULL, out, corpus: ['brown/informative:0.7', 'brown/imaginative:0.3'], mix_by: 'tokens', tokenizer: join(full, 'tokenizer.json') });
+    const meta = readWindowsMeta(out), mix = meta.augmentation!.mix!;
+    expect(mix.by).toBe('tokens');
+    expect(mix.corpora.map((c) => c.weight)).toEqual([0.7, 0.3]);
+    const kept = mix.corpora.map((c) => c.kept_tokens), share = kept[0] / (kept[0] + kept[1]);
+    expect(Math.abs(share - 0.7)).toBeLessThan(0.05); // documents of ~2,000 words: a few percent
+    expect(meta.splits.validation.sha256).toBe(readWindowsMeta(full).splits.validation.sha256);
+  }, 120_000);
+});
+
 describe('augmentation errors', () => {
+  it('--corpus values: weights that are not positive numbers, the same corpus twice', () => {
+    expect(() => resolvePrepConfig({ corpus: ['a.jsonl:abc', 'b.jsonl:1'] })).toThrow(/^--corpus 'a.jsonl:abc': weight must be a positive number$/);
+    expect(() => resolvePrepConfig({ corpus: ['a.jsonl:0', 'b.jsonl:0'] })).toThrow(/--corpus 'a.jsonl:0': weight must be a positive number/);
+    expect(() => resolvePrepConfig({ corpus: ['a.jsonl:1', 'a.jsonl:2'] })).toThrow(/given twice/);
+    expect(resolvePrepConfig({ corpus: ['brown'] }).corpus).toBe('brown');
+  });
+
   it('min > max names both flags', () => {
     expect(() => resolvePrepConfig({ crop_rate: 0.5, crop_min_tokens: 600, crop_max_tokens: 512 })).toThrow(/--crop-min-tokens 600 is larger than --crop-max-tokens 512/);
   });

@@ -8,6 +8,7 @@
  * re-run keeps the same documents; by tokens, the expected share is exact and the realised one
  * is recorded.
  */
+import { streamCorpus, type CorpusOptions, type Document } from '../corpus.js';
 import { documentUniform } from '../split.js';
 import { hashSeed } from '../../util/random.js';
 
@@ -84,4 +85,24 @@ export function keepProbabilities(shares: CorpusShare[], sizes: number[]): numbe
 /** Whether document `local` (index within its corpus) of corpus `corpus` is kept with probability q. */
 export function keepDocument(seed: number, corpus: number, local: number, q: number): boolean {
   return q >= 1 || documentUniform(hashSeed(seed, SALT, corpus), local) < q;
+}
+
+/** A document of a concatenation of corpora, with its corpus and its index within that corpus. */
+export interface SourcedDocument extends Document { corpus: number; local: number }
+
+/**
+ * The documents of `sources` one corpus after another, in each corpus' order; `opts.limit` caps
+ * the whole stream (the split's document indices are positions in it). One source: exactly
+ * {@link streamCorpus}.
+ */
+export async function* streamSources(sources: string[], opts: CorpusOptions = {}): AsyncGenerator<SourcedDocument> {
+  const limit = opts.limit ?? Infinity;
+  let n = 0;
+  for (let c = 0; c < sources.length && n < limit; c++) {
+    let local = 0;
+    for await (const d of streamCorpus(sources[c], { ...opts, limit: limit - n })) {
+      yield { ...d, corpus: c, local: local++ };
+      n++;
+    }
+  }
 }
