@@ -105,7 +105,6 @@ const isRate: FieldCheck = (v) => (typeof v === 'number' && Number.isFinite(v) &
 
 const CHECKS: Record<keyof PrepConfig, FieldCheck> = {
   corpus: (v) => ((typeof v === 'string' && v.length > 0) || (Array.isArray(v) && v.length > 0) ? undefined : "must be 'brown', a path, or a list of path:weight"),
-  mix_by: isOneOf(...MIX_BY),
   tokenizer: optional((v) => (typeof v === 'string' && v.length > 0 ? undefined : 'must be a path')),
   vocab_size: isInt(257, MAX_TRAINED_VOCAB), seq_len: isInt(1, 1 << 20),
   val_fraction: isNum(0, 1, true), seed: isInt(0, 2 ** 32 - 1),
@@ -113,7 +112,7 @@ const CHECKS: Record<keyof PrepConfig, FieldCheck> = {
   max_documents: optional(isInt(2)), encoding: isOneOf(...CORPUS_ENCODINGS), overwrite: isBool, quiet: isBool,
   text_field: (v) => (typeof v === 'string' && v.length > 0 ? undefined : 'must be a field name'),
   tokenizer_sample_bytes: isInt(1), bos: optional(isOneOf(...BOS_MODES)),
-  token_noise: isRate, token_noise_distribution: isOneOf(...NOISE_DISTRIBUTIONS),
+  mix_by: isOneOf(...MIX_BY), token_noise: isRate, token_noise_distribution: isOneOf(...NOISE_DISTRIBUTIONS),
   crop_rate: isRate, crop_min_tokens: isInt(1), crop_max_tokens: isInt(1), crop_start: isOneOf(...CROP_STARTS),
 };
 const KEYS = Object.keys(CHECKS) as (keyof PrepConfig)[];

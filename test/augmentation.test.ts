@@ -123,6 +123,9 @@ describe('kd prep --token-noise', () => {
     const hard = trainWindowData(noisy).batch([4, 5]);
     expect(Array.from(hard.inputIds)).toEqual([...windowInputs(w, 4, noise), ...windowInputs(w, 5, noise)]);
     expect(Array.from(hard.targets.subarray(0, L))).toEqual(Array.from(w.ids.subarray(5 * (L + 1) - L, 5 * (L + 1))));
+    // The clean prep has the same train.bin: a re-run over it into this dataset must not reuse the noisy shards.
+    await expect(precompute({ teacher, prep: base.prep, out, k: 4, max_windows: 24, rows_per_shard: 8, batch_size: 4, device: 'cpu', quiet: true }))
+      .rejects.toThrow(/augmentation differs/);
   }, 120_000);
 
   it('precompute without augmentation: manifest has none and input_ids are the clean windows', async () => {
