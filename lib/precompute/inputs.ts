@@ -18,6 +18,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { loadTokenNoise, type TokenNoise } from '../data/augment/token-noise.js';
 import { readWindows, type WindowSet } from '../data/windows.js';
 import { checkContextLength, declaredLogitsWidth, externalDataFiles, modelTokenizerOf, readOnnx, vocabSizeOf, type ModelTokenizer } from '../onnx/index.js';
 import { sha256File } from '../shards/manifest.js';
@@ -40,6 +41,8 @@ export interface PrecomputeInputs {
   validationSha256: string;
   /** sha256 over the .onnx bytes and then each external data file, in sorted name order. */
   teacherSha256: string;
+  /** The prep's token noise (windows.json `augmentation.token_noise`), undefined when off. */
+  noise?: TokenNoise;
 }
 
 /** What {@link loadPrecomputeInputs} needs from the config. */
@@ -113,9 +116,11 @@ export async function loadPrecomputeInputs(cfg: InputPaths, source: string): Pro
   if (teacherVocab < tokenizer.vocabSize) {
     throw new Error(`${cfg.teacher}: teacher vocabulary (${teacherVocab}) is smaller than the tokenizer's (${tokenizer.vocabSize}, ${tokenizer.path})`);
   }
+  const spec = windows.meta.augmentation?.token_noise;
+  const noise = spec ? loadTokenNoise(cfg.prep, spec, windows.meta.vocab_size) : undefined;
   const rows = cfg.max_windows > 0 ? Math.min(cfg.max_windows, windows.rows) : windows.rows;
   return {
     windows, rows, tokenizer, teacherBytes, teacherVocab, vocabDeclared: declaredLogitsWidth(teacherBytes, cfg.teacher) !== undefined,
-    teacherTokenizer, validationSha256: validation, teacherSha256: await teacherSha256(cfg.teacher, teacherBytes),
+    teacherTokenizer, validationSha256: validation, teacherSha256: await teacherSha256(cfg.teacher, teacherBytes), ...(noise ? { noise } : {}),
   };
 }

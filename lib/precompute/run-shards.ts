@@ -3,6 +3,7 @@
  * and written (by a writer thread), with at most one shard in flight so memory stays bounded.
  */
 import { join } from 'node:path';
+import type { TokenNoise } from '../data/augment/token-noise.js';
 import type { WindowSet } from '../data/windows.js';
 import type { OnnxSession } from '../onnx/index.js';
 import type { ShardSink, ShardSlice, WriteShardMeta } from '../shards/index.js';
@@ -24,6 +25,8 @@ export interface ComputeShardsOptions {
   timing?: { forward: number; write: number };
   /** Stops between batches: the shard being computed is dropped, the one being written finishes. */
   signal?: AbortSignal;
+  /** The prep's token noise, applied to the teacher's inputs (and stored as `input_ids`). */
+  noise?: TokenNoise;
 }
 
 /**
@@ -37,7 +40,7 @@ export async function computeShards(h: OnnxSession, w: WindowSet, todo: ShardSli
   let done = 0;
   try {
     for (const s of todo) {
-      const rows = await teacherRows(h, w, s.start, s.end, { batchSize: o.batchSize, realVocab: o.realVocab, tokenizer: o.tokenizer, vocabWidth: o.vocabWidth, hidden: o.layout.hidden, onBatch: (n) => o.onWindows?.(done + n), timing: o.timing, signal: o.signal });
+      const rows = await teacherRows(h, w, s.start, s.end, { batchSize: o.batchSize, realVocab: o.realVocab, tokenizer: o.tokenizer, vocabWidth: o.vocabWidth, hidden: o.layout.hidden, onBatch: (n) => o.onWindows?.(done + n), timing: o.timing, signal: o.signal, noise: o.noise });
       done += s.rows;
       await inFlight;
       inFlight = o.sink.write(join(out.dir, s.file), rows, o.layout)

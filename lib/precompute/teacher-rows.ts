@@ -3,20 +3,32 @@
  * BigInt conversions (ids are written as the low words of an int64 buffer) and gives every
  * row array its own buffer, so rows can be transferred to a writer thread without copies.
  */
+import type { TokenNoise } from '../data/augment/token-noise.js';
 import type { WindowSet } from '../data/windows.js';
 import { runTopK, type OnnxSession } from '../onnx/index.js';
 import type { LogitRow } from '../shards/index.js';
 
 /**
- * Input ids of windows [b0, b0 + B) as int64 [B, L]: each id is stored in the low 32-bit word
- * of its little-endian int64 (ids are non-negative and < 2^32), so no BigInt is created.
+ * The input ids [L] of train window `r` as the teacher (and, through the shards, the student) sees
+ * them: row[0:L], with the prep's token noise applied when there is one (targets stay clean).
  */
-export function batchIds(w: WindowSet, b0: number, B: number): BigInt64Array {
+export function windowInputs(w: WindowSet, r: number, noise?: TokenNoise): Uint32Array {
+  const L = w.seqLen, x = Uint32Array.from(w.ids.subarray(r * (L + 1), r * (L + 1) + L));
+  noise?.apply(r, x);
+  return x;
+}
+
+/**
+ * Input ids of windows [b0, b0 + B) as int64 [B, L] ({@link windowInputs}): each id is stored in
+ * the low 32-bit word of its little-endian int64 (ids are non-negative and < 2^32), so no BigInt
+ * is created.
+ */
+export function batchIds(w: WindowSet, b0: number, B: number, noise?: TokenNoise): BigInt64Array {
   const L = w.seqLen, out = new BigInt64Array(B * L);
   const words = new Uint32Array(out.buffer); // [B·L·2], zero-filled: high words stay 0
   for (let b = 0; b < B; b++) {
-    const row = (b0 + b) * (L + 1);
-    for (let t = 0; t < L; t++) words[2 * (b * L + t)] = w.ids[row + t];
+    const x = windowInputs(w, b0 + b, noise);
+    for (let t = 0; t < L; t++) words[2 * (b * L + t)] = x[t];
   }
   return out;
 }
@@ -38,6 +50,8 @@ export interface TeacherRowsOptions {
   timing?: { forward: number };
   /** Checked before each batch: once aborted, throws the signal's reason. */
   signal?: AbortSignal;
+  /** The prep's token noise (windows.json `augmentation.token_noise`), applied to the inputs. */
+  noise?: TokenNoise;
 }
 
 /**
@@ -79,7 +93,7 @@ export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, e
     let r;
     const t0 = performance.now();
     try {
-      r = await runTopK(h, batchIds(w, b0, B), B, L);
+      r = await runTopK(h, batchIds(w, b0, B, o.noise), B, L);
     } catch (e) {
       throw new Error((e as Error).message.replace(/batch row (\d+)/, (_, i: string) => `window ${b0 + Number(i)}`));
     }
@@ -97,7 +111,7 @@ export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, e
       const row = w.ids.subarray((b0 + b) * (L + 1), (b0 + b + 1) * (L + 1));
       rows.push({
         sample_id: BigInt(b0 + b),
-        input_ids: Uint32Array.from(row.subarray(0, L)),
+        input_ids: windowInputs(w, b0 + b, o.noise),
         target_ids: Int32Array.from(row.subarray(1)),
         topk_ids: new Uint32Array(r.topkIds.buffer, r.topkIds.byteOffset + b * L * k * 4, L * k).slice(), // ids ≥ 0: same bits
         topk_logits: r.topkLogits.slice(b * L * k, (b + 1) * L * k),

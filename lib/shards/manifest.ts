@@ -8,6 +8,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from './atomic.js';
 import { validateManifest } from './manifest-validate.js';
+import type { Augmentation } from '../data/windows.js';
 import type { IdDtype, LayoutName, ShardLayout, ValueDtype } from './schema.js';
 import type { ShardCodec } from './writer.js';
 
@@ -93,6 +94,8 @@ export interface LogitManifest {
   plan?: ShardPlanInfo;
   /** Teacher hidden states stored in the `hidden` column (`kd precompute --hidden-layers`); absent: none. */
   hidden?: HiddenInfo;
+  /** The prep's windows.json `augmentation`, copied: with `token_noise`, `input_ids` are the noisy inputs the teacher saw (targets clean); absent: none. */
+  augmentation?: Augmentation;
 }
 
 /**

@@ -36,6 +36,7 @@ const IDENTITY: [label: string, get: (m: LogitManifest) => unknown][] = [
   ['windows (plan.rows)', (m) => m.plan?.rows],
   ['rows_per_shard', (m) => m.plan?.rows_per_shard],
   ['hidden states', (m) => m.hidden ?? null],
+  ['augmentation', (m) => m.augmentation ?? null],
 ];
 
 /**

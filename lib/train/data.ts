@@ -1,3 +1,4 @@
+import { loadTokenNoise, type TokenNoise } from '../data/augment/token-noise.js';
 import { openWindowFile, TokenArray, WindowFile, WindowSet } from '../data/windows.js';
 import { Batch } from './batch.js';
 import { bufferRowOrder, checkOrderSpec, epochPlan, EpochPlan, locate, StreamOrderSpec, unitRowOf } from './stream-order.js';
@@ -60,8 +61,10 @@ export function orderedRows<T extends RowData>(data: T, unitRows = ROW_UNIT, buf
  * Hard-target batches from packed token windows (teacher training, validation; no soft labels):
  * rows of a {@link WindowFile} are read by positional reads as batches ask for them (a train.bin
  * of any size), rows of an in-memory {@link WindowSet} are copied.
+ * @param noise the prep's token noise, applied to the inputs of window r as `noise.apply(r, …)`
+ *   (train windows only; the targets stay the clean next tokens)
  */
-export function windowData(source: WindowFile | WindowSet): RowData & TrainingData {
+export function windowData(source: WindowFile | WindowSet, noise?: TokenNoise): RowData & TrainingData {
   const L = source.seqLen;
   const rowIds = 'read' in source
     ? (r: number): TokenArray => source.read(r, 1)
@@ -75,6 +78,7 @@ export function windowData(source: WindowFile | WindowSet): RowData & TrainingDa
         const row = rowIds(rows[b]);
         inputIds.set(row.subarray(0, L), b * L);
         targets.set(row.subarray(1), b * L);
+        noise?.apply(rows[b], inputIds.subarray(b * L, (b + 1) * L));
       }
       return { B, L, inputIds, targets };
     },
@@ -83,5 +87,16 @@ export function windowData(source: WindowFile | WindowSet): RowData & TrainingDa
 
 /** Validation windows of a prep directory as hard-target batches (positional reads, nothing held). */
 export function validationData(prepDir: string): RowData {
+  // Never noisy: every variant is measured on the same clean text.
   return windowData(openWindowFile(prepDir, 'validation'));
+}
+
+/**
+ * Train windows of a prep directory as hard-target batches, with the prep's token noise
+ * (windows.json `augmentation.token_noise`) applied to the inputs.
+ */
+export function trainWindowData(prepDir: string): RowData & TrainingData {
+  const file = openWindowFile(prepDir, 'train');
+  const spec = file.meta.augmentation?.token_noise;
+  return windowData(file, spec ? loadTokenNoise(prepDir, spec, file.meta.vocab_size) : undefined);
 }
