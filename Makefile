@@ -4,7 +4,7 @@
 KD := node pipelines/kd.js
 export ONNXRUNTIME_NODE_INSTALL ?= skip
 
-.PHONY: rehearse rehearse-checkpoint rehearse-corpus rehearse-stream rehearse-memory plan install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo test bench clean
+.PHONY: rehearse rehearse-checkpoint rehearse-corpus rehearse-stream rehearse-memory plan install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo techniques test bench clean
 
 node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -55,6 +55,11 @@ train-gpu: node_modules
 # `make precompute`), 2 processes at a time; ranked table and plot in runs/sweep.
 sweep: node_modules
 	$(KD) sweep --config pipelines/configs/sweep.json
+
+# The article's optimisation techniques (augmentation §5.3, hidden states §5.4, QAT §5.5), each
+# trained against the same baseline and distilled student; report in runs/techniques (~45 min).
+techniques: node_modules
+	npx tsx pipelines/techniques.ts
 
 eval: node_modules
 	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --data runs/logits --out runs/eval
