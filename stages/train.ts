@@ -14,6 +14,8 @@ import { validationData } from '../lib/train/data.js';
 import { checkPrepProvenance } from '../lib/train/provenance.js';
 import { makeLossFn } from '../lib/train/loss.js';
 import { shardData } from '../lib/train/shard-data.js';
+import { checkEnsembleManifests, ensembleData, parseEnsemble } from '../lib/train/ensemble-data.js';
+import type { TrainingData } from '../lib/train/data.js';
 import { train, TrainControl, TrainSummary } from '../lib/train/trainer.js';
 
 export { STUDENT_DEFAULTS };
@@ -51,12 +53,13 @@ export async function run(partial: Record<string, unknown>, source = 'train conf
   const warning = await checkPrepProvenance(cfg.prep, ds.manifest, manifestPath);
   if (warning && !cfg.quiet) process.stderr.write(`kd: warning: ${warning}\n`);
   const lossFn = makeLossFn(cfg, ds.manifest.tokenizer.real_vocab_size, ds.manifest.temperatures); // fails fast on an unstored τ
+  const { data: trainData, topk } = await openEnsemble(cfg.data, ds, cfg.ensemble, cfg.topk_mode, source);
   const summary = await train(cfg, {
-    train: await shardData(ds),
+    train: trainData,
     validation: validationData(cfg.prep),
     tokenizer: tokenizerPath,
     realVocab: ds.manifest.tokenizer.real_vocab_size,
-    topk: ds.manifest.k,
+    topk,
     lossFn,
     hidden: ds.manifest.hidden,
     provenance: { role: cfg.alpha > 0 ? 'distilled student' : 'baseline student', logits: join(cfg.data, 'manifest.json'), teacher: ds.manifest.teacher },
@@ -71,6 +74,18 @@ export async function run(partial: Record<string, unknown>, source = 'train conf
     ].join('\n'));
   }
   return summary;
+}
+
+/** The training data: the one dataset, or with --ensemble every teacher's over the same windows (K = Σ k). */
+async function openEnsemble(dir: string, ds: Awaited<ReturnType<typeof openLogitDataset>>, spec: string, mode: string, source: string): Promise<{ data: TrainingData; topk: number }> {
+  const others = parseEnsemble(spec, source);
+  if (others.length === 0) return { data: await shardData(ds), topk: ds.manifest.k };
+  if (mode !== 'tail') throw new Error(`${source}: ensemble needs topk_mode 'tail' (each teacher's tail mass comes from its log_z), got '${mode}'`);
+  const opened = [{ dir, ds, weight: 1 - others.reduce((s, o) => s + o.weight, 0) }];
+  for (const o of others) opened.push({ dir: o.dir, ds: await openLogitDataset(o.dir), weight: o.weight });
+  checkEnsembleManifests(opened.map((m) => ({ dir: m.dir, manifest: m.ds.manifest })));
+  const members = await Promise.all(opened.map(async (m) => ({ dir: m.dir, manifest: m.ds.manifest, data: await shardData(m.ds), weight: m.weight })));
+  return { data: ensembleData(members), topk: opened.reduce((s, m) => s + m.ds.manifest.k, 0) };
 }
 
 type Args = Record<string, unknown> & { config?: string; json?: boolean };

@@ -45,6 +45,7 @@ export function trainOptions<T>(y: Argv<T>, d: TrainConfig): Argv<T> {
     .option('max-shard-size', { type: 'string', describe: 'shard HF checkpoints above this size with model.safetensors.index.json: 5GB (= 5·10⁹ bytes, as transformers), 500MB, 2GiB or bytes (default 5GB)' })
     .option('recompute', { choices: ['auto', 'on', 'off'], describe: `recompute decoder layers in the backward pass; auto: when the memory plan needs it (default ${d.recompute})` })
     .option('memory-budget', { type: 'string', describe: 'bytes the device holds, e.g. 24GiB or 80GB (default: wasm 4 GiB; required with node-gpu); the plan refuses before step 1 what does not fit' })
+    .option('ensemble', { type: 'string', describe: 'ensemble distillation: other teachers\' logit datasets over the same windows, dir:weight,… (--data gets the rest of the weight; tail mode)' })
     .option('feature-layers', { type: 'string', describe: 'feature distillation: student:teacher hidden-state pairs (0 = embeddings, i = after layer i), e.g. 1:2,2:4; teacher layers from precompute --hidden-layers (default off)' })
     .option('feature-beta', { type: 'number', describe: `β_feat, weight of the feature term (default ${d.feature_beta})` })
     .option('feature-loss', { choices: ['mse', 'cosine'], describe: `feature distance: mse (FitNets) or cosine (DistilBERT) (default ${d.feature_loss})` })

@@ -13,6 +13,8 @@ export interface TeacherBatch {
   logZ: Float32Array;
   /** Teacher hidden states (datasets precomputed with --hidden-layers): [B·L, layers.length, width] row-major. */
   hidden?: TeacherStates;
+  /** Ensemble distillation (--ensemble): every teacher's rows for the same positions and the mixture weights; the loss merges them at τ (lib/losses/ensemble.ts). */
+  ensemble?: { weights: number[]; members: TeacherBatch[] };
 }
 
 /** Teacher hidden states of a batch, host side (manifest `hidden`). */

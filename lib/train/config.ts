@@ -110,6 +110,12 @@ export interface TrainConfig {
   qat_start: number;
   /** int4 QAT: block along the input dimension, a power of two ≥ 16 dividing every linear's input dimension. */
   qat_block_size: number;
+  /**
+   * Ensemble distillation (seed article §8.1): other teachers' logit datasets over the same windows,
+   * "dir:weight,…"; `data` gets 1 − Σ weight. The target is the mixture Σ w_i p_i (lib/losses/ensemble.ts;
+   * 'tail' mode). "" = one teacher.
+   */
+  ensemble: string;
 }
 
 export const TRAIN_DEFAULTS: TrainConfig = {
@@ -121,7 +127,7 @@ export const TRAIN_DEFAULTS: TrainConfig = {
   eval_every: 0, eval_windows: 64, early_stopping_patience: 0, save_every: 0, dropout: 0, backend: 'auto', resume: false, overwrite: false, quiet: false,
   safetensors_dtype: 'F32', max_shard_size: DEFAULT_MAX_SHARD_SIZE, recompute: 'auto', memory_budget: null,
   feature_layers: '', feature_beta: 0.01, feature_loss: 'mse',
-  qat: 'none', qat_start: 0, qat_block_size: 32,
+  qat: 'none', qat_start: 0, qat_block_size: 32, ensemble: '',
 };
 
 /** Default student (`kd train`, `kd sweep`): ~1M parameters with the tokenizer's vocabulary and tied embeddings. */
@@ -149,6 +155,7 @@ const CHECKS: Record<keyof TrainConfig, FieldCheck> = {
   feature_beta: isNum(0, 1e6), feature_loss: isOneOf('mse', 'cosine'),
   qat: isOneOf(...QAT_MODES), qat_start: isInt(0),
   qat_block_size: (v) => (typeof v === 'number' && Number.isInteger(v) && v >= 16 && (v & (v - 1)) === 0 ? undefined : 'must be a power of two ≥ 16 (MatMulNBits block sizes)'),
+  ensemble: (v) => (typeof v === 'string' ? undefined : 'must be dir:weight pairs, e.g. "runs/logits-b:0.5" ("" = one teacher)'),
 };
 
 export const TRAIN_KEYS = Object.keys(CHECKS) as (keyof TrainConfig)[];

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { chunkedDistillationLoss, distillationLossNormalized, isLossName, LOSS_NAMES } from '../losses/index.js';
+import { ensembleRows } from '../losses/ensemble.js';
 import { Batch, TeacherBatch } from './batch.js';
 import { TrainConfig } from './config.js';
 import { LossFn } from './loop.js';
@@ -22,7 +23,7 @@ export function makeLossFn(cfg: TrainConfig, realVocab: number, storedTemperatur
   const inputs = (batch: Batch, at: StepPosition) => {
     const tau = plan.at(at);
     const N = batch.B * batch.L;
-    const signal = cfg.alpha > 0 ? teacherSignal(batch.teacher, N, tau, cfg.topk_mode === 'tail') : undefined;
+    const signal = cfg.alpha > 0 ? teacherSignal(batch.teacher, N, tau, cfg.topk_mode === 'tail', realVocab) : undefined;
     const opts = { alpha: cfg.alpha, temperature: tau, loss, mode: cfg.topk_mode, realVocab, beta: cfg.jsd_beta, lambda: cfg.skew_lambda };
     return { tau, signal, targets: tf.tensor1d(batch.targets, 'int32'), opts };
   };
@@ -39,13 +40,24 @@ export function makeLossFn(cfg: TrainConfig, realVocab: number, storedTemperatur
   return Object.assign(fn, { note: plan.note, fromHidden });
 }
 
-function teacherSignal(t: TeacherBatch | undefined, N: number, tau: number, needLogZ: boolean) {
+function teacherSignal(t: TeacherBatch | undefined, N: number, tau: number, needLogZ: boolean, realVocab: number) {
   if (!t) throw new Error('alpha > 0 needs teacher soft labels: train from a logit dataset (--data)');
+  if (t.ensemble) {
+    if (!needLogZ) throw new Error("ensemble distillation needs topk_mode 'tail' (the mixture completes each teacher from its log_z)");
+    const members = t.ensemble.members.map((m) => ({ k: m.k, ids: m.ids, logits: m.logits, logZ: logZAt(m, N, tau) }));
+    const merged = ensembleRows(members, t.ensemble.weights, N, tau, realVocab);
+    return { ids: tf.tensor2d(merged.ids, [N, merged.K], 'int32'), logits: tf.tensor2d(merged.logits, [N, merged.K]), logZ: tf.tensor1d(merged.logZ) };
+  }
   const ids = tf.tensor2d(t.ids, [N, t.k], 'int32');
   const logits = tf.tensor2d(t.logits, [N, t.k]);
   if (!needLogZ) return { ids, logits };
+  return { ids, logits, logZ: tf.tensor1d(logZAt(t, N, tau)) };
+}
+
+/** [N] log_z at the stored temperature τ. */
+function logZAt(t: TeacherBatch, N: number, tau: number): Float32Array {
   const T = t.temperatures.length, col = requireStored(tau, t.temperatures);
   const logZ = new Float32Array(N);
   for (let i = 0; i < N; i++) logZ[i] = t.logZ[i * T + col];
-  return { ids, logits, logZ: tf.tensor1d(logZ) };
+  return logZ;
 }
