@@ -13,6 +13,7 @@ import * as evaluate from '../stages/eval.js';
 import * as inspect from '../stages/inspect.js';
 import * as exportStage from '../stages/export.js';
 import * as plan from '../stages/plan.js';
+import * as cascade from '../stages/cascade.js';
 import { listOptions, refuseRepeatedFlags } from '../lib/cli/config.js';
 
 /** What `parseOnly` stops with once a command line has parsed and validated. */
@@ -39,6 +40,7 @@ export function kdCli(args: string[], parseOnly = false): Argv {
     .command(exportStage.command)
     .command(inspect.command)
     .command(plan.command)
+    .command(cascade.command)
     .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval, export, inspect or plan')
     .strictCommands()
     .strictOptions()
