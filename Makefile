@@ -4,7 +4,7 @@
 KD := node pipelines/kd.js
 export ONNXRUNTIME_NODE_INSTALL ?= skip
 
-.PHONY: rehearse rehearse-checkpoint rehearse-corpus rehearse-stream rehearse-memory plan install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo techniques test bench clean
+.PHONY: rehearse rehearse-checkpoint rehearse-corpus rehearse-stream rehearse-memory plan install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo techniques self-distill test bench clean
 
 node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -56,10 +56,17 @@ train-gpu: node_modules
 sweep: node_modules
 	$(KD) sweep --config pipelines/configs/sweep.json
 
-# The article's optimisation techniques (augmentation §5.3, hidden states §5.4, QAT §5.5), each
+# The article's optimisation techniques (augmentation §5.3, hidden states §5.4, QAT §5.5) and next
+# steps (ensemble of two teachers §8.1, student → teacher cascade §8.3), each
 # trained against the same baseline and distilled student; report in runs/techniques (~45 min).
 techniques: node_modules
 	npx tsx pipelines/techniques.ts
+
+# Self-distillation (§8.2): round r's student, exported, is round r + 1's teacher; ROUNDS rounds of
+# 128 steps beside CE-only students of the same total steps (~20 min for 3). Report in runs/self-distill.
+ROUNDS ?= 3
+self-distill: node_modules
+	npx tsx pipelines/self-distill.ts --rounds $(ROUNDS)
 
 eval: node_modules
 	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --data runs/logits --out runs/eval

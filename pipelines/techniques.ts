@@ -1,7 +1,8 @@
 #!/usr/bin/env -S npx tsx
 /**
  * make techniques: the seed article's optimisation techniques — data augmentation (§5.3),
- * hidden-state distillation (§5.4), quantization-aware training (§5.5) — each trained against the
+ * hidden-state distillation (§5.4), quantization-aware training (§5.5), and the next steps of §8 —
+ * ensemble distillation from two teachers, the student → teacher cascade — each trained against the
  * same baseline and plain distilled student, at the same steps (128; the demo trains 192) and tokens, from
  * the same cached logits plus what the technique adds; every student is scored by kd eval on the
  * same clean validation documents. Writes runs/techniques/report.{md,json}.
@@ -12,6 +13,10 @@
 import { $, fs } from 'zx';
 import { join } from 'node:path';
 import { gapClosed, techniquesMarkdown, type TechniqueEntry } from '../lib/metrics/techniques.js';
+import type { CascadePoint } from '../lib/metrics/cascade.js';
+
+/** What `kd cascade --json` prints. */
+interface CascadeReport { student: { flops_per_token: number }; teacher: { flops_per_token: number }; points: CascadePoint[] }
 
 $.verbose = false;
 const kd = ['node', 'pipelines/kd.js'];
@@ -69,6 +74,9 @@ const logits = {
   unigram: await step('precompute-noise-unigram', () => $`${kd} precompute --config pipelines/configs/precompute.json --prep runs/techniques/prep-noise-unigram --out runs/techniques/logits-noise-unigram --quiet`),
   mix: await step('precompute-mix', () => $`${kd} precompute --config pipelines/configs/precompute.json --prep runs/techniques/prep-mix --out runs/techniques/logits-mix --quiet`),
 };
+// §8.1: a second teacher (data/teacher-b, qwen2) over the same windows, for the ensemble.
+await step('teacher-b-export', () => $`${kd} teacher export --checkpoint data/teacher-b --out runs/teacher-b/model.onnx --overwrite`);
+const logitsB = await step('precompute-teacher-b', () => $`${kd} precompute --config pipelines/configs/precompute.json --prep runs/techniques/prep --teacher runs/teacher-b/model.onnx --out runs/techniques/logits-b --quiet`);
 
 // Students: the same config, steps and tokens (STEPS × 16 × 128; epochs only bound a smaller cropped set).
 const trainJobs: Record<string, () => Promise<{ seconds: number; stdout: string }>> = {
@@ -82,6 +90,8 @@ const trainJobs: Record<string, () => Promise<{ seconds: number; stdout: string 
   'hidden-cosine': () => step('train-hidden-cosine', () => $`${kd} train --config pipelines/configs/student.json --prep runs/techniques/prep --data runs/techniques/logits-hidden --feature-layers 1:2 --feature-loss cosine --feature-beta 1 --max-steps ${STEPS} --epochs 100 --out runs/techniques/hidden-cosine --overwrite --quiet`),
   'hidden-projected': () => step('train-hidden-projected', () => $`${kd} train --config pipelines/configs/student.json --prep runs/techniques/prep --data runs/techniques/logits-hidden-64 --feature-layers 1:2 --max-steps ${STEPS} --epochs 100 --out runs/techniques/hidden-64 --overwrite --quiet`),
   'qat-int8': () => step('train-qat-int8', () => $`${kd} train --config pipelines/configs/student.json --prep runs/techniques/prep --data runs/techniques/logits --qat int8 --qat-start ${QAT_START} --max-steps ${STEPS} --epochs 100 --out runs/techniques/qat-int8 --overwrite --quiet`),
+  'teacher-b': () => step('train-teacher-b', () => $`${kd} train --config pipelines/configs/student.json --prep runs/techniques/prep --data runs/techniques/logits-b --max-steps ${STEPS} --epochs 100 --out runs/techniques/teacher-b-student --overwrite --quiet`),
+  'ensemble': () => step('train-ensemble', () => $`${kd} train --config pipelines/configs/student.json --prep runs/techniques/prep --data runs/techniques/logits --ensemble runs/techniques/logits-b:0.5 --max-steps ${STEPS} --epochs 100 --out runs/techniques/ensemble --overwrite --quiet`),
   'qat-int4': () => step('train-qat-int4', () => $`${kd} train --config pipelines/configs/student.json --prep runs/techniques/prep --data runs/techniques/logits --qat int4 --qat-start ${QAT_START} --max-steps ${STEPS} --epochs 100 --out runs/techniques/qat-int4 --overwrite --quiet`),
 };
 const trainNames = Object.keys(trainJobs);
@@ -108,7 +118,11 @@ const evals = await pool([
   () => step('eval-reference', () => $`${kd} eval --prep runs/techniques/prep --teacher runs/teacher/model.onnx --baseline runs/techniques/baseline --distilled runs/techniques/distilled --out runs/techniques/eval/reference --quiet --json`),
   ...['crop', 'token-noise', 'token-noise-unigram', 'mix', 'hidden', 'hidden-cosine', 'hidden-64'].map((d) => evalJob(d, join(root, d))),
   ...['fp32', 'ptq-int8', 'qat-int8', 'ptq-int4', 'qat-int4'].map((d) => evalJob(d, join(root, 'export', d, 'onnx', 'model.onnx'))),
+  () => step('eval-teacher-b', () => $`${kd} eval --prep runs/techniques/prep --teacher runs/teacher-b/model.onnx --distilled runs/techniques/teacher-b-student --out runs/techniques/eval/teacher-b --quiet --json`),
+  evalJob('ensemble', join(root, 'ensemble')),
 ]);
+// §8.3: the exported distilled student answers where confident, teacher A elsewhere.
+const cascade = await step('cascade', () => $`${kd} cascade --student runs/techniques/export/fp32/onnx/model.onnx --teacher runs/teacher/model.onnx --prep runs/techniques/prep --out runs/techniques/cascade --device cpu --overwrite --quiet --json`);
 const reference = json(evals[0].stdout);
 const ppl = (i: number) => json(evals[i].stdout).distilled as { ppl: number; tokens_per_s: number; weights_bytes: number };
 const teacherPpl = reference.teacher.ppl as number, baselinePpl = reference.baseline.ppl as number;
@@ -134,7 +148,19 @@ const entries: TechniqueEntry[] = [
   entry('qat_int8', ppl(10).ppl, bytes.plain, trainSeconds('qat-int8') + exports.qat8.seconds, `§5.5: int8 fake-quant from step ${QAT_START}, exported int8`, q(10)),
   entry('ptq_int4', ppl(11).ppl, bytes.plain, exports.ptq4.seconds, '§5.5: distilled, then int4 blocks of 32 (MatMulNBits)', q(11)),
   entry('qat_int4', ppl(12).ppl, bytes.plain, trainSeconds('qat-int4') + exports.qat4.seconds, `§5.5: int4 fake-quant from step ${QAT_START}, exported int4`, q(12)),
+  entry('teacher_b_student', ppl(13).ppl, bytes.plain, logitsB.seconds + trainSeconds('teacher-b'), `§8.1: distilled from teacher B alone (qwen2, ppl ${json(evals[13].stdout).teacher.ppl.toFixed(2)})`, { teacher_b_ppl: json(evals[13].stdout).teacher.ppl }),
+  entry('ensemble', ppl(14).ppl, 2 * bytes.plain, logitsB.seconds + trainSeconds('ensemble'), '§8.1: 0.5·teacher A + 0.5·teacher B, tails spread uniformly'),
+  cascadeEntry(json(cascade.stdout), cascade.seconds),
 ];
+
+/** The cascade's row: its entropy point closest to half the positions routed, and every curve point. */
+function cascadeEntry(c: CascadeReport, seconds: number): TechniqueEntry {
+  const half = c.points.filter((p) => p.confidence === 'entropy').reduce((a, b) => (Math.abs(b.teacher_share - 0.5) < Math.abs(a.teacher_share - 0.5) ? b : a));
+  const mflops = (f: number) => (f / 1e6).toFixed(2);
+  return entry('cascade', half.ppl, bytes.plain, seconds,
+    `§8.3: entropy > ${half.threshold.toFixed(2)} nats → teacher A (${(100 * half.teacher_share).toFixed(0)} % of positions), ${mflops(half.flops_per_token)} vs ${mflops(c.teacher.flops_per_token)} MFLOPs/token`,
+    { teacher_share: half.teacher_share, flops_per_token: half.flops_per_token, student_flops_per_token: c.student.flops_per_token, teacher_flops_per_token: c.teacher.flops_per_token, points: c.points });
+}
 
 const minutes = (Date.now() - started) / 60000;
 const header = [
@@ -143,6 +169,9 @@ const header = [
   `Every student: ${STEPS} steps × 16 × 128 tokens, the same init and config (pipelines/configs/student.json); validation always on the clean documents.`,
   `Finished in ${minutes.toFixed(1)} min.`,
 ];
+// make self-distill's rows (§8.2), when it has run, stay in the report.
+const selfDistill = 'runs/self-distill/report.json';
+if (await fs.pathExists(selfDistill)) entries.push(...(await fs.readJson(selfDistill)).entries);
 const report = { teacher_ppl: teacherPpl, baseline_ppl: baselinePpl, steps: STEPS, minutes, entries };
 await fs.outputFile(join(root, 'report.json'), JSON.stringify(report, null, 2) + '\n');
 await fs.outputFile(join(root, 'report.md'), techniquesMarkdown(entries, header));
