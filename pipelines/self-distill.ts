@@ -31,14 +31,16 @@ await $`${kd} teacher export --checkpoint data/teacher --out runs/teacher/model.
 // The rounds, one after another; the CE-only students (which need no teacher) beside them.
 const roundSeconds: number[] = [];
 let t0 = Date.now();
-const rounds = runSelfDistillRounds(plan, (args) => $`${kd} ${args}`,
+const rounds = runSelfDistillRounds(plan, (args) => $`${[...kd, ...args]}`, // the lines' flags are parsed by test/self-distill.test.ts
   ['--config', 'pipelines/configs/precompute.json', '--prep', prep, '--quiet'],
   ['--config', 'pipelines/configs/student.json', '--prep', prep, '--max-steps', String(STEPS), '--epochs', '100', '--quiet'],
   async (r) => { roundSeconds.push((Date.now() - t0) / 1000); t0 = Date.now(); say(`round ${r.round} of ${ROUNDS} trained and exported`); });
 const ceOnly = (async () => {
   await waitFor(join(plan[0].logits, 'manifest.json')); // the CE students read round 1's windows
+  const windows = plan[0].logits;
   for (const r of plan) {
-    await $`${kd} train --config pipelines/configs/student.json --prep ${prep} --data ${plan[0].logits} --alpha 0 --max-steps ${r.round * STEPS} --epochs 100 --out ${ceDir(r)} --overwrite --quiet`;
+    const steps = r.round * STEPS, out = ceDir(r);
+    await $`${kd} train --config pipelines/configs/student.json --prep ${prep} --data ${windows} --alpha 0 --max-steps ${steps} --epochs 100 --out ${out} --overwrite --quiet`;
     say(`CE-only student of ${r.round * STEPS} steps trained`);
   }
 })();
@@ -53,7 +55,8 @@ async function waitFor(file: string): Promise<void> {
 const teacherPpl = json((await $`${kd} eval --prep ${prep} --teacher runs/teacher/model.onnx --out runs/self-distill/eval/teacher --quiet --json`).stdout).teacher.ppl as number;
 const entries: TechniqueEntry[] = [];
 for (const r of plan) {
-  const e = json((await $`${kd} eval --prep ${prep} --baseline ${ceDir(r)} --distilled ${r.student} --out ${join(root, 'eval', `round-${r.round}`)} --quiet --json`).stdout);
+  const ce = ceDir(r), student = r.student, out = join(root, 'eval', `round-${r.round}`);
+  const e = json((await $`${kd} eval --prep ${prep} --baseline ${ce} --distilled ${student} --out ${out} --quiet --json`).stdout);
   const manifest = await fs.readJson(join(r.logits, 'manifest.json'));
   entries.push({
     name: `self_distill_round_${r.round}`, val_ppl: e.distilled.ppl, gap_closed: gapClosed(e.distilled.ppl, e.baseline.ppl, teacherPpl),
