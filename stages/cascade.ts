@@ -38,12 +38,13 @@ export interface CascadeSummary {
 
 /**
  * Thresholds swept: the student's own deciles of the confidence (so each step moves ~10 % of the
- * positions, whatever the student's calibration), plus the two ends (all student, all teacher).
+ * positions, whatever the student's calibration), plus the two ends (all student, all teacher) as
+ * finite numbers past every value (JSON has no Infinity): max probability 2, entropy ln V + 1 nats.
  */
-function thresholds(c: Confidence, s: PositionScores): number[] {
+function thresholds(c: Confidence, s: PositionScores, vocab: number): number[] {
   const sorted = Float64Array.from(c === 'max_prob' ? s.maxProb : s.entropy).sort();
   const deciles = Array.from({ length: 9 }, (_, i) => sorted[Math.floor(((i + 1) / 10) * sorted.length)]);
-  return c === 'max_prob' ? [0, ...deciles, Infinity] : [-1, ...deciles, Infinity];
+  return c === 'max_prob' ? [0, ...deciles, 2] : [-1, ...deciles, Math.log(vocab) + 1];
 }
 
 /** The HF config.json beside an exported .onnx (kd export, kd teacher export write one). */
@@ -83,7 +84,7 @@ export async function run(o: CascadeOptions): Promise<CascadeSummary> {
   progress.stop();
   const [student, teacher] = parts.map(concat);
   const flops = { student: forwardFlopsPerToken(cs), teacher: forwardFlopsPerToken(ct) };
-  const points = (o.confidence ?? [...CONFIDENCES]).flatMap((c) => cascadeCurve(student, teacher, c, thresholds(c, student), flops));
+  const points = (o.confidence ?? [...CONFIDENCES]).flatMap((c) => cascadeCurve(student, teacher, c, thresholds(c, student, cs.vocab_size), flops));
   const pplOf = (s: PositionScores) => Math.exp(s.nll.reduce((a, v) => a + v, 0) / s.nll.length);
   mkdirSync(o.out, { recursive: true });
   const summary: CascadeSummary = {
@@ -108,7 +109,7 @@ function concat(parts: PositionScores[]): PositionScores {
 }
 
 function markdown(s: CascadeSummary): string {
-  const rows = s.points.map((p) => `| ${p.confidence} | ${Number.isFinite(p.threshold) ? p.threshold.toFixed(3) : '∞'} | ${p.ppl.toFixed(2)} | ${(100 * p.teacher_share).toFixed(1)} % | ${(p.flops_per_token / 1e6).toFixed(2)} |`);
+  const rows = s.points.map((p) => `| ${p.confidence} | ${p.threshold.toFixed(3)} | ${p.ppl.toFixed(2)} | ${(100 * p.teacher_share).toFixed(1)} % | ${(p.flops_per_token / 1e6).toFixed(2)} |`);
   return [
     '# Student → teacher cascade (kd cascade)', '',
     `Student ${s.student.ppl.toFixed(2)} ppl at ${(s.student.flops_per_token / 1e6).toFixed(2)} MFLOPs/token; teacher ${s.teacher.ppl.toFixed(2)} at ${(s.teacher.flops_per_token / 1e6).toFixed(2)}; ${s.scored_tokens} packed validation tokens.`,

@@ -1,5 +1,5 @@
 /** kd cascade end to end on random-weight models: the curve's ends are the two models' own perplexities. */
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { evaluateOnnx } from '../lib/metrics/onnx-eval.js';
@@ -44,6 +44,10 @@ describe('kd cascade', () => {
       for (const p of mid) expect(p.flops_per_token).toBeCloseTo(none.flops_per_token + p.teacher_share * forwardFlopsPerToken(big), 0);
     }
     for (const f of ['cascade.json', 'cascade.md', 'cascade.png']) expect(existsSync(join(out, f))).toBe(true);
+    // The ends are finite thresholds in cascade.json (JSON turns Infinity into null): 2 and ln V + 1.
+    const written = JSON.parse(readFileSync(join(out, 'cascade.json'), 'utf8')).points as { confidence: string; threshold: number | null }[];
+    expect(written.filter((p) => p.confidence === 'max_prob').map((p) => p.threshold).at(-1)).toBe(2);
+    expect(written.filter((p) => p.confidence === 'entropy').map((p) => p.threshold).at(-1)).toBeCloseTo(Math.log(512) + 1, 12);
     await expect(cascade({ student, teacher, prep, out, max_windows: 6, device: 'cpu', quiet: true })).rejects.toThrow(/cascade.json exists: pass --overwrite/);
   }, 60_000);
 
