@@ -3,7 +3,8 @@ import { copyFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { kdCli } from '../pipelines/cli.js';
-import { checkRoundTeacher, fileSha256, runSelfDistillRounds, selfDistillRounds, type SelfDistillRound } from '../lib/selfdistill/rounds.js';
+import { checkRoundTeacher, runSelfDistillRounds, selfDistillRounds, type SelfDistillRound } from '../lib/selfdistill/rounds.js';
+import { sha256File } from '../lib/shards/manifest.js';
 import { makePrep, writeTeacher } from './precompute-fixture.js';
 
 let dir = '', prep = '', first = '';
@@ -32,8 +33,8 @@ describe('self-distillation rounds', () => {
       async (r) => { seen.push(r.round); });
     expect(seen).toEqual([1, 2]);
     const manifest = (r: SelfDistillRound) => JSON.parse(readFileSync(join(r.logits, 'manifest.json'), 'utf8')).teacher;
-    expect(manifest(plan[0])).toMatchObject({ path: first, sha256: await fileSha256(first) });
-    expect(manifest(plan[1])).toMatchObject({ path: plan[0].onnx, sha256: await fileSha256(plan[0].onnx) });
+    expect(manifest(plan[0])).toMatchObject({ path: first, sha256: await sha256File(first) });
+    expect(manifest(plan[1])).toMatchObject({ path: plan[0].onnx, sha256: await sha256File(plan[0].onnx) });
     expect(manifest(plan[1]).sha256).not.toBe(manifest(plan[0]).sha256);
     // A round whose teacher file changed after its precompute is refused, naming the manifest.
     copyFileSync(plan[1].onnx, plan[0].onnx);

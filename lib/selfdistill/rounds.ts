@@ -5,9 +5,9 @@
  * rounds' bookkeeping (which files each round reads and writes, and the check that each round's
  * logit dataset really came from the previous round's student); the stages do the work.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { sha256File } from '../shards/manifest.js';
 
 /** One round's files. */
 export interface SelfDistillRound {
@@ -39,13 +39,6 @@ export function selfDistillRounds(rounds: number, root: string, firstTeacher: st
   return out;
 }
 
-/** SHA-256 of a file, hex, streamed (a teacher may exceed 2 GiB). */
-export async function fileSha256(path: string): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
-  return h.digest('hex');
-}
-
 /**
  * Checks that `round.logits/manifest.json` names `round.teacher` (same path and same bytes): the
  * soft labels of round r were computed by round r − 1's student, not by a stale teacher.
@@ -55,7 +48,7 @@ export async function fileSha256(path: string): Promise<string> {
 export async function checkRoundTeacher(round: SelfDistillRound): Promise<{ path: string; sha256: string }> {
   const file = join(round.logits, 'manifest.json');
   const { teacher } = JSON.parse(readFileSync(file, 'utf8')) as { teacher: { path: string; sha256: string } };
-  const want = await fileSha256(round.teacher);
+  const want = await sha256File(round.teacher);
   if (resolve(teacher.path) !== resolve(round.teacher) || teacher.sha256 !== want)
     throw new Error(`${file}: round ${round.round} was precomputed by ${teacher.path} (sha256 ${teacher.sha256.slice(0, 12)}…), not ${round.teacher} (sha256 ${want.slice(0, 12)}…)`);
   return teacher;
