@@ -17,8 +17,10 @@ import { loadPrecomputeInputs, type PrecomputeInputs } from '../lib/precompute/i
 import { DatasetOutput } from '../lib/precompute/output.js';
 import { computeShards } from '../lib/precompute/run-shards.js';
 import {
-  idDtypeFor, mergeDatasets, SHARD_LAYOUT, planInfo, planShards, threadShardSink, type HiddenInfo, type LogitManifest, type ShardSlice, type WriteShardMeta,
+  idDtypeFor, mergeDatasets, SHARD_LAYOUT, SPAN_TOKENIZER_FILE, SPAN_UNIT, planInfo, planShards, threadShardSink, type HiddenInfo, type LogitManifest, type ShardSlice, type SpanInfo, type WriteShardMeta,
 } from '../lib/shards/index.js';
+import { tokenByteLengths } from '../lib/tokenizer/byte-lengths.js';
+import { copyFileDurable } from '../lib/util/fs.js';
 import { TOOL_VERSION } from '../lib/cli/version.js';
 import { PROJECTION_KIND, randomProjection } from '../lib/util/projection.js';
 import { join } from 'node:path';
@@ -64,6 +66,12 @@ export interface PrecomputeConfig {
   hidden_dim: number;
   /** Seed of that projection. */
   hidden_seed: number;
+  /**
+   * Also store each position's byte span in the window's text (column `byte_spans`, manifest
+   * `spans`) and the tokenizer.json beside the manifest, so that a student with another tokenizer
+   * can be distilled from this dataset (`kd train --loss uld`; lib/tokenizer/align.ts).
+   */
+  spans: boolean;
   /** Delete an existing dataset in `out` instead of resuming it (single worker only). */
   overwrite: boolean;
   quiet: boolean;
@@ -72,7 +80,7 @@ export interface PrecomputeConfig {
 export const PRECOMPUTE_DEFAULTS: PrecomputeConfig = {
   teacher: 'runs/teacher/model.onnx', prep: 'runs/prep', out: 'runs/logits', k: 32,
   temperatures: [1, 2, 4], batch_size: 8, rows_per_shard: 1024, max_windows: 0, device: 'auto', codec: 'brotli',
-  hidden_layers: [], hidden_outputs: [], hidden_dim: 0, hidden_seed: 0, overwrite: false, quiet: false,
+  hidden_layers: [], hidden_outputs: [], hidden_dim: 0, hidden_seed: 0, spans: false, overwrite: false, quiet: false,
 };
 
 const CHECKS: Record<keyof PrecomputeConfig, FieldCheck> = {
@@ -82,7 +90,7 @@ const CHECKS: Record<keyof PrecomputeConfig, FieldCheck> = {
   shard_index: optional(isInt(0)), num_shards: optional(isInt(1)), overwrite: isBool, quiet: isBool,
   hidden_layers: (v) => (Array.isArray(v) && v.every((l) => Number.isInteger(l) && l >= 0) && new Set(v).size === v.length ? undefined : 'must be a list of distinct integers ≥ 0'),
   hidden_outputs: (v) => (Array.isArray(v) && v.every((t) => typeof t === 'string' && t.length > 0) ? undefined : 'must be a list of tensor names'),
-  hidden_dim: isInt(0, 1 << 16), hidden_seed: isInt(0, 2 ** 32 - 1),
+  hidden_dim: isInt(0, 1 << 16), hidden_seed: isInt(0, 2 ** 32 - 1), spans: isBool,
 };
 
 export interface PrecomputeSummary {
@@ -118,9 +126,10 @@ export interface PrecomputeSummary {
 }
 
 /** The manifest fields fixed by the inputs; resume and merge compare them. */
-function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: WriteShardMeta, hidden?: HiddenInfo): LogitManifest {
+function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: WriteShardMeta, hidden?: HiddenInfo, spans?: SpanInfo): LogitManifest {
   return {
     ...(hidden ? { hidden } : {}),
+    ...(spans ? { spans } : {}),
     ...(inp.windows.meta.augmentation ? { augmentation: inp.windows.meta.augmentation } : {}),
     format: 'kd-logits', version: 1,
     teacher: {
@@ -149,13 +158,16 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   const { graph, hidden } = withHiddenStates(cfg, inp.teacherBytes, topk);
   const session = inp.vocabDeclared ? undefined : await measureVocab(cfg, inp, graph); // before any output exists
   const L = inp.windows.seqLen;
+  const spans = cfg.spans ? spanPlan(inp, source) : undefined;
   const layout: WriteShardMeta = {
     seqLen: L, k: cfg.k, numTemps: cfg.temperatures.length, idDtype: idDtypeFor(inp.tokenizer.vocabSize), valueDtype: 'float16', codec: cfg.codec === 'gzip' ? 'GZIP' : 'BROTLI',
     ...(hidden ? { hidden: { layers: hidden.layers.length, width: hidden.width } } : {}),
+    ...(spans ? { spans: spans.info.dtype } : {}),
   };
-  const opened = await DatasetOutput.open(cfg.out, identity(cfg, inp, layout, hidden), planShards(inp.rows, cfg.rows_per_shard), { index: worker.index, count: worker.count }, cfg.overwrite)
+  const opened = await DatasetOutput.open(cfg.out, identity(cfg, inp, layout, hidden, spans?.info), planShards(inp.rows, cfg.rows_per_shard), { index: worker.index, count: worker.count }, cfg.overwrite)
     .catch(async (e: unknown) => { await session?.session.release(); throw e; });
   const { out, todo } = opened;
+  if (spans) copyFileDurable(inp.tokenizer.path, join(cfg.out, SPAN_TOKENIZER_FILE)); // the dataset reads its text back without the prep
   if (todo.length === 0) await session?.session.release(); // nothing to compute: the measuring session is not needed
   const reused = out.shardCount, reusedRows = out.progress().totals.rows;
   const say = (line: string) => { if (!cfg.quiet) process.stderr.write(line + '\n'); };
@@ -165,7 +177,7 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   const stopSignals = abortOnSignals(controller, 'precompute stops once the shard being written is listed; re-run to resume');
   let loop: LoopResult = { seconds: 0, cpuSeconds: 0, forward: 0, write: 0 };
   try {
-    if (todo.length > 0) loop = await teacherLoop(cfg, inp, graph, out, todo, layout, controller.signal, session);
+    if (todo.length > 0) loop = await teacherLoop(cfg, inp, graph, out, todo, layout, controller.signal, session, spans?.byteLength);
   } catch (e) {
     out.release();
     throw e;
@@ -186,6 +198,22 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   };
   if (!cfg.quiet) process.stderr.write(formatSummary(summary));
   return summary;
+}
+
+/**
+ * The manifest's `spans` record and the prep tokenizer's bytes per id, for `--spans`.
+ * @throws Error when the prep has token noise: the spans would describe the clean text while the
+ *   teacher read noisy ids
+ */
+function spanPlan(inp: PrecomputeInputs, source: string): { info: SpanInfo; byteLength: Uint32Array } {
+  if (inp.noise) throw new Error(`${source}: --spans with a prep that has token noise is not supported (the teacher reads noisy ids, the spans would describe other text); precompute spans on a prep without --token-noise`);
+  const byteLength = tokenByteLengths(inp.tokenizer.path);
+  const longest = byteLength.reduce((m, n) => Math.max(m, n), 0);
+  const bos = inp.windows.meta.bos.id;
+  return {
+    info: { unit: SPAN_UNIT, dtype: (inp.windows.seqLen + 1) * longest <= 0xffff ? 'uint16' : 'uint32', tokenizer: SPAN_TOKENIZER_FILE, eos_id: inp.tokenizer.eosId, bos_id: bos ?? null },
+    byteLength,
+  };
 }
 
 /**
@@ -243,7 +271,7 @@ interface LoopResult { seconds: number; cpuSeconds: number; forward: number; wri
  * abort of `signal` ends the loop early without an error (the caller sees `signal.aborted`).
  */
 async function teacherLoop(cfg: PrecomputeConfig, inp: PrecomputeInputs, graph: Uint8Array, out: DatasetOutput,
-  todo: ShardSlice[], layout: WriteShardMeta, signal: AbortSignal, opened?: OnnxSession): Promise<LoopResult> {
+  todo: ShardSlice[], layout: WriteShardMeta, signal: AbortSignal, opened?: OnnxSession, byteLength?: Uint32Array): Promise<LoopResult> {
   const sink = threadShardSink(); // starts loading while the session is created
   try {
     const session = opened ?? await openDerivedSession(cfg.teacher, graph, { device: cfg.device }); // finds external weight files
@@ -255,7 +283,7 @@ async function teacherLoop(cfg: PrecomputeConfig, inp: PrecomputeInputs, graph: 
     try {
       await computeShards(session, inp.windows, todo, out, {
         batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, tokenizer: inp.tokenizer.path, vocabWidth: inp.teacherVocab,
-        layout, sink, timing, signal, noise: inp.noise, onWindows: (n) => progress.update(n * L),
+        layout, sink, timing, signal, noise: inp.noise, byteLength, onWindows: (n) => progress.update(n * L),
       });
     } catch (e) {
       if (!signal.aborted) throw e;
@@ -306,6 +334,7 @@ export const command: CommandModule<object, Args> = {
     .option('hidden-outputs', { type: 'array', coerce: stringListFlag, describe: 'graph tensor names of those states, one per layer, for graphs whose names kd does not recognise' })
     .option('hidden-dim', { type: 'number', describe: 'store h·P with a fixed seeded Gaussian projection P [hidden_size, d], 0 = none (default 0)' })
     .option('hidden-seed', { type: 'number', describe: 'seed of that projection (default 0)' })
+    .option('spans', { type: 'boolean', describe: 'also store each position\'s byte span in the window\'s text (column byte_spans) and the tokenizer.json, for students with another tokenizer (kd train --loss uld)' })
     .option('overwrite', { type: 'boolean', describe: 'delete an existing dataset in --out instead of resuming it (single worker)' })
     .option('quiet', { type: 'boolean', describe: 'no progress bar, summary or warnings' })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' }) as Argv<Args>,

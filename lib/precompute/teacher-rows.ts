@@ -7,6 +7,7 @@ import type { TokenNoise } from '../data/augment/token-noise.js';
 import type { WindowSet } from '../data/windows.js';
 import { runTopK, type OnnxSession } from '../onnx/index.js';
 import type { LogitRow } from '../shards/index.js';
+import { byteSpans } from '../tokenizer/align.js';
 
 /**
  * The input ids [L] of train window `r` as the teacher (and, through the shards, the student) sees
@@ -52,6 +53,8 @@ export interface TeacherRowsOptions {
   signal?: AbortSignal;
   /** The prep's token noise (windows.json `augmentation.token_noise`), applied to the inputs. */
   noise?: TokenNoise;
+  /** Bytes per id of the prep's tokenizer: rows get `byte_spans` of their inputs (lib/tokenizer/align.ts). */
+  byteLength?: Uint32Array;
 }
 
 /**
@@ -109,14 +112,16 @@ export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, e
     }
     for (let b = 0; b < B; b++) {
       const row = w.ids.subarray((b0 + b) * (L + 1), (b0 + b + 1) * (L + 1));
+      const inputIds = windowInputs(w, b0 + b, o.noise);
       rows.push({
         sample_id: BigInt(b0 + b),
-        input_ids: windowInputs(w, b0 + b, o.noise),
+        input_ids: inputIds,
         target_ids: Int32Array.from(row.subarray(1)),
         topk_ids: new Uint32Array(r.topkIds.buffer, r.topkIds.byteOffset + b * L * k * 4, L * k).slice(), // ids ≥ 0: same bits
         topk_logits: r.topkLogits.slice(b * L * k, (b + 1) * L * k),
         log_z: r.logZ.slice(b * L * T, (b + 1) * L * T),
         ...(H > 0 ? { hidden: r.hidden!.slice(b * L * H, (b + 1) * L * H) } : {}),
+        ...(o.byteLength ? { byte_spans: byteSpans(inputIds, o.byteLength) } : {}),
       });
     }
     o.onBatch?.(b0 + B - start);

@@ -3,7 +3,7 @@
  * is one line: `"<where>: missing field 'k'"`, `"<where>: field 'k' must be a positive
  * integer (got -1)"`, `"<where>: not a kd-logits manifest (format 'x')"`.
  */
-import type { LogitManifest } from './manifest.js';
+import { SPAN_TOKENIZER_FILE, SPAN_UNIT, type LogitManifest } from './manifest.js';
 import { SHARD_LAYOUTS } from './schema.js';
 
 type Kind = 'object' | 'string' | 'posint' | 'nonnegint' | 'strings' | 'array' | 'id';
@@ -145,6 +145,7 @@ export function validateManifest(obj: unknown, where: string): LogitManifest {
   }
   checkOptional(m, where);
   checkHidden(m, where);
+  checkSpans(m, where);
   checkShards(m, where);
   for (const s of m.shards) s.first_sample_id = String(s.first_sample_id);
   return m;
@@ -166,4 +167,18 @@ function checkHidden(m: LogitManifest, where: string): void {
   if (projection === null || projection === undefined) return;
   const p = projection as Record<string, unknown>;
   if (!Number.isInteger(p.seed) || p.dim !== width || typeof p.kind !== 'string' || !Number.isInteger(p.rows)) throw bad('projection must be {kind, seed, rows, dim = width}');
+}
+
+/** The optional `spans` record: unit, offset dtype, the tokenizer file, EOS id and BOS id or null. */
+function checkSpans(m: LogitManifest, where: string): void {
+  const s = m.spans as unknown;
+  if (s === undefined) return;
+  const bad = (why: string) => new Error(`${where}: field 'spans' ${why} (got ${JSON.stringify(s)})`);
+  if (typeof s !== 'object' || s === null) throw bad('must be an object');
+  const { unit, dtype, tokenizer, eos_id, bos_id } = s as Record<string, unknown>;
+  if (unit !== SPAN_UNIT) throw bad(`unit must be '${SPAN_UNIT}'`);
+  if (dtype !== 'uint16' && dtype !== 'uint32') throw bad("dtype must be 'uint16' or 'uint32'");
+  if (tokenizer !== SPAN_TOKENIZER_FILE) throw bad(`tokenizer must be '${SPAN_TOKENIZER_FILE}'`);
+  if (!Number.isInteger(eos_id) || (eos_id as number) < 0) throw bad('eos_id must be an integer ≥ 0');
+  if (bos_id !== null && !(Number.isInteger(bos_id) && (bos_id as number) >= 0)) throw bad('bos_id must be an integer ≥ 0 or null');
 }

@@ -96,6 +96,29 @@ export interface LogitManifest {
   hidden?: HiddenInfo;
   /** The prep's windows.json `augmentation`, copied: with `token_noise`, `input_ids` are the noisy inputs the teacher saw (targets clean); absent: none. */
   augmentation?: Augmentation;
+  /** Byte spans of the input tokens in the `byte_spans` column (`kd precompute --spans`), for cross-tokenizer distillation; absent: none. */
+  spans?: SpanInfo;
+}
+
+/** Unit of the `byte_spans` offsets. */
+export const SPAN_UNIT = 'utf-8 bytes';
+/** File name, beside manifest.json, of the tokenizer a dataset with spans carries. */
+export const SPAN_TOKENIZER_FILE = 'tokenizer.json';
+
+/**
+ * The `byte_spans` column of a dataset: per position, the [start, end) offsets of its input token
+ * in the window's text (lib/tokenizer/align.ts: UTF-8 bytes; special tokens empty), and what a
+ * reader needs to get that text back from the ids without the prep: the tokenizer.json beside the
+ * manifest (its sha256 is `tokenizer.sha256`) and the ids of the windows' EOS and BOS.
+ */
+export interface SpanInfo {
+  unit: typeof SPAN_UNIT;
+  /** Width of the stored offsets: uint16 when (seq_len + 1) × the longest token's bytes fits. */
+  dtype: IdDtype;
+  tokenizer: typeof SPAN_TOKENIZER_FILE;
+  eos_id: number;
+  /** null: the windows have no BOS. */
+  bos_id: number | null;
 }
 
 /**
@@ -150,6 +173,7 @@ export function layoutOf(m: LogitManifest): ShardLayout {
     seqLen: m.seq_len, k: m.k, numTemps: m.temperatures.length,
     idDtype: m.encoding.ids, valueDtype: m.encoding.values, layout: m.encoding.layout,
     ...(m.hidden ? { hidden: { layers: m.hidden.layers.length, width: m.hidden.width } } : {}),
+    ...(m.spans ? { spans: m.spans.dtype } : {}),
   };
 }
 

@@ -12,10 +12,14 @@
  * | `topk_logits` | BYTE_ARRAY   | [L*k] z_i - max z, fp16 bits or fp32 (`encoding.values`)   |
  * | `log_z`       | BYTE_ARRAY   | [L*T] fp32, logsumexp(z/τ) - max(z)/τ per stored τ         |
  * | `hidden`      | BYTE_ARRAY   | optional: [L*n*w] fp16 bits, teacher hidden states [L, n, w] |
+ * | `byte_spans`  | BYTE_ARRAY   | optional: [L*2] start, end of each input token in the window's text, UTF-8 bytes, uint16 or uint32 |
  *
  * `hidden` exists only in datasets precomputed with `--hidden-layers` (manifest `hidden`: the n
  * layers in HF output_hidden_states indices, width w, dtype float16 and the fixed projection
  * when `--hidden-dim` was given); shards without it stay valid and are read as before.
+ * `byte_spans` exists only in datasets precomputed with `--spans` (manifest `spans`: unit, dtype,
+ * the tokenizer.json beside the manifest, EOS/BOS ids), for cross-tokenizer distillation
+ * (lib/tokenizer/align.ts defines the spans); it comes after `hidden` when both are present.
  *
  * Byte layout `packed-le-split` (manifest `encoding.layout`): a blob of n values of w bytes
  * (w = 2 for uint16 ids and fp16, 4 for int32, uint32 and fp32) stores byte 0 of every value,
@@ -164,6 +168,8 @@ export interface LogitRow {
   log_z: Float32Array;
   /** [L*n*w] teacher hidden states [L, n layers, width] as fp16 bits; present iff the layout has `hidden`. */
   hidden?: Uint16Array;
+  /** [L*2] start, end (exclusive) UTF-8 byte offset of each input token in the window's text; present iff the layout has `spans`. */
+  byte_spans?: Uint32Array;
 }
 
 /** Shape of the optional `hidden` column: n stored layers of `width` fp16 values per position. */
@@ -189,6 +195,8 @@ export interface ShardLayout {
   layout?: LayoutName;
   /** The optional `hidden` column's shape; absent: no such column. */
   hidden?: HiddenLayout;
+  /** Width of the optional `byte_spans` column's offsets; absent: no such column. */
+  spans?: IdDtype;
 }
 
 /** The `kd.shard` key-value metadata of a shard file. */
@@ -203,14 +211,16 @@ export interface ShardKv {
   values: ValueDtype;
   /** "<layers>x<width>" when the shard has the `hidden` column (absent otherwise). */
   hidden?: string;
+  /** Offset width of the `byte_spans` column when the shard has it (absent otherwise). */
+  spans?: IdDtype;
 }
 
-/** Column names in file order (without the optional `hidden`, which comes last when present). */
+/** Column names in file order (without the optional `hidden` and `byte_spans`, which come last when present). */
 export const COLUMNS = ['sample_id', 'input_ids', 'target_ids', 'topk_ids', 'topk_logits', 'log_z'] as const;
 
 /** The columns a shard of `layout` has, in file order. */
 export function columnsOf(layout: ShardLayout): string[] {
-  return layout.hidden ? [...COLUMNS, 'hidden'] : [...COLUMNS];
+  return [...COLUMNS, ...(layout.hidden ? ['hidden'] : []), ...(layout.spans ? ['byte_spans'] : [])];
 }
 
 /** {@link ShardKv} for a layout ({@link SHARD_LAYOUT} when `layout.layout` is absent). */
@@ -220,6 +230,7 @@ export function shardKv(layout: ShardLayout): ShardKv {
     seq_len: layout.seqLen, k: layout.k, num_temps: layout.numTemps,
     ids: layout.idDtype, values: layout.valueDtype,
     ...(layout.hidden ? { hidden: `${layout.hidden.layers}x${layout.hidden.width}` } : {}),
+    ...(layout.spans ? { spans: layout.spans } : {}),
   };
 }
 
@@ -242,6 +253,9 @@ export function checkLayout(layout: ShardLayout, where: string): void {
   if (h !== undefined && !(Number.isInteger(h.layers) && h.layers > 0 && Number.isInteger(h.width) && h.width > 0)) {
     throw new Error(`${where}: hidden layers and width must be positive integers (got ${h.layers}, ${h.width})`);
   }
+  if (layout.spans !== undefined && layout.spans !== 'uint16' && layout.spans !== 'uint32') {
+    throw new Error(`${where}: spans must be 'uint16' or 'uint32' (got '${layout.spans}')`);
+  }
   if (layout.layout !== undefined && !SHARD_LAYOUTS.includes(layout.layout)) {
     throw new Error(`${where}: layout must be one of ${SHARD_LAYOUTS.join(', ')} (got '${layout.layout}')`);
   }
@@ -257,7 +271,12 @@ export function rowBytes(layout: ShardLayout): number {
   const id = layout.idDtype === 'uint16' ? 2 : 4;
   const val = layout.valueDtype === 'float16' ? 2 : 4;
   const { seqLen: L, k, numTemps: T } = layout;
-  return 8 + L * id + L * 4 + L * k * (id + val) + L * T * 4 + hiddenValues(layout) * 2;
+  return 8 + L * id + L * 4 + L * k * (id + val) + L * T * 4 + hiddenValues(layout) * 2 + spanBytes(layout);
+}
+
+/** Bytes of one row's `byte_spans` blob: L·2 offsets (0 without the column). */
+export function spanBytes(layout: ShardLayout): number {
+  return layout.spans ? layout.seqLen * 2 * (layout.spans === 'uint16' ? 2 : 4) : 0;
 }
 
 /** fp16 values of one row's `hidden` blob: L·n·w (0 without the column). */

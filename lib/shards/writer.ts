@@ -91,6 +91,7 @@ function encodeShard(packed: PackedRow[], meta: WriteShardMeta): Uint8Array {
       { name: 'sample_id', data: packed.map((r) => r.sample_id), type: 'INT64', nullable: false, statistics: true },
       blob('input_ids'), blob('target_ids'), blob('topk_ids'), blob('topk_logits'), blob('log_z'),
       ...(meta.hidden ? [{ ...blob('hidden'), data: packed.map((r) => r.hidden!) }] : []),
+      ...(meta.spans ? [{ ...blob('byte_spans'), data: packed.map((r) => r.byte_spans!) }] : []),
     ],
     codec: meta.codec ?? 'BROTLI',
     compressors: { GZIP: gzipAt(meta.gzipLevel ?? DEFAULT_GZIP_LEVEL), BROTLI: brotliAt(meta.brotliQuality ?? DEFAULT_BROTLI_QUALITY) },
