@@ -8,7 +8,7 @@ import { attr, describeValueInfo, DT, valueInfo } from './proto.js';
 import { editGraph, GraphView, viewGraph } from './raw.js';
 
 /** Prefix of every value/node name we add, so it cannot clash with names in the user's graph. */
-const PREFIX = 'kd_surgery/';
+export const PREFIX = 'kd_surgery/';
 
 /** Output names written by {@link addTopKOutputs} / {@link addScoringOutputs}. */
 export const TOPK_OUTPUTS = ['topk_ids', 'topk_logits', 'log_z'] as const;
@@ -29,7 +29,7 @@ export interface TopKSurgeryOptions {
 }
 
 /** Checks the model, returns a builder at its opset and `logits` cast to float32 [B, L, V]. */
-function startSurgery(bytes: Uint8Array, source: string): { g: GraphBuilder; logits: string; view: GraphView; vocab: number | string } {
+export function startSurgery(bytes: Uint8Array, source: string): { g: GraphBuilder; logits: string; view: GraphView; vocab: number | string } {
   const view = viewGraph(bytes, source);
   const out = view.outputs.find((o) => o.name === 'logits');
   if (!out) {
@@ -49,7 +49,7 @@ function startSurgery(bytes: Uint8Array, source: string): { g: GraphBuilder; log
  * already computed (τ = 2 from 4, 1 from 2, 1.5 from 3): one Mul instead of Mul + Exp, within a
  * few ulp. (ORT's CPU Sqrt, the other direction, was off by 1e-3 relative after two steps.)
  */
-function expSums(g: GraphBuilder, s: string, temperatures: number[]): string {
+export function expSums(g: GraphBuilder, s: string, temperatures: number[]): string {
   const exps = new Map<number, string>();
   for (const t of [...new Set(temperatures)].sort((a, b) => b - a)) {
     const double = exps.get(2 * t);
