@@ -54,7 +54,7 @@ function sampledGradient(seed: number, tau: number, tauGen: number, t: ReturnTyp
   return tf.tidy(() => {
     const signal = { ids: tf.tensor2d(ids, [P, n], 'int32'), logits: tf.tensor2d(vals, [P, n]), logZ: tf.tensor1d(logZTau), weights: tf.tensor2d(weights, [P, n]) };
     const targets = tf.tensor1d([1, 2, 3], 'int32');
-    const g = tf.grad((x: tf.Tensor2D) => distillationLoss(x, signal, targets, { alpha: 1, temperature: tau, loss: 'forward_kl', mode: 'tail', realVocab: V }).total.mul(P));
+    const g = tf.grad((x: tf.Tensor) => distillationLoss(x as tf.Tensor2D, signal, targets, { alpha: 1, temperature: tau, loss: 'forward_kl', mode: 'tail', realVocab: V }).total.mul(P));
     return g(tf.tensor2d(student, [P, V])).dataSync() as Float32Array;
   });
 }
@@ -92,7 +92,7 @@ describe('sampled KD estimator', () => {
         order.forEach((id, j) => { ids[p * n + j] = id; vals[p * n + j] = t.s[p * V + id]; });
       }
       const signal = { ids: tf.tensor2d(ids, [P, n], 'int32'), logits: tf.tensor2d(vals, [P, n]) };
-      const f = tf.grad((x: tf.Tensor2D) => distillationLoss(x, signal, tf.tensor1d([1, 2, 3], 'int32'), { alpha: 1, temperature: 1, loss: 'forward_kl', mode: 'renormalize', realVocab: V }).total.mul(P));
+      const f = tf.grad((x: tf.Tensor) => distillationLoss(x as tf.Tensor2D, signal, tf.tensor1d([1, 2, 3], 'int32'), { alpha: 1, temperature: 1, loss: 'forward_kl', mode: 'renormalize', realVocab: V }).total.mul(P));
       return f(tf.tensor2d(student, [P, V])).dataSync() as Float32Array;
     });
     const want = fullGradient(t.s, 1);

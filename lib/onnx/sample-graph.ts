@@ -5,7 +5,7 @@
  */
 import { attr, DT, valueInfo } from './proto.js';
 import { editGraph } from './raw.js';
-import { expSums, startSurgery, WIDTH_OUTPUT } from './topk-graph.js';
+import { expSums, startSurgery, topkOutputInfos, WIDTH_OUTPUT } from './topk-graph.js';
 import { THRESHOLD_SCALE } from '../logits/sampling.js';
 
 /** The uniforms input of a sampled graph: float [batch_size, sequence_length, n], in [0, 1). */
@@ -69,11 +69,6 @@ export function addSampledOutputs(modelBytes: Uint8Array, opts: SampledSurgeryOp
     nodes: g.nodes,
     initializers: g.initializers,
     inputs: [valueInfo(UNIFORMS_INPUT, DT.FLOAT, [...bl, n])],
-    outputs: [
-      valueInfo('topk_ids', DT.INT64, [...bl, n]),
-      valueInfo('topk_logits', DT.FLOAT, [...bl, n]),
-      valueInfo('log_z', DT.FLOAT, [...bl, temperatures.length]),
-      valueInfo(WIDTH_OUTPUT, DT.INT64, [1]),
-    ],
+    outputs: topkOutputInfos(n, temperatures.length),
   }, source);
 }

@@ -91,19 +91,24 @@ export function addTopKOutputs(modelBytes: Uint8Array, opts: TopKSurgeryOptions)
   const total = expSums(g, g.op('Sub', [logits, max]), temperatures); // [B, L, |τ|]
   g.named('log_z', 'Log', [total]);
   g.named(WIDTH_OUTPUT, 'Slice', [g.op('Shape', [logits]), g.int64([-1]), g.int64([0x7fffffff])]);
-  const bl = ['batch_size', 'sequence_length'];
   return editGraph(modelBytes, {
     dropOutputs: true,
     nodes: g.nodes,
     initializers: g.initializers,
     inputs: [],
-    outputs: [
-      valueInfo('topk_ids', DT.INT64, [...bl, k]),
-      valueInfo('topk_logits', DT.FLOAT, [...bl, k]),
-      valueInfo('log_z', DT.FLOAT, [...bl, temperatures.length]),
-      valueInfo(WIDTH_OUTPUT, DT.INT64, [1]),
-    ],
+    outputs: topkOutputInfos(k, temperatures.length),
   }, source);
+}
+
+/** Value infos of the outputs precompute reads: topk_ids, topk_logits [B, L, k], log_z [B, L, T], logits_width. */
+export function topkOutputInfos(k: number, numTemperatures: number) {
+  const bl = ['batch_size', 'sequence_length'];
+  return [
+    valueInfo('topk_ids', DT.INT64, [...bl, k]),
+    valueInfo('topk_logits', DT.FLOAT, [...bl, k]),
+    valueInfo('log_z', DT.FLOAT, [...bl, numTemperatures]),
+    valueInfo(WIDTH_OUTPUT, DT.INT64, [1]),
+  ];
 }
 
 /**
