@@ -11,8 +11,9 @@ import { FieldCheck, flagsToConfig, intListFlag, isBool, isInt, isOneOf, isStrin
 import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { resolveWorker } from '../lib/cli/workers.js';
-import { addHiddenOutput, addTopKOutputs, findHiddenTensors, hiddenSizeOf, openDerivedSession, teacherDtypeOf, TOKENIZER_SHA256_KEY, type OnnxSession } from '../lib/onnx/index.js';
-import { measureLogitsWidth } from '../lib/precompute/teacher-rows.js';
+import { addHiddenOutput, addSampledOutputs, addTopKOutputs, findHiddenTensors, hiddenSizeOf, openDerivedSession, teacherDtypeOf, TOKENIZER_SHA256_KEY, type OnnxSession } from '../lib/onnx/index.js';
+import { measureLogitsWidth, type SamplingRows } from '../lib/precompute/teacher-rows.js';
+import { UNIFORMS_KIND } from '../lib/logits/sampling.js';
 import { loadPrecomputeInputs, type PrecomputeInputs } from '../lib/precompute/inputs.js';
 import { DatasetOutput } from '../lib/precompute/output.js';
 import { computeShards } from '../lib/precompute/run-shards.js';
@@ -32,8 +33,19 @@ export interface PrecomputeConfig {
   prep: string;
   /** Output directory of the logit dataset. */
   out: string;
-  /** Ids stored per position. */
+  /** Ids stored per position (mode topk). */
   k: number;
+  /**
+   * `topk` (default): the k largest logits; `sampled`: `samples` ids drawn with replacement from
+   * p_τg per position, for unbiased random-sampling KD (Anshumann et al., ACL 2025; lib/logits/sampling.ts).
+   */
+  mode: 'topk' | 'sampled';
+  /** Draws per position n in sampled mode (the dataset's k). */
+  samples: number;
+  /** τg of the draws (sampled mode); must be one of `temperatures`. */
+  sampling_temperature: number;
+  /** Seed of the draws' uniforms (sampled mode): with the sample id it fixes every draw. */
+  sampling_seed: number;
   /**
    * Temperatures whose normaliser log_z is stored. Default [1, 2, 4]: the sweep's grid; each extra
    * τ costs ~2 passes over [B, L, V] (a τ whose double is stored costs one Mul). Tail-mode training
@@ -78,13 +90,15 @@ export interface PrecomputeConfig {
 }
 
 export const PRECOMPUTE_DEFAULTS: PrecomputeConfig = {
-  teacher: 'runs/teacher/model.onnx', prep: 'runs/prep', out: 'runs/logits', k: 32,
+  teacher: 'runs/teacher/model.onnx', prep: 'runs/prep', out: 'runs/logits', k: 32, mode: 'topk', samples: 12, sampling_temperature: 1, sampling_seed: 0,
   temperatures: [1, 2, 4], batch_size: 8, rows_per_shard: 1024, max_windows: 0, device: 'auto', codec: 'brotli',
   hidden_layers: [], hidden_outputs: [], hidden_dim: 0, hidden_seed: 0, spans: false, overwrite: false, quiet: false,
 };
 
 const CHECKS: Record<keyof PrecomputeConfig, FieldCheck> = {
   teacher: isString, prep: isString, out: isString, k: isInt(1, 1 << 20),
+  mode: isOneOf('topk', 'sampled'), samples: isInt(1, 1 << 16), sampling_seed: isInt(0, 2 ** 32 - 1),
+  sampling_temperature: (v) => (typeof v === 'number' && v > 0 && Number.isFinite(v) ? undefined : 'must be a number > 0'),
   temperatures: (v) => (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'number' && t > 0) && new Set(v).size === v.length ? undefined : 'must be a non-empty list of distinct numbers > 0'),
   batch_size: isInt(1, 4096), rows_per_shard: isInt(1), max_windows: isInt(0), device: isOneOf('auto', 'cpu', 'cuda'), codec: isOneOf('brotli', 'gzip'),
   shard_index: optional(isInt(0)), num_shards: optional(isInt(1)), overwrite: isBool, quiet: isBool,
@@ -138,11 +152,39 @@ function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: WriteSha
     },
     tokenizer: { sha256: inp.tokenizer.sha256, vocab_size: inp.teacherVocab, real_vocab_size: inp.tokenizer.vocabSize },
     windows: { source: join(cfg.prep, 'windows.json'), sha256: inp.windows.meta.splits.train.sha256, validation_sha256: inp.validationSha256, bos: inp.windows.meta.bos.mode },
-    seq_len: inp.windows.seqLen, k: cfg.k, mode: 'topk', temperatures: cfg.temperatures,
+    seq_len: inp.windows.seqLen, k: slotsOf(cfg), mode: cfg.mode, temperatures: cfg.temperatures,
+    ...(cfg.mode === 'sampled' ? { sampling: { samples: cfg.samples, temperature: cfg.sampling_temperature, seed: cfg.sampling_seed, uniforms: UNIFORMS_KIND } } : {}),
     encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: SHARD_LAYOUT, codec: layout.codec },
     plan: planInfo(inp.rows, cfg.rows_per_shard, cfg.batch_size),
     shards: [], totals: { rows: 0, positions: 0, bytes: 0 }, tool_version: TOOL_VERSION, created_at: '',
   };
+}
+
+/** Slots per position: k, or the number of draws in sampled mode. */
+function slotsOf(cfg: PrecomputeConfig): number {
+  return cfg.mode === 'sampled' ? cfg.samples : cfg.k;
+}
+
+/** The draws' settings for the teacher loop (sampled mode only). */
+function samplingOf(cfg: PrecomputeConfig): SamplingRows | undefined {
+  return cfg.mode === 'sampled' ? { samples: cfg.samples, seed: cfg.sampling_seed } : undefined;
+}
+
+/**
+ * Sampled mode's settings are valid together: τg among the stored temperatures, and no explicit k.
+ * @throws Error "<source>: …" naming the keys.
+ */
+function checkMode(cfg: PrecomputeConfig, partial: Record<string, unknown>, source: string): void {
+  if (cfg.mode === 'topk') {
+    for (const key of ['samples', 'sampling_temperature', 'sampling_seed']) {
+      if (partial[key] !== undefined) throw new Error(`${source}: ${key} is for mode 'sampled' (add --mode sampled, or drop it)`);
+    }
+    return;
+  }
+  if (partial.k !== undefined) throw new Error(`${source}: k is for mode 'topk'; mode 'sampled' stores \`samples\` draws per position (--samples)`);
+  if (!cfg.temperatures.includes(cfg.sampling_temperature)) {
+    throw new Error(`${source}: sampling_temperature ${cfg.sampling_temperature} must be one of temperatures [${cfg.temperatures}] (its log_z weights the draws)`);
+  }
 }
 
 /** Runs precompute; see the module comment. */
@@ -154,13 +196,16 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   if (!inp.teacherTokenizer && !cfg.quiet) {
     process.stderr.write(`kd: warning: ${cfg.teacher}: no tokenizer.json beside it and no ${TOKENIZER_SHA256_KEY} in its metadata; cannot check that ${inp.tokenizer.path} is the teacher's tokenizer\n`);
   }
-  const topk = addTopKOutputs(inp.teacherBytes, { k: cfg.k, temperatures: cfg.temperatures, source: cfg.teacher });
+  checkMode(cfg, partial, source);
+  const topk = cfg.mode === 'sampled'
+    ? addSampledOutputs(inp.teacherBytes, { samples: cfg.samples, samplingTemperature: cfg.sampling_temperature, temperatures: cfg.temperatures, source: cfg.teacher })
+    : addTopKOutputs(inp.teacherBytes, { k: cfg.k, temperatures: cfg.temperatures, source: cfg.teacher });
   const { graph, hidden } = withHiddenStates(cfg, inp.teacherBytes, topk);
   const session = inp.vocabDeclared ? undefined : await measureVocab(cfg, inp, graph); // before any output exists
   const L = inp.windows.seqLen;
   const spans = cfg.spans ? spanPlan(inp, source) : undefined;
   const layout: WriteShardMeta = {
-    seqLen: L, k: cfg.k, numTemps: cfg.temperatures.length, idDtype: idDtypeFor(inp.tokenizer.vocabSize), valueDtype: 'float16', codec: cfg.codec === 'gzip' ? 'GZIP' : 'BROTLI',
+    seqLen: L, k: slotsOf(cfg), numTemps: cfg.temperatures.length, idDtype: idDtypeFor(inp.tokenizer.vocabSize), valueDtype: 'float16', codec: cfg.codec === 'gzip' ? 'GZIP' : 'BROTLI',
     ...(hidden ? { hidden: { layers: hidden.layers.length, width: hidden.width } } : {}),
     ...(spans ? { spans: spans.info.dtype } : {}),
   };
@@ -251,7 +296,7 @@ function withHiddenStates(cfg: PrecomputeConfig, teacher: Uint8Array, topk: Uint
 async function measureVocab(cfg: PrecomputeConfig, inp: PrecomputeInputs, graph: Uint8Array): Promise<OnnxSession> {
   const session = await openDerivedSession(cfg.teacher, graph, { device: cfg.device });
   try {
-    const width = await measureLogitsWidth(session, inp.windows);
+    const width = await measureLogitsWidth(session, inp.windows, 0, samplingOf(cfg));
     if (width < inp.tokenizer.vocabSize) {
       throw new Error(`${cfg.teacher}: teacher logits are ${width} wide (measured on the first window; the graph declares the dim symbolically), fewer than the tokenizer's ${inp.tokenizer.vocabSize} tokens (${inp.tokenizer.path})`);
     }
@@ -283,7 +328,7 @@ async function teacherLoop(cfg: PrecomputeConfig, inp: PrecomputeInputs, graph: 
     try {
       await computeShards(session, inp.windows, todo, out, {
         batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, tokenizer: inp.tokenizer.path, vocabWidth: inp.teacherVocab,
-        layout, sink, timing, signal, noise: inp.noise, byteLength, onWindows: (n) => progress.update(n * L),
+        layout, sink, timing, signal, noise: inp.noise, sampling: samplingOf(cfg), byteLength, onWindows: (n) => progress.update(n * L),
       });
     } catch (e) {
       if (!signal.aborted) throw e;
@@ -321,7 +366,11 @@ export const command: CommandModule<object, Args> = {
     .option('teacher', { type: 'string', describe: `teacher .onnx (default ${PRECOMPUTE_DEFAULTS.teacher})` })
     .option('prep', { type: 'string', describe: `prep output directory (default ${PRECOMPUTE_DEFAULTS.prep})` })
     .option('out', { type: 'string', describe: `logit dataset directory (default ${PRECOMPUTE_DEFAULTS.out})` })
-    .option('k', { type: 'number', describe: `ids stored per position (default ${PRECOMPUTE_DEFAULTS.k})` })
+    .option('k', { type: 'number', describe: `ids stored per position, mode topk (default ${PRECOMPUTE_DEFAULTS.k})` })
+    .option('mode', { choices: ['topk', 'sampled'], describe: 'topk = the k largest logits; sampled = --samples draws from the teacher per position, for unbiased random-sampling KD (default topk)' })
+    .option('samples', { type: 'number', describe: `draws per position in sampled mode (default ${PRECOMPUTE_DEFAULTS.samples})` })
+    .option('sampling-temperature', { type: 'number', describe: 'τg of the draws, one of --temperatures (default 1)' })
+    .option('sampling-seed', { type: 'number', describe: 'seed of the draws; with the window id it fixes every draw (default 0)' })
     .option('temperatures', { type: 'array', coerce: numberListFlag('temperatures'), describe: `temperatures whose log_z is stored (default ${PRECOMPUTE_DEFAULTS.temperatures.join(' ')})` })
     .option('batch-size', { type: 'number', describe: `windows per teacher forward (default ${PRECOMPUTE_DEFAULTS.batch_size})` })
     .option('rows-per-shard', { type: 'number', describe: `windows per shard file (default ${PRECOMPUTE_DEFAULTS.rows_per_shard})` })

@@ -88,7 +88,7 @@ async function checkedRunConfig(partial: Record<string, unknown>, source: string
   const cfg = resolveTrainConfig(partial, source, STUDENT_DEFAULTS);
   if (!cfg.data) throw new Error(`${source}: data (a logit dataset directory from precompute) is required`);
   const manifest = await readManifest(cfg.data);
-  try { makeLossFn(cfg, manifest.tokenizer.real_vocab_size, manifest.temperatures); } catch (e) { throw new Error(`${source}: ${(e as Error).message}`); }
+  try { makeLossFn(cfg, manifest.tokenizer.real_vocab_size, manifest.temperatures, manifest.sampling); } catch (e) { throw new Error(`${source}: ${(e as Error).message}`); }
   return cfg;
 }
 

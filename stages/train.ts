@@ -52,7 +52,7 @@ export async function run(partial: Record<string, unknown>, source = 'train conf
   checkManifestVocab(ds.manifest, manifestPath, tokenizer);
   const warning = await checkPrepProvenance(cfg.prep, ds.manifest, manifestPath);
   if (warning && !cfg.quiet) process.stderr.write(`kd: warning: ${warning}\n`);
-  const lossFn = makeLossFn(cfg, ds.manifest.tokenizer.real_vocab_size, ds.manifest.temperatures); // fails fast on an unstored τ
+  const lossFn = makeLossFn(cfg, ds.manifest.tokenizer.real_vocab_size, ds.manifest.temperatures, ds.manifest.sampling); // fails fast on an unstored τ
   const { data: trainData, topk } = await openEnsemble(cfg.data, ds, cfg.ensemble, cfg.topk_mode, source);
   const summary = await train(cfg, {
     train: trainData,

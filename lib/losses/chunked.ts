@@ -52,7 +52,7 @@ export function chunkedDistillationLoss(
 function rowsOf(signal: TeacherSignal | undefined, opts: DistillOptions, start: number, size: number): TeacherSignal | undefined {
   if (!signal || opts.alpha === 0) return undefined;
   const rows = <T extends tf.Tensor>(t: T) => tf.slice(t, start, size) as T;
-  return { ids: rows(signal.ids), logits: rows(signal.logits), logZ: signal.logZ ? rows(signal.logZ) : undefined };
+  return { ids: rows(signal.ids), logits: rows(signal.logits), logZ: signal.logZ ? rows(signal.logZ) : undefined, ...(signal.weights ? { weights: rows(signal.weights) } : {}) };
 }
 
 /**

@@ -5,6 +5,7 @@ import { getLoss, type LossName } from './registry.js';
 import type { TeacherSignal, TopKMode } from './signal.js';
 import { studentLogProbsAtGroups, type IdGroup } from './student-logprobs.js';
 import { bucketLogProbs, checkSignal } from './topk.js';
+import { sampledForwardKl } from './sampled.js';
 
 /** Options of the distillation loss (validated on every call; cheap). */
 export interface DistillOptions {
@@ -105,7 +106,8 @@ export function checkDistillInputs(n: number, v: number, signal: TeacherSignal |
   checkTargets(targets, n);
   if (opts.alpha > 0) {
     if (!signal) throw new Error(`alpha = ${opts.alpha} > 0 needs a teacher signal`);
-    checkSignal(signal, opts.mode);
+    checkSignal(signal, signal.weights ? 'tail' : opts.mode); // sampled: logZ needed, whatever topk_mode says
+    if (signal.weights && opts.loss !== 'forward_kl') throw new Error(`loss '${opts.loss}' needs the teacher's top-k; a sampled dataset's draws estimate forward_kl only (Anshumann et al. 2025)`);
     if (signal.ids.shape[0] !== n) throw new Error(`teacher ids [${signal.ids.shape}] and student logits [${n},${v}] differ in positions`);
   }
   return countTargets(targets, opts.realVocab);
@@ -146,6 +148,7 @@ export function lossSums(
 
 /** KD_t (without τ²) per position from the student's log-probs at the teacher ids: [N]. */
 function kdPerPosition(studentLogQ: tf.Tensor2D, signal: TeacherSignal, opts: DistillOptions): tf.Tensor1D {
+  if (signal.weights) return sampledForwardKl(studentLogQ, signal, opts.temperature);
   const { logP, logQ } = bucketLogProbs(signal, studentLogQ, opts.temperature, opts.mode);
   return getLoss(opts.loss)(logP, logQ, { beta: opts.beta, lambda: opts.lambda });
 }

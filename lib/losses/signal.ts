@@ -15,6 +15,12 @@ export interface TeacherSignal {
    * normaliser: p_τ(i) = exp(logits_i/τ − logZ). Required by `tail` mode.
    */
   logZ?: tf.Tensor1D;
+  /**
+   * float32 [N, k], sampled datasets only: each slot's weight in the random-sampling estimator
+   * (lib/logits/sampling.ts sampledWeights); present = `ids` are draws from p_τg, not the top k,
+   * and the KD term is sampledForwardKl.
+   */
+  weights?: tf.Tensor2D;
 }
 
 /**

@@ -10,6 +10,7 @@ import ort from 'onnxruntime-node';
 import { decodeHalf } from '../logits/fp16.js';
 import { SCORING_OUTPUT, TOPK_OUTPUTS, WIDTH_OUTPUT } from './topk-graph.js';
 import { HIDDEN_OUTPUT } from './hidden-graph.js';
+import { UNIFORMS_INPUT } from './sample-graph.js';
 
 export type Device = 'auto' | 'cpu' | 'cuda';
 export type ExecutionProvider = 'cpu' | 'cuda';
@@ -225,11 +226,11 @@ export interface TopKResult {
  * @throws Error naming the source when the graph lacks the top-k outputs or the teacher's
  *   logits are NaN/Inf at some position.
  */
-export async function runTopK(h: OnnxSession, ids: IntArray, batch: number, seqLen: number): Promise<TopKResult> {
+export async function runTopK(h: OnnxSession, ids: IntArray, batch: number, seqLen: number, extra: Feeds = {}): Promise<TopKResult> {
   requireOutputs(h, TOPK_OUTPUTS, 'add them with addTopKOutputs');
   const withWidth = h.outputNames.includes(WIDTH_OUTPUT);
   const withHidden = h.outputNames.includes(HIDDEN_OUTPUT);
-  const out = await h.session.run(buildFeeds(h, ids, batch, seqLen), [...TOPK_OUTPUTS, ...(withWidth ? [WIDTH_OUTPUT] : []), ...(withHidden ? [HIDDEN_OUTPUT] : [])]);
+  const out = await h.session.run(buildFeeds(h, ids, batch, seqLen, undefined, extra), [...TOPK_OUTPUTS, ...(withWidth ? [WIDTH_OUTPUT] : []), ...(withHidden ? [HIDDEN_OUTPUT] : [])]);
   const idsT = out.topk_ids, logZ = out.log_z.data as Float32Array;
   const k = idsT.dims[2], numTemperatures = out.log_z.dims[2];
   const src = idsT.data as BigInt64Array;
@@ -246,6 +247,15 @@ export async function runTopK(h: OnnxSession, ids: IntArray, batch: number, seqL
   const hidden = hid ? new Uint16Array((hid.data as Uint16Array).buffer, (hid.data as Uint16Array).byteOffset, hid.size) : undefined; // fp16 bits
   const hiddenShape = hid ? { layers: hid.dims[2], width: hid.dims[3] } : undefined;
   return { topkIds, topkLogits: out.topk_logits.data as Float32Array, logZ, k, numTemperatures, logitsWidth, hidden, hiddenShape };
+}
+
+/**
+ * Runs a session made from an addSampledOutputs graph (sample-graph.ts): as {@link runTopK}, with
+ * `uniforms` [B·L·n] in [0, 1) fed as `sample_uniforms`; `topkIds`/`topkLogits` then hold the n draws.
+ */
+export async function runSampled(h: OnnxSession, ids: IntArray, batch: number, seqLen: number, uniforms: Float32Array, n: number): Promise<TopKResult> {
+  if (uniforms.length !== batch * seqLen * n) throw new Error(`${h.source}: got ${uniforms.length} uniforms, expected ${batch} × ${seqLen} × ${n}`);
+  return runTopK(h, ids, batch, seqLen, { [UNIFORMS_INPUT]: new ort.Tensor('float32', uniforms, [batch, seqLen, n]) });
 }
 
 /**

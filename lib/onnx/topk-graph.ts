@@ -8,7 +8,7 @@ import { attr, describeValueInfo, DT, valueInfo } from './proto.js';
 import { editGraph, GraphView, viewGraph } from './raw.js';
 
 /** Prefix of every value/node name we add, so it cannot clash with names in the user's graph. */
-const PREFIX = 'kd_surgery/';
+export const PREFIX = 'kd_surgery/';
 
 /** Output names written by {@link addTopKOutputs} / {@link addScoringOutputs}. */
 export const TOPK_OUTPUTS = ['topk_ids', 'topk_logits', 'log_z'] as const;
@@ -29,7 +29,7 @@ export interface TopKSurgeryOptions {
 }
 
 /** Checks the model, returns a builder at its opset and `logits` cast to float32 [B, L, V]. */
-function startSurgery(bytes: Uint8Array, source: string): { g: GraphBuilder; logits: string; view: GraphView; vocab: number | string } {
+export function startSurgery(bytes: Uint8Array, source: string): { g: GraphBuilder; logits: string; view: GraphView; vocab: number | string } {
   const view = viewGraph(bytes, source);
   const out = view.outputs.find((o) => o.name === 'logits');
   if (!out) {
@@ -49,7 +49,7 @@ function startSurgery(bytes: Uint8Array, source: string): { g: GraphBuilder; log
  * already computed (τ = 2 from 4, 1 from 2, 1.5 from 3): one Mul instead of Mul + Exp, within a
  * few ulp. (ORT's CPU Sqrt, the other direction, was off by 1e-3 relative after two steps.)
  */
-function expSums(g: GraphBuilder, s: string, temperatures: number[]): string {
+export function expSums(g: GraphBuilder, s: string, temperatures: number[]): string {
   const exps = new Map<number, string>();
   for (const t of [...new Set(temperatures)].sort((a, b) => b - a)) {
     const double = exps.get(2 * t);
@@ -91,19 +91,24 @@ export function addTopKOutputs(modelBytes: Uint8Array, opts: TopKSurgeryOptions)
   const total = expSums(g, g.op('Sub', [logits, max]), temperatures); // [B, L, |τ|]
   g.named('log_z', 'Log', [total]);
   g.named(WIDTH_OUTPUT, 'Slice', [g.op('Shape', [logits]), g.int64([-1]), g.int64([0x7fffffff])]);
-  const bl = ['batch_size', 'sequence_length'];
   return editGraph(modelBytes, {
     dropOutputs: true,
     nodes: g.nodes,
     initializers: g.initializers,
     inputs: [],
-    outputs: [
-      valueInfo('topk_ids', DT.INT64, [...bl, k]),
-      valueInfo('topk_logits', DT.FLOAT, [...bl, k]),
-      valueInfo('log_z', DT.FLOAT, [...bl, temperatures.length]),
-      valueInfo(WIDTH_OUTPUT, DT.INT64, [1]),
-    ],
+    outputs: topkOutputInfos(k, temperatures.length),
   }, source);
+}
+
+/** Value infos of the outputs precompute reads: topk_ids, topk_logits [B, L, k], log_z [B, L, T], logits_width. */
+export function topkOutputInfos(k: number, numTemperatures: number) {
+  const bl = ['batch_size', 'sequence_length'];
+  return [
+    valueInfo('topk_ids', DT.INT64, [...bl, k]),
+    valueInfo('topk_logits', DT.FLOAT, [...bl, k]),
+    valueInfo('log_z', DT.FLOAT, [...bl, numTemperatures]),
+    valueInfo(WIDTH_OUTPUT, DT.INT64, [1]),
+  ];
 }
 
 /**

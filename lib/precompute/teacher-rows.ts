@@ -5,7 +5,8 @@
  */
 import type { TokenNoise } from '../data/augment/token-noise.js';
 import type { WindowSet } from '../data/windows.js';
-import { runTopK, type OnnxSession } from '../onnx/index.js';
+import { runSampled, runTopK, type OnnxSession } from '../onnx/index.js';
+import { sampleUniforms, sortDraws } from '../logits/sampling.js';
 import type { LogitRow } from '../shards/index.js';
 import { byteSpans } from '../tokenizer/align.js';
 
@@ -55,6 +56,21 @@ export interface TeacherRowsOptions {
   noise?: TokenNoise;
   /** Bytes per id of the prep's tokenizer: rows get `byte_spans` of their inputs (lib/tokenizer/align.ts). */
   byteLength?: Uint32Array;
+  /** Sampled mode: the graph is an addSampledOutputs graph drawing `samples` ids per position with uniforms seeded by (seed, sample id). */
+  sampling?: SamplingRows;
+}
+
+/** What teacherRows needs to feed a sampled graph. */
+export interface SamplingRows {
+  samples: number;
+  seed: number;
+}
+
+/** Uniforms [B·L·n] for windows [b0, b0 + B): window r's come from sampleUniforms(seed, r). */
+function batchUniforms(s: SamplingRows, b0: number, B: number, L: number): Float32Array {
+  const n = s.samples, u = new Float32Array(B * L * n);
+  for (let b = 0; b < B; b++) sampleUniforms(s.seed, b0 + b, L, n, u.subarray(b * L * n, (b + 1) * L * n));
+  return u;
 }
 
 /**
@@ -75,8 +91,9 @@ function checkIds(ids: Int32Array, realVocab: number, b0: number, L: number, k: 
  * The real logits width of a top-k graph (its `logits_width` output) on window `index` of `w`.
  * @throws Error when the graph lacks that output (not made by addTopKOutputs).
  */
-export async function measureLogitsWidth(h: OnnxSession, w: WindowSet, index = 0): Promise<number> {
-  const r = await runTopK(h, batchIds(w, index, 1), 1, w.seqLen);
+export async function measureLogitsWidth(h: OnnxSession, w: WindowSet, index = 0, sampling?: SamplingRows): Promise<number> {
+  const x = batchIds(w, index, 1), L = w.seqLen;
+  const r = sampling ? await runSampled(h, x, 1, L, batchUniforms(sampling, index, 1, L), sampling.samples) : await runTopK(h, x, 1, L);
   if (r.logitsWidth === undefined) throw new Error(`${h.source}: the top-k graph reports no logits width`);
   return r.logitsWidth;
 }
@@ -96,7 +113,8 @@ export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, e
     let r;
     const t0 = performance.now();
     try {
-      r = await runTopK(h, batchIds(w, b0, B, o.noise), B, L);
+      const x = batchIds(w, b0, B, o.noise);
+      r = o.sampling ? await runSampled(h, x, B, L, batchUniforms(o.sampling, b0, B, L), o.sampling.samples) : await runTopK(h, x, B, L);
     } catch (e) {
       throw new Error((e as Error).message.replace(/batch row (\d+)/, (_, i: string) => `window ${b0 + Number(i)}`));
     }
@@ -106,6 +124,7 @@ export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, e
       throw new Error(`${h.source}: teacher logits are ${r.logitsWidth} wide at window ${b0}, but the dataset records ${o.vocabWidth}`);
     }
     checkIds(r.topkIds, o.realVocab, b0, L, k, h.source, o.tokenizer);
+    if (o.sampling) sortDraws(r.topkIds, r.topkLogits, k); // run-length (id, count) order, like top-k's descending
     const H = o.hidden ? o.hidden.layers * o.hidden.width : 0; // fp16 values per position
     if (o.hidden && (!r.hidden || r.hiddenShape?.layers !== o.hidden.layers || r.hiddenShape.width !== o.hidden.width)) {
       throw new Error(`${h.source}: the graph's hidden output is ${r.hiddenShape ? `${r.hiddenShape.layers}×${r.hiddenShape.width}` : 'missing'} per position, the dataset records ${o.hidden.layers}×${o.hidden.width}`);

@@ -144,11 +144,26 @@ export function validateManifest(obj: unknown, where: string): LogitManifest {
     throw new Error(`${where}: encoding.ids uint16 cannot hold real_vocab_size ${m.tokenizer.real_vocab_size}`);
   }
   checkOptional(m, where);
+  checkSampling(m, where);
   checkHidden(m, where);
   checkSpans(m, where);
   checkShards(m, where);
   for (const s of m.shards) s.first_sample_id = String(s.first_sample_id);
   return m;
+}
+
+/** `sampling` is present exactly in `sampled` datasets, with samples = k and τg a stored temperature. */
+function checkSampling(m: LogitManifest, where: string): void {
+  const s = m.sampling as unknown;
+  if (m.mode !== 'sampled') {
+    if (s !== undefined) throw new Error(`${where}: field 'sampling' is only valid with mode 'sampled' (mode is '${m.mode}')`);
+    return;
+  }
+  if (s === undefined) throw new Error(`${where}: mode 'sampled' needs the field 'sampling'`);
+  checkFields(m, [['sampling', 'object'], ['sampling.samples', 'posint'], ['sampling.seed', 'nonnegint'], ['sampling.uniforms', 'string']], where);
+  const { samples, temperature } = m.sampling!;
+  if (samples !== m.k) throw new Error(`${where}: sampling.samples ${samples} != k ${m.k}`);
+  if (!m.temperatures.includes(temperature)) throw new Error(`${where}: sampling.temperature ${JSON.stringify(temperature)} is not one of the stored temperatures [${m.temperatures}]`);
 }
 
 /** The optional `hidden` record: layers distinct non-negative integers, width > 0, dtype float16, projection well formed. */

@@ -68,7 +68,16 @@ export interface LogitManifest {
   windows: { source: string; sha256: string; validation_sha256?: string; bos?: 'document' | 'window' | 'none' };
   seq_len: number;
   k: number;
+  /** `topk`: the k largest logits per position; `sampled`: k = n draws from p_τg (see `sampling`). */
   mode: 'topk' | 'sampled';
+  /**
+   * Sampled mode only (`kd precompute --mode sampled`): n = `samples` ids per position drawn with
+   * replacement from softmax(z/τg), τg = `temperature` (one of `temperatures`), with the uniforms of
+   * lib/logits/sampling.ts (`uniforms` names the generator) seeded by (`seed`, sample id). The k = n
+   * slots of `topk_ids`/`topk_logits` hold the draws in run-length (id, count) order: sorted by
+   * descending logit, an id drawn c times fills c adjacent slots (Anshumann et al., ACL 2025).
+   */
+  sampling?: SamplingInfo;
   /** Stored temperatures τ, in `log_z` column order. */
   temperatures: number[];
   /**
@@ -119,6 +128,14 @@ export interface SpanInfo {
   eos_id: number;
   /** null: the windows have no BOS. */
   bos_id: number | null;
+}
+
+/** The draws of a sampled dataset (manifest `sampling`). */
+export interface SamplingInfo {
+  samples: number;
+  temperature: number;
+  seed: number;
+  uniforms: string;
 }
 
 /**

@@ -30,6 +30,7 @@ const IDENTITY: [label: string, get: (m: LogitManifest) => unknown][] = [
   ['k', (m) => m.k],
   ['temperatures', (m) => m.temperatures],
   ['mode', (m) => m.mode],
+  ['sampling', (m) => m.sampling ?? null],
   ['encoding', (m) => m.encoding],
   ['tokenizer vocab_size', (m) => m.tokenizer.vocab_size],
   ['tokenizer real_vocab_size', (m) => m.tokenizer.real_vocab_size],
