@@ -12,7 +12,7 @@ import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { resolveWorker } from '../lib/cli/workers.js';
 import { addHiddenOutput, addSampledOutputs, addTopKOutputs, findHiddenTensors, hiddenSizeOf, openDerivedSession, teacherDtypeOf, TOKENIZER_SHA256_KEY, type OnnxSession } from '../lib/onnx/index.js';
-import { measureLogitsWidth, type SamplingRows } from '../lib/precompute/teacher-rows.js';
+import { measureLogitsWidth, type SamplingRows, type SpanRows } from '../lib/precompute/teacher-rows.js';
 import { UNIFORMS_KIND } from '../lib/logits/sampling.js';
 import { loadPrecomputeInputs, type PrecomputeInputs } from '../lib/precompute/inputs.js';
 import { DatasetOutput } from '../lib/precompute/output.js';
@@ -21,6 +21,7 @@ import {
   idDtypeFor, mergeDatasets, SHARD_LAYOUT, SPAN_TOKENIZER_FILE, SPAN_UNIT, planInfo, planShards, threadShardSink, type HiddenInfo, type LogitManifest, type ShardSlice, type SpanInfo, type WriteShardMeta,
 } from '../lib/shards/index.js';
 import { tokenByteLengths } from '../lib/tokenizer/byte-lengths.js';
+import { MAX_SPAN_OFFSET, windowStarts } from '../lib/tokenizer/align.js';
 import { copyFileDurable } from '../lib/util/fs.js';
 import { TOOL_VERSION } from '../lib/cli/version.js';
 import { PROJECTION_KIND, randomProjection } from '../lib/util/projection.js';
@@ -79,7 +80,7 @@ export interface PrecomputeConfig {
   /** Seed of that projection. */
   hidden_seed: number;
   /**
-   * Also store each position's byte span in the window's text (column `byte_spans`, manifest
+   * Also store each position's byte span in the train split's text (column `byte_spans`, manifest
    * `spans`) and the tokenizer.json beside the manifest, so that a student with another tokenizer
    * can be distilled from this dataset (`kd train --loss uld`; lib/tokenizer/align.ts).
    */
@@ -222,7 +223,7 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   const stopSignals = abortOnSignals(controller, 'precompute stops once the shard being written is listed; re-run to resume');
   let loop: LoopResult = { seconds: 0, cpuSeconds: 0, forward: 0, write: 0 };
   try {
-    if (todo.length > 0) loop = await teacherLoop(cfg, inp, graph, out, todo, layout, controller.signal, session, spans?.byteLength);
+    if (todo.length > 0) loop = await teacherLoop(cfg, inp, graph, out, todo, layout, controller.signal, session, spans?.rows);
   } catch (e) {
     out.release();
     throw e;
@@ -246,19 +247,24 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
 }
 
 /**
- * The manifest's `spans` record and the prep tokenizer's bytes per id, for `--spans`.
- * @throws Error when the prep has token noise: the spans would describe the clean text while the
- *   teacher read noisy ids
+ * The manifest's `spans` record and the offsets of the covered windows, for `--spans`
+ * (lib/tokenizer/align.ts defines the offsets; one pass over the windows).
+ * @throws Error when the prep has token noise (the teacher reads noisy ids; the spans would
+ *   describe other text) or BOS mode `window` (windows are not cut from one stream), or when the
+ *   covered text exceeds 4 GiB
  */
-function spanPlan(inp: PrecomputeInputs, source: string): { info: SpanInfo; byteLength: Uint32Array } {
+function spanPlan(inp: PrecomputeInputs, source: string): { info: SpanInfo; rows: SpanRows } {
   if (inp.noise) throw new Error(`${source}: --spans with a prep that has token noise is not supported (the teacher reads noisy ids, the spans would describe other text); precompute spans on a prep without --token-noise`);
+  const meta = inp.windows.meta;
+  if (meta.bos.mode === 'window') throw new Error(`${source}: --spans needs windows cut from one stream (BOS mode none or document); this prep puts a BOS at every window (bos window)`);
   const byteLength = tokenByteLengths(inp.tokenizer.path);
-  const longest = byteLength.reduce((m, n) => Math.max(m, n), 0);
-  const bos = inp.windows.meta.bos.id;
-  return {
-    info: { unit: SPAN_UNIT, dtype: (inp.windows.seqLen + 1) * longest <= 0xffff ? 'uint16' : 'uint32', tokenizer: SPAN_TOKENIZER_FILE, eos_id: inp.tokenizer.eosId, bos_id: bos ?? null },
-    byteLength,
+  const { starts, end } = windowStarts(inp.windows.ids, inp.rows, inp.windows.seqLen, byteLength);
+  if (end > MAX_SPAN_OFFSET) throw new Error(`${source}: --spans: the ${inp.rows} windows cover ${end} bytes of text, more than the 4 GiB uint32 byte offsets can index; precompute fewer windows (--max-windows)`);
+  const info: SpanInfo = {
+    unit: SPAN_UNIT, dtype: end <= 0xffff ? 'uint16' : 'uint32', tokenizer: SPAN_TOKENIZER_FILE, eos_id: inp.tokenizer.eosId, bos_id: meta.bos.id ?? null,
+    text_bytes: end, train_documents: meta.splits.train.documents, train_bytes: meta.splits.train.bytes,
   };
+  return { info, rows: { byteLength, starts } };
 }
 
 /**
@@ -316,7 +322,7 @@ interface LoopResult { seconds: number; cpuSeconds: number; forward: number; wri
  * abort of `signal` ends the loop early without an error (the caller sees `signal.aborted`).
  */
 async function teacherLoop(cfg: PrecomputeConfig, inp: PrecomputeInputs, graph: Uint8Array, out: DatasetOutput,
-  todo: ShardSlice[], layout: WriteShardMeta, signal: AbortSignal, opened?: OnnxSession, byteLength?: Uint32Array): Promise<LoopResult> {
+  todo: ShardSlice[], layout: WriteShardMeta, signal: AbortSignal, opened?: OnnxSession, spans?: SpanRows): Promise<LoopResult> {
   const sink = threadShardSink(); // starts loading while the session is created
   try {
     const session = opened ?? await openDerivedSession(cfg.teacher, graph, { device: cfg.device }); // finds external weight files
@@ -328,7 +334,7 @@ async function teacherLoop(cfg: PrecomputeConfig, inp: PrecomputeInputs, graph: 
     try {
       await computeShards(session, inp.windows, todo, out, {
         batchSize: cfg.batch_size, realVocab: inp.tokenizer.vocabSize, tokenizer: inp.tokenizer.path, vocabWidth: inp.teacherVocab,
-        layout, sink, timing, signal, noise: inp.noise, sampling: samplingOf(cfg), byteLength, onWindows: (n) => progress.update(n * L),
+        layout, sink, timing, signal, noise: inp.noise, sampling: samplingOf(cfg), spans, onWindows: (n) => progress.update(n * L),
       });
     } catch (e) {
       if (!signal.aborted) throw e;
@@ -383,7 +389,7 @@ export const command: CommandModule<object, Args> = {
     .option('hidden-outputs', { type: 'array', coerce: stringListFlag, describe: 'graph tensor names of those states, one per layer, for graphs whose names kd does not recognise' })
     .option('hidden-dim', { type: 'number', describe: 'store h·P with a fixed seeded Gaussian projection P [hidden_size, d], 0 = none (default 0)' })
     .option('hidden-seed', { type: 'number', describe: 'seed of that projection (default 0)' })
-    .option('spans', { type: 'boolean', describe: 'also store each position\'s byte span in the window\'s text (column byte_spans) and the tokenizer.json, for students with another tokenizer (kd train --loss uld)' })
+    .option('spans', { type: 'boolean', describe: 'also store each position\'s byte span in the train text (column byte_spans) and the tokenizer.json, for a student with another tokenizer (kd train --loss uld)' })
     .option('overwrite', { type: 'boolean', describe: 'delete an existing dataset in --out instead of resuming it (single worker)' })
     .option('quiet', { type: 'boolean', describe: 'no progress bar, summary or warnings' })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' }) as Argv<Args>,

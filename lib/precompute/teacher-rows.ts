@@ -54,10 +54,17 @@ export interface TeacherRowsOptions {
   signal?: AbortSignal;
   /** The prep's token noise (windows.json `augmentation.token_noise`), applied to the inputs. */
   noise?: TokenNoise;
-  /** Bytes per id of the prep's tokenizer: rows get `byte_spans` of their inputs (lib/tokenizer/align.ts). */
-  byteLength?: Uint32Array;
+  /** Bytes per id and each window's start in the train text: rows get `byte_spans` of their inputs (lib/tokenizer/align.ts). */
+  spans?: SpanRows;
   /** Sampled mode: the graph is an addSampledOutputs graph drawing `samples` ids per position with uniforms seeded by (seed, sample id). */
   sampling?: SamplingRows;
+}
+
+/** What teacherRows needs to write `byte_spans`: bytes per id and each window's start in the train text. */
+export interface SpanRows {
+  byteLength: Uint32Array;
+  /** [rows] byte offset of each window's first token in the train split's text (lib/tokenizer/align.ts windowStarts). */
+  starts: Float64Array;
 }
 
 /** What teacherRows needs to feed a sampled graph. */
@@ -140,7 +147,7 @@ export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, e
         topk_logits: r.topkLogits.slice(b * L * k, (b + 1) * L * k),
         log_z: r.logZ.slice(b * L * T, (b + 1) * L * T),
         ...(H > 0 ? { hidden: r.hidden!.slice(b * L * H, (b + 1) * L * H) } : {}),
-        ...(o.byteLength ? { byte_spans: byteSpans(inputIds, o.byteLength) } : {}),
+        ...(o.spans ? { byte_spans: byteSpans(inputIds, o.spans.byteLength, o.spans.starts[b0 + b]) } : {}),
       });
     }
     o.onBatch?.(b0 + B - start);

@@ -184,16 +184,19 @@ function checkHidden(m: LogitManifest, where: string): void {
   if (!Number.isInteger(p.seed) || p.dim !== width || typeof p.kind !== 'string' || !Number.isInteger(p.rows)) throw bad('projection must be {kind, seed, rows, dim = width}');
 }
 
-/** The optional `spans` record: unit, offset dtype, the tokenizer file, EOS id and BOS id or null. */
+/** The optional `spans` record (SpanInfo): unit, offset dtype, the tokenizer file, EOS/BOS ids, the text it covers. */
 function checkSpans(m: LogitManifest, where: string): void {
   const s = m.spans as unknown;
   if (s === undefined) return;
   const bad = (why: string) => new Error(`${where}: field 'spans' ${why} (got ${JSON.stringify(s)})`);
   if (typeof s !== 'object' || s === null) throw bad('must be an object');
-  const { unit, dtype, tokenizer, eos_id, bos_id } = s as Record<string, unknown>;
+  const { unit, dtype, tokenizer, eos_id, bos_id, text_bytes, train_documents, train_bytes } = s as Record<string, unknown>;
+  const count = (v: unknown) => Number.isInteger(v) && (v as number) >= 0;
   if (unit !== SPAN_UNIT) throw bad(`unit must be '${SPAN_UNIT}'`);
   if (dtype !== 'uint16' && dtype !== 'uint32') throw bad("dtype must be 'uint16' or 'uint32'");
   if (tokenizer !== SPAN_TOKENIZER_FILE) throw bad(`tokenizer must be '${SPAN_TOKENIZER_FILE}'`);
-  if (!Number.isInteger(eos_id) || (eos_id as number) < 0) throw bad('eos_id must be an integer ≥ 0');
-  if (bos_id !== null && !(Number.isInteger(bos_id) && (bos_id as number) >= 0)) throw bad('bos_id must be an integer ≥ 0 or null');
+  if (!count(eos_id)) throw bad('eos_id must be an integer ≥ 0');
+  if (bos_id !== null && !count(bos_id)) throw bad('bos_id must be an integer ≥ 0 or null');
+  if (!count(text_bytes) || !count(train_documents) || !count(train_bytes)) throw bad('text_bytes, train_documents and train_bytes must be integers ≥ 0');
+  if ((text_bytes as number) > (dtype === 'uint16' ? 0xffff : 0xffffffff)) throw bad(`text_bytes does not fit dtype ${dtype as string}`);
 }

@@ -115,19 +115,26 @@ export const SPAN_UNIT = 'utf-8 bytes';
 export const SPAN_TOKENIZER_FILE = 'tokenizer.json';
 
 /**
- * The `byte_spans` column of a dataset: per position, the [start, end) offsets of its input token
- * in the window's text (lib/tokenizer/align.ts: UTF-8 bytes; special tokens empty), and what a
- * reader needs to get that text back from the ids without the prep: the tokenizer.json beside the
- * manifest (its sha256 is `tokenizer.sha256`) and the ids of the windows' EOS and BOS.
+ * The `byte_spans` column of a dataset (`kd precompute --spans`): per position, the [start, end)
+ * offsets of its input token in the train split's text (lib/tokenizer/align.ts: UTF-8 bytes from
+ * the split's first token; special tokens empty), and what a trainer needs to pair the windows
+ * with another tokenization of the same text: the tokenizer.json beside the manifest (its sha256
+ * is `tokenizer.sha256`), the ids of the windows' EOS and BOS, and the train split the windows
+ * come from (windows.json `splits.train`: documents and bytes).
  */
 export interface SpanInfo {
   unit: typeof SPAN_UNIT;
-  /** Width of the stored offsets: uint16 when (seq_len + 1) × the longest token's bytes fits. */
+  /** Width of the stored offsets: uint16 when `text_bytes` ≤ 65535, else uint32. */
   dtype: IdDtype;
   tokenizer: typeof SPAN_TOKENIZER_FILE;
   eos_id: number;
   /** null: the windows have no BOS. */
   bos_id: number | null;
+  /** Bytes of the text the dataset's windows cover, [0, text_bytes): where the last window's last target ends. */
+  text_bytes: number;
+  /** windows.json `splits.train.documents` and `.bytes` of the prep the windows come from. */
+  train_documents: number;
+  train_bytes: number;
 }
 
 /** The draws of a sampled dataset (manifest `sampling`). */
