@@ -50,7 +50,7 @@ export interface TrainConfig {
   temperature_schedule: TemperatureSchedule;
   /** Floor of 'step' and end of 'linear'/'cosine' (≤ temperature). */
   temperature_min: number;
-  /** Divergence: forward_kl (default), reverse_kl, jsd, tvd, skew_kl. */
+  /** Divergence: forward_kl (default), reverse_kl, jsd, tvd, skew_kl; or uld for a student whose tokenizer differs from the teacher's (dataset precomputed with --spans; lib/train/uld-loss.ts). */
   loss: string;
   /** Generalized JSD β in (0, 1): weight of the teacher in the mixture (loss 'jsd'). */
   jsd_beta: number;
