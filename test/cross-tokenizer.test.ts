@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../lib/backend/select.js';
 import { readWindows } from '../lib/data/windows.js';
-import { layoutOf, openLogitDataset, readManifest, readShard, sha256File } from '../lib/shards/index.js';
+import { layoutOf, mergeDatasets, openLogitDataset, readManifest, readShard, sha256File } from '../lib/shards/index.js';
 import { tokenByteLengths } from '../lib/tokenizer/byte-lengths.js';
 import { loadTokenizer } from '../lib/tokenizer/tokenizer.js';
 import { crossTokenizerData, openCrossTokenizer } from '../lib/train/cross-tokenizer.js';
@@ -18,7 +18,7 @@ import { shardData } from '../lib/train/shard-data.js';
 import { run as precompute } from '../stages/precompute.js';
 import { run as prepStage } from '../stages/prep.js';
 import { run as trainStage } from '../stages/train.js';
-import { makePrep, SEQ_LEN, writeTeacher } from './precompute-fixture.js';
+import { fileHashes, makePrep, SEQ_LEN, writeTeacher } from './precompute-fixture.js';
 
 let dir = '', prep = '', student = '', teacher = '';
 const at = (name: string) => join(dir, name);
@@ -60,6 +60,15 @@ describe('kd precompute --spans', () => {
     const last = rows[5];
     expect(m.spans!.text_bytes).toBe(last.byte_spans![2 * L - 1] + len[last.target_ids[L - 1]]);
   });
+
+  it('two workers in separate directories merge into the one-worker dataset, tokenizer.json included', async () => {
+    await precompute({ ...common(), spans: true, out: at('w0'), shard_index: 0, num_shards: 2 });
+    await precompute({ ...common(), spans: true, out: at('w1'), shard_index: 1, num_shards: 2 });
+    await mergeDatasets([at('w0'), at('w1')], at('joined'));
+    expect(fileHashes(at('joined'))).toEqual(fileHashes(at('spans')));
+    expect((await readManifest(at('joined'))).spans).toEqual((await readManifest(at('spans'))).spans);
+    expect(await sha256File(at('joined/tokenizer.json'))).toBe(await sha256File(at('spans/tokenizer.json')));
+  }, 60_000);
 
   it('refuses --spans on a prep with token noise (the teacher would read other text than the spans describe)', async () => {
     await prepStage({ out: at('noisy'), max_documents: 40, tokenizer: join(prep, 'tokenizer.json'), seq_len: SEQ_LEN, token_noise: 0.1, quiet: true });
