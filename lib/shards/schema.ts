@@ -12,14 +12,15 @@
  * | `topk_logits` | BYTE_ARRAY   | [L*k] z_i - max z, fp16 bits or fp32 (`encoding.values`)   |
  * | `log_z`       | BYTE_ARRAY   | [L*T] fp32, logsumexp(z/τ) - max(z)/τ per stored τ         |
  * | `hidden`      | BYTE_ARRAY   | optional: [L*n*w] fp16 bits, teacher hidden states [L, n, w] |
- * | `byte_spans`  | BYTE_ARRAY   | optional: [L*2] start, end of each input token in the window's text, UTF-8 bytes, uint16 or uint32 |
+ * | `byte_spans`  | BYTE_ARRAY   | optional: [L*2] start, end of each input token in the train split's text, UTF-8 bytes, uint16 or uint32 |
  *
  * `hidden` exists only in datasets precomputed with `--hidden-layers` (manifest `hidden`: the n
  * layers in HF output_hidden_states indices, width w, dtype float16 and the fixed projection
  * when `--hidden-dim` was given); shards without it stay valid and are read as before.
  * `byte_spans` exists only in datasets precomputed with `--spans` (manifest `spans`: unit, dtype,
- * the tokenizer.json beside the manifest, EOS/BOS ids), for cross-tokenizer distillation
- * (lib/tokenizer/align.ts defines the spans); it comes after `hidden` when both are present.
+ * the tokenizer.json beside the manifest, EOS/BOS ids, the text covered), for cross-tokenizer
+ * distillation (lib/tokenizer/align.ts defines the offsets: bytes from the train split's first
+ * token, special tokens empty); it comes after `hidden` when both are present.
  *
  * Byte layout `packed-le-split` (manifest `encoding.layout`): a blob of n values of w bytes
  * (w = 2 for uint16 ids and fp16, 4 for int32, uint32 and fp32) stores byte 0 of every value,
@@ -168,7 +169,7 @@ export interface LogitRow {
   log_z: Float32Array;
   /** [L*n*w] teacher hidden states [L, n layers, width] as fp16 bits; present iff the layout has `hidden`. */
   hidden?: Uint16Array;
-  /** [L*2] start, end (exclusive) UTF-8 byte offset of each input token in the window's text; present iff the layout has `spans`. */
+  /** [L*2] start, end (exclusive) UTF-8 byte offset of each input token in the train split's text; present iff the layout has `spans`. */
   byte_spans?: Uint32Array;
 }
 

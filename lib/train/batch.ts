@@ -13,7 +13,7 @@ export interface TeacherBatch {
   logZ: Float32Array;
   /** Teacher hidden states (datasets precomputed with --hidden-layers): [B·L, layers.length, width] row-major. */
   hidden?: TeacherStates;
-  /** [B·L·2] byte span of each input token in its window's text (datasets precomputed with --spans; lib/tokenizer/align.ts). */
+  /** [B·L·2] byte span of each input token in the train split's text (datasets precomputed with --spans; lib/tokenizer/align.ts). */
   spans?: Uint32Array;
   /** Ensemble distillation (--ensemble): every teacher's rows for the same positions and the mixture weights; the loss merges them at τ (lib/losses/ensemble.ts). */
   ensemble?: { weights: number[]; members: TeacherBatch[] };
