@@ -98,16 +98,17 @@ async function crossTokenizerInputs(cfg: TrainConfig, ds: LogitDataset, tokenize
   const lossFn = makeUldLossFn(cfg, tokenizer.vocabSize, ds.manifest.temperatures);
   const data = crossTokenizerData(await shardData(ds), opened, cfg.prep);
   await data.batchAt(cfg.seed, 0, 0, Math.min(cfg.batch_size, data.rows));
-  const first = percent(data.stats());
-  if (!cfg.quiet) process.stderr.write(`train: cross-tokenizer: ${first} of the student positions of the first batch align with a teacher position (ULD there, CE everywhere)\n`);
+  const first = data.stats(); // the check's batch; the run's share below leaves it out
+  if (!cfg.quiet) process.stderr.write(`train: cross-tokenizer: ${percent(first)} of the student positions of the first batch align with a teacher position (ULD there, CE everywhere)\n`);
   const inputs: TrainingInputs = {
     train: data, validation: validationData(cfg.prep), tokenizer: tokenizer.path, realVocab: tokenizer.vocabSize, topk: ds.manifest.k, lossFn,
     provenance: {
       role: cfg.alpha > 0 ? 'distilled student (cross-tokenizer, ULD)' : 'baseline student (cross-tokenizer windows)', logits: join(cfg.data!, 'manifest.json'), teacher: ds.manifest.teacher,
-      cross_tokenizer: { teacher_tokenizer_sha256: ds.manifest.tokenizer.sha256, student_tokenizer_sha256: tokenizer.sha256, aligned_share_first_batch: data.stats().aligned / data.stats().positions },
+      cross_tokenizer: { teacher_tokenizer_sha256: ds.manifest.tokenizer.sha256, student_tokenizer_sha256: tokenizer.sha256, aligned_share_first_batch: first.aligned / first.positions },
     },
   };
-  return { inputs, stats: data.stats };
+  const run = () => { const s = data.stats(); return { positions: s.positions - first.positions, aligned: s.aligned - first.aligned }; };
+  return { inputs, stats: run };
 }
 
 const percent = (s: AlignStats) => `${((100 * s.aligned) / Math.max(1, s.positions)).toFixed(1)} %`;
