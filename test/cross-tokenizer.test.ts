@@ -105,12 +105,12 @@ describe('kd train with a student tokenizer other than the teacher\'s', () => {
   }, 60_000);
 
   it('trains with ULD at the aligned positions and CE everywhere; α = 0 trains on exactly the same windows', async () => {
-    const s = await trainStage({ ...tiny(), data: at('spans'), loss: 'uld', alpha: 0.5, temperature: 1, out: at('uld') });
+    const s = await trainStage({ ...tiny(), data: at('spans'), loss: 'uld', alpha: 0.5, temperature: 1, backend: 'wasm', out: at('uld') }); // the demo's backend
     expect(s.steps).toBe(3);
     const uld = metrics(at('uld'));
     // per student token: ULD ∈ [0, 2] on the aligned share of positions (τ = 1: τ² = 1), so in (0, 2)
     for (const r of uld) { expect(r.kd).toBeGreaterThan(0.01); expect(r.kd).toBeLessThan(2); expect(r.loss).toBeCloseTo(0.5 * r.kd + 0.5 * r.ce, 4); }
-    await trainStage({ ...tiny(), data: at('spans'), alpha: 0, out: at('ce') });
+    await trainStage({ ...tiny(), data: at('spans'), alpha: 0, backend: 'wasm', out: at('ce') });
     const ce = metrics(at('ce'));
     expect(ce[0].kd).toBe(0);
     expect(ce[0].ce).toBeCloseTo(uld[0].ce, 5); // same init, same first batch of student windows

@@ -7,6 +7,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { initBackend } from '../lib/backend/select.js';
+import { gatherRows } from '../lib/losses/gather.js';
 import { uldPerPosition, uldSum } from '../lib/losses/uld.js';
 
 const softmax64 = (z: ArrayLike<number>, tau: number): number[] => {
@@ -57,8 +58,8 @@ function kdUld(S: number[][], Z: number[][], k: number, tau: number, mode: 'tail
   });
 }
 
-describe('ULD loss', () => {
-  beforeAll(() => initBackend('cpu'));
+describe.each(['wasm', 'cpu'] as const)('ULD loss on %s', (backend) => {
+  beforeAll(() => initBackend(backend));
 
   const cases: [string, number, number, number, number, 'tail' | 'renormalize'][] = [
     ['V_s 40 > V_t 25, k 8, tail', 40, 25, 8, 1, 'tail'],
@@ -90,6 +91,11 @@ describe('ULD loss', () => {
     for (const v of kdUld(S, Z, 20, 1, 'tail', 20, 4)) expect(Math.abs(v)).toBeLessThan(2e-6);
     const padded = kdUld(rows(3, 20, 6, 3), Z, 8, 1, 'tail', 20, 4), plain = kdUld(rows(3, 20, 6, 3), Z, 8, 1, 'tail');
     padded.forEach((v, i) => expect(v).toBeCloseTo(plain[i], 6));
+  });
+
+  it('gatherRows gathers rows and scatters their gradient (a repeated row adds)', () => {
+    const g = tf.tidy(() => tf.grad((x: tf.Tensor) => tf.sum(tf.mul(gatherRows(x as tf.Tensor2D, tf.tensor1d([2, 0, 2], 'int32')), tf.tensor2d([[1, 2], [3, 4], [5, 6]]))))(tf.zeros([3, 2])).arraySync());
+    expect(g).toEqual([[3, 4], [0, 0], [6, 8]]);
   });
 
   it('gradient in the student logits equals central finite differences of the float64 reference', () => {

@@ -12,6 +12,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { crossEntropy } from '../losses/cross-entropy.js';
 import { combineSums } from '../losses/distill.js';
+import { gatherRows } from '../losses/gather.js';
 import { uldSum, type UldTeacher } from '../losses/uld.js';
 import type { Batch } from './batch.js';
 import type { TrainConfig } from './config.js';
@@ -39,7 +40,7 @@ export function makeUldLossFn(cfg: TrainConfig, realVocab: number, storedTempera
       if (aligned && aligned.rows.length > 0) {
         const M = aligned.rows.length, k = aligned.k;
         const teacher: UldTeacher = { logits: tf.tensor2d(aligned.logits, [M, k]), ...(aligned.logZ ? { logZ: tf.tensor1d(aligned.logZ) } : {}) };
-        const student = tf.gather(logits, tf.tensor1d(aligned.rows, 'int32')) as tf.Tensor2D; // [M, V]
+        const student = gatherRows(logits, tf.tensor1d(aligned.rows, 'int32')); // [M, V]
         kdSum = tf.mul(uldSum(student, teacher, tau, cfg.topk_mode, realVocab), tau * tau) as tf.Scalar;
       }
       return { total: combineSums(kdSum, ceSum, cfg.alpha, normalizer), kdSum, ceSum };
