@@ -77,21 +77,21 @@ const table = [
 writeFileSync(join(outDir, 'curve.md'), table.join('\n') + '\n');
 console.log(table.join('\n'));
 
-const values = points.map((p) => ({ ...p, series: `top-${p.k} ${p.codec}`, label: p.value_step === null ? 'fp16' : `δ=1/${1 / p.value_step}` }));
+const values = points.map((p) => ({ ...p, slots: `top-${p.k}` }));
+const x = { field: 'bytes_per_position', type: 'quantitative', title: 'bytes per position (BROTLI-1 shards)', scale: { domain: [0, 200] as number[] } } as const;
+const y = { field: 'kl_mean', type: 'quantitative', title: 'mean KL error per position (nats, log scale)', scale: { type: 'log' } } as const;
+const color = { field: 'slots', type: 'nominal', title: 'slots', sort: KS.map((k) => `top-${k}`) } as const;
 const spec: TopLevelSpec = {
   $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
-  title: { text: 'Bytes per position against KL error of the stored top-k', subtitle: [`kd's codecs on the shipped teacher (V = ${inp.teacherVocab}), ${inp.rows} windows; KL(exact ‖ stored) at τ = 1 over k + 1 buckets`, 'compact: varint id gaps + 8-bit value codes at step δ; packed: exact fp16 (kd\'s default)'], anchor: 'start', fontSize: 16, subtitleFontSize: 12 },
+  title: { text: 'Bytes per position against KL error of the stored top-k', subtitle: [`kd's codecs on the shipped teacher (V = ${inp.teacherVocab}), ${inp.rows} windows; KL(exact ‖ stored) at τ = 1 over k + 1 buckets`, 'lines: compact (varint id gaps + 8-bit value codes), δ = 1/2 … 1/32 right to left; squares: packed fp16 (kd\'s default)'], anchor: 'start', fontSize: 16, subtitleFontSize: 12 },
   width: 640, height: 380, background: 'white', padding: 12,
   layer: [
-    { data: { values }, mark: { type: 'line', point: { size: 40 }, strokeWidth: 2 },
-      encoding: {
-        x: { field: 'bytes_per_position', type: 'quantitative', title: 'bytes per position (BROTLI-1 shards)', scale: { domain: [0, 200] } },
-        y: { field: 'kl_mean', type: 'quantitative', title: 'mean KL error per position (nats, log scale)', scale: { type: 'log' } },
-        color: { field: 'series', type: 'nominal', title: 'slots and codec' }, order: { field: 'bytes_per_position' },
-      } },
+    { data: { values: values.filter((p) => p.codec === 'compact') }, mark: { type: 'line', point: { size: 40 }, strokeWidth: 2 }, encoding: { x, y, color, order: { field: 'bytes_per_position' } } },
+    { data: { values: values.filter((p) => p.codec !== 'compact') }, mark: { type: 'point', shape: 'square', filled: true, size: 70 }, encoding: { x, y, color } },
     { data: { values: [{ x: DISTILLKIT_BYTES }] }, mark: { type: 'rule', strokeDash: [6, 4], color: '#888' }, encoding: { x: { field: 'x', type: 'quantitative' } } },
-    { data: { values: [{ x: DISTILLKIT_BYTES, y: 1e-3 }] }, mark: { type: 'text', align: 'left', dx: 4, dy: -8, color: '#555', text: 'DistillKit k = 50 budget, ~114 B' }, encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'y', type: 'quantitative' } } },
+    { data: { values: [{ x: DISTILLKIT_BYTES, y: 3e-3 }] }, mark: { type: 'text', align: 'left', dx: 4, color: '#555', text: 'DistillKit k = 50 budget, ~114 B/token' }, encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'y', type: 'quantitative' } } },
     { data: { values: [{ y: 1e-3 }] }, mark: { type: 'rule', strokeDash: [2, 3], color: '#c33' }, encoding: { y: { field: 'y', type: 'quantitative' } } },
+    { data: { values: [{ x: 200, y: 1e-3 }] }, mark: { type: 'text', align: 'right', dy: -8, color: '#c33', text: 'goal: 1e-3 nats' }, encoding: { x: { field: 'x', type: 'quantitative' }, y: { field: 'y', type: 'quantitative' } } },
   ],
   config: { font: 'DejaVu Sans, Helvetica, Arial, sans-serif' },
 };
