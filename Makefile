@@ -69,7 +69,7 @@ self-distill: node_modules
 	npx tsx pipelines/self-distill.ts --rounds $(ROUNDS)
 
 eval: node_modules
-	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --data runs/logits --out runs/eval
+	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --data runs/logits --out runs/eval --overwrite
 
 demo: node_modules
 	npx tsx pipelines/demo.ts
