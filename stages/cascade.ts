@@ -7,7 +7,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, optional, resolveConfig } from '../lib/cli/config.js';
+import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, mergeConfig, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { readWindows } from '../lib/data/windows.js';
 import { lineChartSpec, writeChart } from '../lib/metrics/charts.js';
@@ -155,12 +155,13 @@ function markdown(s: CascadeSummary): string {
   ].join('\n');
 }
 
-type Args = Record<string, unknown> & { json?: boolean };
+type Args = Record<string, unknown> & { config?: string; json?: boolean };
 
 export const command: CommandModule<object, Args> = {
   command: 'cascade',
   describe: 'Dynamic distillation: route each position to the teacher when the student is not confident; PPL, routed share and FLOPs per threshold',
   builder: (y: Argv<object>) => y
+    .option('config', { type: 'string', describe: 'JSON file of config keys (snake_case); flags override it' })
     .option('student', { type: 'string', describe: 'student .onnx (kd export; config.json beside it); required' })
     .option('teacher', { type: 'string', describe: 'teacher .onnx (kd teacher export; config.json beside it); required' })
     .option('prep', { type: 'string', describe: `prep output directory: validation windows (default ${CASCADE_DEFAULTS.prep})` })
@@ -173,7 +174,8 @@ export const command: CommandModule<object, Args> = {
     .option('quiet', { type: 'boolean', describe: 'no progress bar and no printed table' })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' }) as Argv<Args>,
   handler: async (argv) => {
-    const s = await run(flagsToConfig(argv, Object.keys(CHECKS)));
+    const fromFile = argv.config ? readConfigFile(argv.config) : {};
+    const s = await run(mergeConfig(fromFile, flagsToConfig(argv, Object.keys(CHECKS))), argv.config ?? 'cascade config');
     if (argv.json) process.stdout.write(JSON.stringify(s) + '\n');
   },
 };
