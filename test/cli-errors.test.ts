@@ -42,3 +42,9 @@ describe('kd cascade: numeric flags are validated up front', () => {
     expect([cfg.prep, cfg.out, cfg.confidence, cfg.max_windows, cfg.batch_size, cfg.device, cfg.overwrite]).toEqual(['runs/prep', 'runs/cascade', ['max_prob', 'entropy'], 0, 8, 'auto', false]);
   });
 });
+
+describe('--config given a directory', () => {
+  it.each(['train', 'precompute', 'eval', 'cascade', 'plan', 'prep'])('kd %s says it is a directory and a JSON file is expected', async (stage) => {
+    expect(await kdError([stage, '--config', dir])).toBe(`${dir}: is a directory, expected a JSON config file (or .yaml/.yml), e.g. pipelines/configs/student.json`);
+  });
+});

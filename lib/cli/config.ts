@@ -108,10 +108,19 @@ export function editDistance(a: string, b: string): number {
   return prev[b.length];
 }
 
-/** Reads a JSON or YAML (.yaml/.yml) config file of snake_case keys. @throws Error naming the file. */
+/**
+ * Reads a JSON or YAML (.yaml/.yml) config file of snake_case keys.
+ * @throws Error naming the file: not found, a directory ("is a directory, expected a JSON
+ *   config file …"), unreadable, or not a JSON object / YAML mapping.
+ */
 export function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
-  try { text = readFileSync(path, 'utf8'); } catch { throw new Error(`${path}: config file not found`); }
+  try { text = readFileSync(path, 'utf8'); } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EISDIR') throw new Error(`${path}: is a directory, expected a JSON config file (or .yaml/.yml), e.g. pipelines/configs/student.json`);
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new Error(`${path}: config file not found`);
+    throw new Error(`${path}: cannot read the config file (${code ?? (e as Error).message})`);
+  }
   const yaml = /\.ya?ml$/i.test(path);
   try {
     const parsed = yaml ? parseYaml(text) : JSON.parse(text);
