@@ -3,7 +3,7 @@
  * flags, --config given a directory, flag conflicts. Each is checked before any input is read, so
  * the inputs named here need not exist (were the check late, "not found" would be the error).
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -46,5 +46,63 @@ describe('kd cascade: numeric flags are validated up front', () => {
 describe('--config given a directory', () => {
   it.each(['train', 'precompute', 'eval', 'cascade', 'plan', 'prep'])('kd %s says it is a directory and a JSON file is expected', async (stage) => {
     expect(await kdError([stage, '--config', dir])).toBe(`${dir}: is a directory, expected a JSON config file (or .yaml/.yml), e.g. pipelines/configs/student.json`);
+  });
+});
+
+describe('kd precompute: mode and flag conflicts are checked before the inputs load, naming the flag', () => {
+  const inputs = ['precompute', '--teacher', missing('t.onnx'), '--prep', missing('prep'), '--out', missing('out')];
+
+  it.each([
+    [['--mode', 'sampled', '--k', '8'], "--k is for mode 'topk'; mode 'sampled' stores --samples draws per position"],
+    [['--samples', '4'], "--samples is for mode 'sampled' (add --mode sampled, or drop it)"],
+    [['--mode', 'topk', '--sampling-seed', '3'], "--sampling-seed is for mode 'sampled' (add --mode sampled, or drop it)"],
+    [['--mode', 'sampled', '--sampling-temperature', '3'], '--sampling-temperature 3 must be one of temperatures [1,2,4] (its log_z weights the draws)'],
+    [['--mode', 'sampled', '--temperatures', '2', '4'], '--temperatures [2,4] must include sampling_temperature 1 (its log_z weights the draws)'],
+    [['--hidden-dim', '64'], '--hidden-dim needs hidden_layers (--hidden-layers): it names or projects the stored hidden states'],
+    [['--hidden-outputs', 'h.2'], '--hidden-outputs needs hidden_layers (--hidden-layers): it names or projects the stored hidden states'],
+  ])('%j', async (flags, message) => {
+    expect(await kdError([...inputs, ...flags])).toBe(message);
+  });
+
+  it('a conflict set in the config file names the file and key', async () => {
+    const file = join(dir, 'sampled.json');
+    writeFileSync(file, JSON.stringify({ mode: 'sampled', k: 8 }));
+    expect(await kdError([...inputs, '--config', file])).toBe(`${file}: k is for mode 'topk'; mode 'sampled' stores --samples draws per position`);
+    writeFileSync(file, JSON.stringify({ mode: 'sampled', sampling_temperature: 2 }));
+    expect(await kdError([...inputs, '--config', file, '--temperatures', '1', '4'])).toBe('--temperatures [1,4] must include sampling_temperature 2 (its log_z weights the draws)');
+    expect(await kdError([...inputs, '--config', file, '--sampling-temperature', '3'])).toBe('--sampling-temperature 3 must be one of temperatures [1,2,4] (its log_z weights the draws)');
+  });
+
+  it('without a conflict the inputs are read (the next error is the missing teacher)', async () => {
+    expect(await kdError([...inputs, '--mode', 'sampled', '--samples', '4'])).toBe(`${missing('prep')}/windows.json: not found (not a prep output directory?)`);
+  });
+});
+
+describe('kd train --ensemble: conflicts name the flag, before any dataset is opened', () => {
+  const train = ['train', '--data', missing('logits'), '--prep', missing('prep'), '--out', missing('out')];
+
+  it.each([
+    [['--ensemble', 'b:1.5'], "--ensemble 'b:1.5' must be dir:weight pairs with weights in (0, 1), e.g. runs/logits-b:0.5"],
+    [['--ensemble', 'b:0.6,c:0.5'], '--ensemble weights 0.6 + 0.5 leave no weight for --data (they must sum to < 1)'],
+    [['--ensemble', 'b:0.5', '--topk-mode', 'renormalize'], "--ensemble needs topk_mode 'tail' (each teacher's tail mass comes from its log_z), got 'renormalize' from --topk-mode"],
+  ])('%j', async (flags, message) => {
+    expect(await kdError([...train, ...flags])).toBe(message);
+  });
+
+  it('from a config file: the file and key', async () => {
+    const file = join(dir, 'ensemble.json');
+    writeFileSync(file, JSON.stringify({ ensemble: 'b:0.5', topk_mode: 'renormalize' }));
+    expect(await kdError([...train, '--config', file])).toBe(`${file}: ensemble needs topk_mode 'tail' (each teacher's tail mass comes from its log_z), got 'renormalize' from ${file}`);
+    expect(await kdError([...train, '--config', file, '--topk-mode', 'tail', '--ensemble', 'b'])).toBe("--ensemble 'b' must be dir:weight pairs with weights in (0, 1), e.g. runs/logits-b:0.5");
+  });
+
+  it('temperature_min above temperature blames the flag that set one of them', async () => {
+    const file = join(dir, 'tmin.json');
+    writeFileSync(file, JSON.stringify({ temperature_min: 3, temperature_schedule: 'cosine' }));
+    const why = "(the 'cosine' schedule decays from temperature to temperature_min)";
+    expect(await kdError([...train, '--config', file, '--temperature', '2'])).toBe(`--temperature = 2 is below temperature_min = 3 ${why}`);
+    expect(await kdError([...train, '--config', file, '--temperature', '2', '--temperature-min', '4'])).toBe(`--temperature-min = 4 is above temperature = 2 ${why}`);
+    writeFileSync(file, JSON.stringify({ temperature: 2, temperature_min: 3, temperature_schedule: 'cosine' }));
+    expect(await kdError([...train, '--config', file])).toBe(`${file}: temperature_min = 3 is above temperature = 2 ${why}`);
   });
 });

@@ -35,6 +35,14 @@ export function flagOrigins(partial: Record<string, unknown>): Record<string, Fl
   return (partial as WithOrigin)[FLAG_ORIGIN] ?? {};
 }
 
+/**
+ * The head of an error about `key`: its flag (`--sampling-temperature`) when `partial` carries a
+ * flag origin for it, else `<source>: <key>` (the config file, or "precompute config" for a call).
+ */
+export function blame(partial: Record<string, unknown>, key: string, source: string): string {
+  return flagOrigins(partial)[key]?.flag ?? `${source}: ${key}`;
+}
+
 function tagOrigins<T extends Record<string, unknown>>(obj: T, origins: Record<string, FlagOrigin>): T {
   Object.defineProperty(obj, FLAG_ORIGIN, { value: origins, enumerable: true, configurable: true, writable: true });
   return obj;
