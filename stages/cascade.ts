@@ -4,7 +4,7 @@
  * thresholds, the cascade's perplexity, the share routed to the teacher and the compute per token,
  * as cascade.{json,md} and a PNG curve (perplexity against compute).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, mergeConfig, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
@@ -81,6 +81,33 @@ function thresholds(c: Confidence, s: PositionScores, vocab: number): number[] {
   return c === 'max_prob' ? [0, ...deciles, 2] : [-1, ...deciles, Math.log(vocab) + 1];
 }
 
+/**
+ * Refuses a model path that is missing or a directory: the cascade reads one .onnx per model (a
+ * directory is not searched, as kd eval would export a checkpoint directory; here the user names the
+ * file). For a directory the message lists the .onnx files up to two levels down, e.g. kd export's
+ * `<out>/onnx/model.onnx`.
+ * @throws Error "<dir>: is a directory; --student takes the student's .onnx file, e.g. <dir>/onnx/model.onnx"
+ */
+export function checkModelFile(path: string, role: 'student' | 'teacher'): void {
+  if (!existsSync(path)) throw new Error(`${path}: no such model (--${role})`);
+  if (!statSync(path).isDirectory()) return;
+  const found = onnxFilesUnder(path, 2);
+  const hint = found.length === 0 ? ` (it holds none; kd export writes <out>/onnx/model.onnx)`
+    : found.length === 1 ? `, e.g. --${role} ${found[0]}` : ` (it holds ${found.length}: ${found.slice(0, 3).join(', ')}${found.length > 3 ? ', …' : ''})`;
+  throw new Error(`${path}: is a directory; --${role} takes the ${role}'s .onnx file${hint}`);
+}
+
+/** The .onnx files in `dir` and its subdirectories up to `depth` levels down, sorted. */
+function onnxFilesUnder(dir: string, depth: number): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    const p = join(dir, e.name);
+    if (e.isFile() && e.name.endsWith('.onnx')) out.push(p);
+    else if (e.isDirectory() && depth > 0) out.push(...onnxFilesUnder(p, depth - 1));
+  }
+  return out;
+}
+
 /** The HF config.json beside an exported .onnx (kd export, kd teacher export write one). */
 function configBeside(model: string): Parameters<typeof forwardFlopsPerToken>[0] {
   const path = join(dirname(model), 'config.json');
@@ -98,7 +125,8 @@ export async function run(partial: Record<string, unknown>, source = 'cascade co
   const o = resolveCascadeConfig(partial, source);
   const report = join(o.out, 'cascade.json');
   if (existsSync(report) && !o.overwrite) throw new Error(`${report} exists: pass --overwrite to replace it`);
-  for (const m of [o.student, o.teacher]) if (!existsSync(m)) throw new Error(`${m}: no such model`);
+  checkModelFile(o.student, 'student');
+  checkModelFile(o.teacher, 'teacher');
   const cs = configBeside(o.student), ct = configBeside(o.teacher);
   if (cs.vocab_size !== ct.vocab_size) throw new Error(`${o.student}: vocab_size ${cs.vocab_size} is not the teacher's ${ct.vocab_size} (${o.teacher}): a cascade needs one tokenizer`);
   const w = readWindows(o.prep, 'validation');
@@ -162,8 +190,8 @@ export const command: CommandModule<object, Args> = {
   describe: 'Dynamic distillation: route each position to the teacher when the student is not confident; PPL, routed share and FLOPs per threshold',
   builder: (y: Argv<object>) => y
     .option('config', { type: 'string', describe: 'JSON file of config keys (snake_case); flags override it' })
-    .option('student', { type: 'string', describe: 'student .onnx (kd export; config.json beside it); required' })
-    .option('teacher', { type: 'string', describe: 'teacher .onnx (kd teacher export; config.json beside it); required' })
+    .option('student', { type: 'string', describe: 'student .onnx file, e.g. kd export\'s <out>/onnx/model.onnx (config.json beside it; not a directory); required' })
+    .option('teacher', { type: 'string', describe: 'teacher .onnx file (kd teacher export; config.json beside it; not a directory); required' })
     .option('prep', { type: 'string', describe: `prep output directory: validation windows (default ${CASCADE_DEFAULTS.prep})` })
     .option('out', { type: 'string', describe: `output directory: cascade.json, cascade.md, cascade.png (default ${CASCADE_DEFAULTS.out})` })
     .option('confidence', { type: 'array', choices: [...CONFIDENCES], describe: 'confidence measures (default both)' })

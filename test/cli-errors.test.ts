@@ -3,9 +3,9 @@
  * flags, --config given a directory, flag conflicts. Each is checked before any input is read, so
  * the inputs named here need not exist (were the check late, "not found" would be the error).
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { kdCli } from '../pipelines/cli.js';
 import { resolveCascadeConfig } from '../stages/cascade.js';
@@ -104,5 +104,26 @@ describe('kd train --ensemble: conflicts name the flag, before any dataset is op
     expect(await kdError([...train, '--config', file, '--temperature', '2', '--temperature-min', '4'])).toBe(`--temperature-min = 4 is above temperature = 2 ${why}`);
     writeFileSync(file, JSON.stringify({ temperature: 2, temperature_min: 3, temperature_schedule: 'cosine' }));
     expect(await kdError([...train, '--config', file])).toBe(`${file}: temperature_min = 3 is above temperature = 2 ${why}`);
+  });
+});
+
+describe('kd cascade --student <directory>: asks for the .onnx file inside', () => {
+  const model = (...parts: string[]) => { const p = join(dir, ...parts); mkdirSync(dirname(p), { recursive: true }); writeFileSync(p, 'onnx bytes'); return p; };
+  const cascade = (student: string) => kdError(['cascade', '--student', student, '--teacher', missing('t.onnx'), '--out', missing('cascade')]);
+
+  it('one .onnx below it (kd export\'s layout): named as the flag to give', async () => {
+    const file = model('export', 'onnx', 'model.onnx');
+    expect(await cascade(join(dir, 'export'))).toBe(`${join(dir, 'export')}: is a directory; --student takes the student's .onnx file, e.g. --student ${file}`);
+  });
+
+  it('several: listed; none: says where kd export puts it', async () => {
+    const [a, b] = [model('exports', 'fp32', 'onnx', 'model.onnx'), model('exports', 'int8', 'onnx', 'model.onnx')];
+    expect(await cascade(join(dir, 'exports'))).toBe(`${join(dir, 'exports')}: is a directory; --student takes the student's .onnx file (it holds 2: ${a}, ${b})`);
+    mkdirSync(join(dir, 'empty'));
+    expect(await cascade(join(dir, 'empty'))).toBe(`${join(dir, 'empty')}: is a directory; --student takes the student's .onnx file (it holds none; kd export writes <out>/onnx/model.onnx)`);
+  });
+
+  it('a missing model names its flag', async () => {
+    expect(await cascade(missing('s.onnx'))).toBe(`${missing('s.onnx')}: no such model (--student)`);
   });
 });
