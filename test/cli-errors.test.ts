@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { kdCli } from '../pipelines/cli.js';
+import { unknownOptionsMessage } from '../lib/cli/unknown-options.js';
 import { resolveCascadeConfig } from '../stages/cascade.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'kd-cli-errors-'));
@@ -125,5 +126,31 @@ describe('kd cascade --student <directory>: asks for the .onnx file inside', () 
 
   it('a missing model names its flag', async () => {
     expect(await cascade(missing('s.onnx'))).toBe(`${missing('s.onnx')}: no such model (--student)`);
+  });
+});
+
+describe('a flag the stage does not take: one line, the flag once (not its camelCase alias)', () => {
+  const seqLen = '--seq-len is not a kd train option (the window length is set by kd prep --seq-len and read from the prep output)';
+
+  it.each([
+    [['train', '--seq-len', 'abc'], seqLen],
+    [['train', '--seq-len', '128'], seqLen],
+    [['train', '--seqLen', '128'], seqLen],
+    [['train', '--batch-sise', '4'], '--batch-sise is not a kd train option (did you mean --batch-size?)'],
+    [['train', '--seq-len', '128', '--foo', '1'], `${seqLen}; --foo is not a kd train option (see kd train --help)`],
+    [['eval', '--seq-len', '128'], '--seq-len is not a kd eval option (the window length is set by kd prep --seq-len and read from the prep output)'],
+    [['cascade', '--teachr', 't.onnx'], '--teachr is not a kd cascade option (did you mean --teacher?)'],
+    [['train', '-x'], '-x is not a kd train option (see kd train --help)'],
+  ])('kd %j', async (args, message) => {
+    expect(await kdError(args)).toBe(message);
+  });
+
+  it('the stages that take --seq-len still do', async () => {
+    expect(await kdError(['plan', '--model', missing('config.json'), '--seq-len', '128', '--batch-size', '1'])).toMatch(/config\.json: not found/);
+  });
+
+  it('other yargs messages pass through', () => {
+    expect(unknownOptionsMessage('Missing required argument: dirs', 'merge', [])).toBeUndefined();
+    expect(unknownOptionsMessage('Unknown argument: lrr', 'train', ['lr', 'help', 'version'])).toBe('--lrr is not a kd train option (did you mean --lr?)');
   });
 });

@@ -201,6 +201,18 @@ export function listOptions(y: object): string[] {
   return (y as { getOptions(): { array: string[] } }).getOptions().array;
 }
 
+/** Every option name of a yargs instance's current command (kebab and camelCase forms, help, version). */
+export function optionNames(y: object): string[] {
+  // As listOptions: yargs 17's getOptions() is not in @types/yargs.
+  return Object.keys((y as { getOptions(): { key: Record<string, unknown> } }).getOptions().key);
+}
+
+/** The (sub)command being parsed, e.g. ['teacher', 'export']; [] at the top level. */
+export function commandPath(y: object): string[] {
+  // yargs 17 keeps it in its internal context; @types/yargs does not declare it.
+  return (y as { getInternalMethods(): { getContext(): { commands: string[] } } }).getInternalMethods().getContext().commands;
+}
+
 /**
  * yargs `coerce` of a list-of-numbers flag declared `type: 'array'` (so help shows it as a list):
  * the numbers. @throws Error "--temperatures: not a number: fast".
