@@ -59,6 +59,7 @@ describe('kd precompute: mode and flag conflicts are checked before the inputs l
     [['--mode', 'topk', '--sampling-seed', '3'], "--sampling-seed is for mode 'sampled' (add --mode sampled, or drop it)"],
     [['--mode', 'sampled', '--sampling-temperature', '3'], '--sampling-temperature 3 must be one of temperatures [1,2,4] (its log_z weights the draws)'],
     [['--mode', 'sampled', '--temperatures', '2', '4'], '--temperatures [2,4] must include sampling_temperature 1 (its log_z weights the draws)'],
+    [['--value-step', '0.0625'], "--value-step is for layout 'compact' (add --layout compact, or drop it)"],
     [['--hidden-dim', '64'], '--hidden-dim needs hidden_layers (--hidden-layers): it names or projects the stored hidden states'],
     [['--hidden-outputs', 'h.2'], '--hidden-outputs needs hidden_layers (--hidden-layers): it names or projects the stored hidden states'],
   ])('%j', async (flags, message) => {

@@ -129,6 +129,8 @@
  * 24.0 → 19.8 gain from the split, uint16 ids with V = 4096 do not (40.3 → 42.8).
  */
 
+import { checkValueStep } from './compact.js';
+
 /** Token-id width on disk: uint16 when every id fits (real vocab ≤ 65536, ids 0..65535), else uint32. */
 export type IdDtype = 'uint16' | 'uint32';
 /** `topk_logits` width on disk: IEEE fp16 bits (default) or fp32. */
@@ -136,9 +138,11 @@ export type ValueDtype = 'float16' | 'float32';
 /**
  * Byte layouts of the blob columns, recorded as manifest `encoding.layout` and in each shard's
  * `kd.shard` metadata: `packed-le` = the values' little-endian bytes in order (shards written
- * before the split layout; still read), `packed-le-split` = the same bytes byte-stream split.
+ * before the split layout; still read), `packed-le-split` = the same bytes byte-stream split,
+ * `compact` = `packed-le-split` except `topk_ids`/`topk_logits`, which hold the lossy compact
+ * codec of lib/shards/compact.ts (varint id gaps, 8-bit value codes of step `valueStep`).
  */
-export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split'] as const;
+export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split', 'compact'] as const;
 /** One of {@link SHARD_LAYOUTS}. */
 export type LayoutName = (typeof SHARD_LAYOUTS)[number];
 /** The layout of newly written shards. */
@@ -189,6 +193,8 @@ export interface ShardLayout {
   layout?: LayoutName;
   /** The optional `hidden` column's shape; absent: no such column. */
   hidden?: HiddenLayout;
+  /** Layout `compact` only: δ of the value codes (manifest `encoding.value_step`). */
+  valueStep?: number;
 }
 
 /** The `kd.shard` key-value metadata of a shard file. */
@@ -203,6 +209,8 @@ export interface ShardKv {
   values: ValueDtype;
   /** "<layers>x<width>" when the shard has the `hidden` column (absent otherwise). */
   hidden?: string;
+  /** Layout `compact` only: δ of the value codes. */
+  value_step?: number;
 }
 
 /** Column names in file order (without the optional `hidden`, which comes last when present). */
@@ -220,6 +228,7 @@ export function shardKv(layout: ShardLayout): ShardKv {
     seq_len: layout.seqLen, k: layout.k, num_temps: layout.numTemps,
     ids: layout.idDtype, values: layout.valueDtype,
     ...(layout.hidden ? { hidden: `${layout.hidden.layers}x${layout.hidden.width}` } : {}),
+    ...(layout.layout === 'compact' ? { value_step: layout.valueStep } : {}),
   };
 }
 
@@ -244,6 +253,12 @@ export function checkLayout(layout: ShardLayout, where: string): void {
   }
   if (layout.layout !== undefined && !SHARD_LAYOUTS.includes(layout.layout)) {
     throw new Error(`${where}: layout must be one of ${SHARD_LAYOUTS.join(', ')} (got '${layout.layout}')`);
+  }
+  if (layout.layout === 'compact') {
+    checkValueStep(layout.valueStep, where);
+    if (layout.valueDtype !== 'float16') throw new Error(`${where}: layout compact decodes values to float16 (got valueDtype '${layout.valueDtype}')`);
+  } else if (layout.valueStep !== undefined) {
+    throw new Error(`${where}: valueStep is for layout compact (layout is '${layout.layout ?? SHARD_LAYOUT}')`);
   }
 }
 
