@@ -66,7 +66,7 @@ export interface PrecomputeConfig {
    * its KL error recorded per shard; lib/shards/compact.ts).
    */
   layout: 'packed' | 'compact';
-  /** Layout compact: δ of the value codes, a power of two 2^-m, m = 0..8 (default 1/16). */
+  /** Layout compact: δ of the value codes, a power of two 2^-m, m = 0..5 (default 1/16). */
   value_step: number;
   /** This worker's index in a split run (else from SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX; default 0). */
   shard_index?: number;
@@ -101,7 +101,7 @@ const CHECKS: Record<keyof PrecomputeConfig, FieldCheck> = {
   sampling_temperature: (v) => (typeof v === 'number' && v > 0 && Number.isFinite(v) ? undefined : 'must be a number > 0'),
   temperatures: (v) => (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'number' && t > 0) && new Set(v).size === v.length ? undefined : 'must be a non-empty list of distinct numbers > 0'),
   batch_size: isInt(1, 4096), rows_per_shard: isInt(1), max_windows: isInt(0), device: isOneOf('auto', 'cpu', 'cuda'), codec: isOneOf('brotli', 'gzip'),
-  layout: isOneOf('packed', 'compact'), value_step: (v) => { try { checkValueStep(v, 'value_step'); return undefined; } catch { return 'must be a power of two 2^-m, m = 0..8 (e.g. 0.0625)'; } },
+  layout: isOneOf('packed', 'compact'), value_step: (v) => { try { checkValueStep(v, 'value_step'); return undefined; } catch { return 'must be a power of two 2^-m, m = 0..5 (e.g. 0.0625)'; } },
   shard_index: optional(isInt(0)), num_shards: optional(isInt(1)), overwrite: isBool, quiet: isBool,
   hidden_layers: (v) => (Array.isArray(v) && v.every((l) => Number.isInteger(l) && l >= 0) && new Set(v).size === v.length ? undefined : 'must be a list of distinct integers ≥ 0'),
   hidden_outputs: (v) => (Array.isArray(v) && v.every((t) => typeof t === 'string' && t.length > 0) ? undefined : 'must be a list of tensor names'),

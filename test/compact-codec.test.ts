@@ -125,10 +125,10 @@ describe('compact shard layout', () => {
     await expect(readShard(path, { ...layout, valueStep: 1 / 8 })).rejects.toThrow(/shard does not match manifest \(value_step=0.0625 expected 0.125\)/);
   });
 
-  it('refuses a value step that is not 2^-m, m = 0..8', async () => {
+  it('refuses a value step that is not 2^-m, m = 0..5', async () => {
     const rows = makeRows(1, { ...layout, layout: undefined, valueStep: undefined }, 4096, 1);
-    await expect(writeShard('/tmp/kd-never.parquet', rows, { ...layout, valueStep: 0.1 })).rejects.toThrow(/value_step must be a power of two 2\^-m, m = 0..8/);
-    await expect(writeShard('/tmp/kd-never.parquet', rows, { ...layout, valueStep: 2 ** -9 })).rejects.toThrow(/got 0.001953125/);
+    await expect(writeShard('/tmp/kd-never.parquet', rows, { ...layout, valueStep: 0.1 })).rejects.toThrow(/value_step must be a power of two 2\^-m, m = 0..5/);
+    await expect(writeShard('/tmp/kd-never.parquet', rows, { ...layout, valueStep: 2 ** -6 })).rejects.toThrow(/got 0.015625/);
     await expect(writeShard('/tmp/kd-never.parquet', rows, { ...layout, layout: 'packed-le-split' })).rejects.toThrow(/valueStep is for layout compact/);
   });
 });

@@ -154,7 +154,7 @@ export function validateManifest(obj: unknown, where: string): LogitManifest {
 }
 
 /**
- * Layout `compact`: `encoding.value_step` a power of two 2^-m (m = 0..8) and values float16; any
+ * Layout `compact`: `encoding.value_step` a power of two 2^-m (m = 0..5) and values float16; any
  * shard's `kl_error` {mean, max} non-negative numbers. Other layouts have neither.
  */
 function checkCompact(m: LogitManifest, where: string): void {

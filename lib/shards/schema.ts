@@ -28,6 +28,16 @@
  * level 1, `packed-le` shards GZIP level 6; Parquet records the codec per column chunk, and the
  * reader takes all of them).
  *
+ * Layout `compact` (`kd precompute --layout compact`, lossy): `input_ids`, `target_ids` and `log_z`
+ * as in `packed-le-split`; `topk_ids` holds, per position, the k slot ids in ascending id order as
+ * unsigned LEB128 varints of the gaps (the first gap is the smallest id; a repeated draw of a
+ * sampled dataset is a gap of 0); `topk_logits` holds [L·k] bytes, the code c = min(255,
+ * round(−v/δ)) of each slot's v = z − max z in the same id order, δ = 2^-m the manifest's
+ * `encoding.value_step` (also `value_step` in `kd.shard`). Readers decode v = −c·δ (exact in fp16)
+ * and restore kd's slot order: ascending code, ties by ascending id. What that costs is recorded
+ * per shard as manifest `kl_error` (lib/logits/codec-error.ts); sizes and errors in
+ * lib/shards/compact.ts and README "Compact soft labels".
+ *
  * Why packed bytes and not Parquet LIST columns — measured on the 2-core dev machine while
  * other jobs ran (lowest of 3 runs, each best-of-7 or mean-of-3, so trust ratios more than
  * absolutes): 256 rows × L=128 × k=32 × 7 temps, vocab 32000 (uint16 ids), synthetic data
