@@ -74,10 +74,10 @@ const trained = await pool([
   ...names.map(train),
 ]);
 
-const reference = json((await step('eval-reference', () => $`${kd} eval --prep runs/sampled/prep --teacher runs/teacher/model.onnx --baseline runs/sampled/students/baseline --out runs/sampled/eval/reference --quiet --json`)).stdout);
+const reference = json((await step('eval-reference', () => $`${kd} eval --prep runs/sampled/prep --teacher runs/teacher/model.onnx --baseline runs/sampled/students/baseline --out runs/sampled/eval/reference --overwrite --quiet --json`)).stdout);
 const evals = await pool(names.map((name) => () => {
   const student = join(root, 'students', name), out = join(root, 'eval', name);
-  return step(`eval-${name}`, () => $`${kd} eval --prep runs/sampled/prep --distilled ${student} --out ${out} --quiet --json`);
+  return step(`eval-${name}`, () => $`${kd} eval --prep runs/sampled/prep --distilled ${student} --out ${out} --overwrite --quiet --json`);
 }));
 const teacherPpl = reference.teacher.ppl as number, baselinePpl = reference.baseline.ppl as number;
 

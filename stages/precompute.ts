@@ -7,7 +7,7 @@
  * lib/precompute/output.ts for the bookkeeping.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { FieldCheck, flagsToConfig, intListFlag, isBool, isInt, isOneOf, isString, numberListFlag, optional, readConfigFile, resolveConfig, stringListFlag } from '../lib/cli/config.js';
+import { blame, FieldCheck, flagOrigins, flagsToConfig, intListFlag, isBool, isInt, isOneOf, isString, numberListFlag, optional, readConfigFile, resolveConfig, stringListFlag } from '../lib/cli/config.js';
 import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { resolveWorker } from '../lib/cli/workers.js';
@@ -171,33 +171,43 @@ function samplingOf(cfg: PrecomputeConfig): SamplingRows | undefined {
 }
 
 /**
- * Sampled mode's settings are valid together: τg among the stored temperatures, and no explicit k.
- * @throws Error "<source>: …" naming the keys.
+ * The settings are valid together, checked before any input is read: no value_step outside the
+ * compact layout, no sampling key in topk mode, no explicit k in sampled mode, τg among the stored temperatures, and no hidden_outputs /
+ * hidden_dim without hidden_layers. Each error names the flag that set the key (`--k`), else
+ * `<source>: <key>`.
+ * @throws Error "--samples is for mode 'sampled' (add --mode sampled, or drop it)" and the like.
  */
-function checkMode(cfg: PrecomputeConfig, partial: Record<string, unknown>, source: string): void {
-  if (partial.value_step !== undefined && cfg.layout !== 'compact') throw new Error(`${source}: value_step is for layout 'compact' (add --layout compact, or drop it)`);
+export function checkPrecomputeConflicts(cfg: PrecomputeConfig, partial: Record<string, unknown>, source: string): void {
+  const by = (key: string) => blame(partial, key, source);
+  if (partial.value_step !== undefined && cfg.layout !== 'compact') throw new Error(`${by('value_step')} is for layout 'compact' (add --layout compact, or drop it)`);
   if (cfg.mode === 'topk') {
     for (const key of ['samples', 'sampling_temperature', 'sampling_seed']) {
-      if (partial[key] !== undefined) throw new Error(`${source}: ${key} is for mode 'sampled' (add --mode sampled, or drop it)`);
+      if (partial[key] !== undefined) throw new Error(`${by(key)} is for mode 'sampled' (add --mode sampled, or drop it)`);
     }
-    return;
+  } else {
+    if (partial.k !== undefined) throw new Error(`${by('k')} is for mode 'topk'; mode 'sampled' stores --samples draws per position`);
+    if (!cfg.temperatures.includes(cfg.sampling_temperature)) {
+      // Blame the side a flag set (the other is the file's or the default); --sampling-temperature when both.
+      const origins = flagOrigins(partial);
+      throw new Error(origins.temperatures && !origins.sampling_temperature
+        ? `--temperatures [${cfg.temperatures}] must include sampling_temperature ${cfg.sampling_temperature} (its log_z weights the draws)`
+        : `${by('sampling_temperature')} ${cfg.sampling_temperature} must be one of temperatures [${cfg.temperatures}] (its log_z weights the draws)`);
+    }
   }
-  if (partial.k !== undefined) throw new Error(`${source}: k is for mode 'topk'; mode 'sampled' stores \`samples\` draws per position (--samples)`);
-  if (!cfg.temperatures.includes(cfg.sampling_temperature)) {
-    throw new Error(`${source}: sampling_temperature ${cfg.sampling_temperature} must be one of temperatures [${cfg.temperatures}] (its log_z weights the draws)`);
-  }
+  const orphan = cfg.hidden_layers.length > 0 ? undefined : cfg.hidden_outputs.length > 0 ? 'hidden_outputs' : cfg.hidden_dim > 0 ? 'hidden_dim' : undefined;
+  if (orphan) throw new Error(`${by(orphan)} needs hidden_layers (--hidden-layers): it names or projects the stored hidden states`);
 }
 
 /** Runs precompute; see the module comment. */
 export async function run(partial: Record<string, unknown>, source = 'precompute config'): Promise<PrecomputeSummary> {
   const started = performance.now();
   const cfg = resolveConfig(PRECOMPUTE_DEFAULTS, CHECKS, partial, source);
+  checkPrecomputeConflicts(cfg, partial, source);
   const worker = resolveWorker(cfg.shard_index, cfg.num_shards);
-  const inp = await loadPrecomputeInputs(cfg, source);
+  const inp = await loadPrecomputeInputs(cfg, blame(partial, 'k', source));
   if (!inp.teacherTokenizer && !cfg.quiet) {
     process.stderr.write(`kd: warning: ${cfg.teacher}: no tokenizer.json beside it and no ${TOKENIZER_SHA256_KEY} in its metadata; cannot check that ${inp.tokenizer.path} is the teacher's tokenizer\n`);
   }
-  checkMode(cfg, partial, source);
   const topk = cfg.mode === 'sampled'
     ? addSampledOutputs(inp.teacherBytes, { samples: cfg.samples, samplingTemperature: cfg.sampling_temperature, temperatures: cfg.temperatures, source: cfg.teacher })
     : addTopKOutputs(inp.teacherBytes, { k: cfg.k, temperatures: cfg.temperatures, source: cfg.teacher });
@@ -250,10 +260,7 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
  * @throws Error "<teacher>: no tensor for hidden layer 5 (looked for '…'); …" and the like, before anything is written.
  */
 function withHiddenStates(cfg: PrecomputeConfig, teacher: Uint8Array, topk: Uint8Array): { graph: Uint8Array; hidden?: HiddenInfo } {
-  if (cfg.hidden_layers.length === 0) {
-    if (cfg.hidden_outputs.length > 0 || cfg.hidden_dim > 0) throw new Error(`${cfg.teacher}: hidden_outputs / hidden_dim need hidden_layers (--hidden-layers)`);
-    return { graph: topk };
-  }
+  if (cfg.hidden_layers.length === 0) return { graph: topk }; // hidden_outputs / hidden_dim alone: refused up front
   const names = cfg.hidden_outputs.length > 0 ? cfg.hidden_outputs : undefined;
   const tensors = findHiddenTensors(teacher, cfg.hidden_layers, cfg.teacher, names);
   const D = hiddenSizeOf(teacher);
