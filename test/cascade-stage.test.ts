@@ -56,13 +56,13 @@ describe('kd cascade', () => {
     const direct = await cascade({ student, teacher, prep, out: join(dir, 'direct'), max_windows: 3, batch_size: 2, confidence: ['entropy'], device: 'cpu', quiet: true });
     const file = join(dir, 'cascade.json');
     writeFileSync(file, JSON.stringify({ student, teacher, prep, out: join(dir, 'via-config'), max_windows: 5, batch_size: 2, confidence: ['entropy'], device: 'cpu', quiet: true }));
-    await kdCli(['cascade', '--config', file, '--max-windows', '3']).parseAsync();
+    await (await kdCli(['cascade', '--config', file, '--max-windows', '3'])).parseAsync();
     const written = JSON.parse(readFileSync(join(dir, 'via-config', 'cascade.json'), 'utf8'));
     expect(direct.scored_tokens).toBe(3 * SEQ_LEN); // 3 windows, not the file's 5: the flag won
     expect(written.scored_tokens).toBe(direct.scored_tokens);
     expect(written.points).toEqual(JSON.parse(JSON.stringify(direct.points)));
     writeFileSync(file, JSON.stringify({ student, teacher, max_windows: -3 }));
-    await expect(kdCli(['cascade', '--config', file]).parseAsync()).rejects.toThrow(new Error(`${file}: max_windows = -3 must be an integer in [0, ${Number.MAX_SAFE_INTEGER}]`));
+    await expect(kdCli(['cascade', '--config', file]).then((c) => c.parseAsync())).rejects.toThrow(new Error(`${file}: max_windows = -3 must be an integer in [0, ${Number.MAX_SAFE_INTEGER}]`));
   }, 60_000);
 
   it('refuses a model without config.json and models of different vocab, naming the file', async () => {

@@ -16,7 +16,7 @@ const missing = (name: string) => join(dir, 'missing', name);
 
 /** The error `kd <args>` stops with, run in process up to its stage's first check. */
 async function kdError(args: string[]): Promise<string> {
-  try { await kdCli(args).parseAsync(); } catch (e) { return (e as Error).message; }
+  try { await (await kdCli(args)).parseAsync(); } catch (e) { return (e as Error).message; }
   throw new Error(`kd ${args.join(' ')} did not fail`);
 }
 

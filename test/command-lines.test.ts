@@ -63,7 +63,7 @@ function readmeLines(): CommandLine[] {
 /** Parses `args` with the real CLI, stopping before the handler: returns the CLI's error, or undefined. */
 async function parseError(args: string[]): Promise<string | undefined> {
   try {
-    await kdCli(args, true).parseAsync();
+    await (await kdCli(args, true)).parseAsync();
     return 'the handler would have run without the parse-only stop';
   } catch (e) {
     return e instanceof ParsedCommandLine ? undefined : (e as Error).message;

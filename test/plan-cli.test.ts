@@ -52,7 +52,7 @@ describe('kd plan', () => {
     let out = '';
     const write = process.stdout.write.bind(process.stdout);
     process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
-    try { await kdCli(['plan', '--model', TINYLLAMA, '--seq-len', '2048', '--batch-size', '1', '--json']).parseAsync(); } finally { process.stdout.write = write; }
+    try { await (await kdCli(['plan', '--model', TINYLLAMA, '--seq-len', '2048', '--batch-size', '1', '--json'])).parseAsync(); } finally { process.stdout.write = write; }
     const r = JSON.parse(out);
     expect(r.total_bytes).toBe(plan(args({})).total_bytes);
     expect(() => plan(args({ model: 'no/such/config.json' }))).toThrow('no/such/config.json: not found');
@@ -65,13 +65,13 @@ async function stdoutOf(argv: string[]): Promise<string> {
   let out = '';
   const write = process.stdout.write.bind(process.stdout);
   process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
-  try { await kdCli(argv).parseAsync(); } finally { process.stdout.write = write; }
+  try { await (await kdCli(argv)).parseAsync(); } finally { process.stdout.write = write; }
   return out;
 }
 
 /** The error `kd <args>` stops with (a handler may throw before parseAsync returns a promise). */
 async function errorOf(argv: string[]): Promise<string | undefined> {
-  try { await kdCli(argv).parseAsync(); } catch (e) { return (e as Error).message; }
+  try { await (await kdCli(argv)).parseAsync(); } catch (e) { return (e as Error).message; }
   return undefined;
 }
 

@@ -18,7 +18,7 @@ beforeAll(async () => {
 }, 120_000);
 
 const model = JSON.stringify({ hidden_size: 32, intermediate_size: 48, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 });
-const kd = (args: string[]) => kdCli(args).parseAsync();
+const kd = async (args: string[]) => (await kdCli(args)).parseAsync();
 
 describe('self-distillation rounds', () => {
   it('plans round r + 1 to read round r\'s exported student, and refuses a non-positive count', () => {
