@@ -8,6 +8,7 @@ import { gunzipSync, brotliDecompressSync } from 'node:zlib';
 import { parquetMetadata, parquetMetadataAsync, parquetRead, parquetReadObjects, type AsyncBuffer, type FileMetaData } from 'hyparquet';
 import { fileBuffer } from '../util/file-buffer.js';
 import { blockColumnsOf, allocBlock, blockColumn, columnShape, decodeBlob, type BlockColumn, type ShardBlock } from './block.js';
+import { ListShapeError, listsSchemaProblem, readListsInto, readListsRows } from './lists-read.js';
 import { unpackRow } from './packing.js';
 import {
   columnsOf, SHARD_KV_KEY, SHARD_LAYOUTS, checkLayout, shardKv, type LayoutName, type LogitRow, type ShardLayout,
@@ -113,6 +114,7 @@ export async function readShard(path: string, expect: ShardLayout, opts: ReadSha
     const sha = createHash('sha256').update(bytes).digest('hex');
     if (sha !== opts.sha256) throw mismatch(path, `sha256 ${sha.slice(0, 12)}… expected ${opts.sha256.slice(0, 12)}…: a shard from another dataset, or damaged`);
   }
+  if (layout.layout === 'lists') return readLists(path, file, meta, layout);
   let raw: Record<string, unknown>[];
   try {
     raw = await parquetReadObjects({ file, metadata: meta, compressors: DECOMPRESSORS, utf8: false, columns: columnsOf(layout) });
@@ -127,6 +129,22 @@ export async function readShard(path: string, expect: ShardLayout, opts: ReadSha
       throw mismatch(path, (err as Error).message);
     }
   });
+}
+
+/**
+ * A `lists` shard (lists-read.ts): its schema checked, then every row as LogitRows, or into
+ * `block`. Errors as readShard's: a mismatch for another schema or other list lengths, else corrupt.
+ */
+async function readLists(path: string, file: AsyncBuffer, meta: FileMetaData, layout: ShardLayout): Promise<LogitRow[]>;
+async function readLists(path: string, file: AsyncBuffer, meta: FileMetaData, layout: ShardLayout, block: ShardBlock): Promise<void>;
+async function readLists(path: string, file: AsyncBuffer, meta: FileMetaData, layout: ShardLayout, block?: ShardBlock): Promise<LogitRow[] | void> {
+  const problem = listsSchemaProblem(meta, layout);
+  if (problem) throw mismatch(path, problem);
+  try {
+    return await (block ? readListsInto(file, meta, layout, block, DECOMPRESSORS) : readListsRows(file, meta, layout, DECOMPRESSORS));
+  } catch (err) {
+    throw err instanceof ListShapeError ? mismatch(path, err.message) : corrupt(path, (err as Error).message);
+  }
 }
 
 /** sha256 of a whole open file, read in 4 MiB pieces. */
@@ -211,7 +229,8 @@ export async function readShardBlock(path: string, expect: ShardLayout, opts: Re
     }
     if (typeof first !== 'bigint') throw mismatch(path, 'row 0: sample_id is not INT64');
     block.firstSampleId = first;
-    for (const column of blockColumnsOf(layout)) await readColumnInto(path, file, meta, layout, column, block);
+    if (layout.layout === 'lists') await readLists(path, file, meta, layout, block);
+    else for (const column of blockColumnsOf(layout)) await readColumnInto(path, file, meta, layout, column, block);
     return block;
   } finally {
     await fh.close();

@@ -136,9 +136,10 @@ export type ValueDtype = 'float16' | 'float32';
 /**
  * Byte layouts of the blob columns, recorded as manifest `encoding.layout` and in each shard's
  * `kd.shard` metadata: `packed-le` = the values' little-endian bytes in order (shards written
- * before the split layout; still read), `packed-le-split` = the same bytes byte-stream split.
+ * before the split layout; still read), `packed-le-split` = the same bytes byte-stream split;
+ * `lists` = typed Parquet LIST columns instead of blobs (lib/shards/lists.ts).
  */
-export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split'] as const;
+export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split', 'lists'] as const;
 /** One of {@link SHARD_LAYOUTS}. */
 export type LayoutName = (typeof SHARD_LAYOUTS)[number];
 /** The layout of newly written shards. */
