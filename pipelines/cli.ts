@@ -14,6 +14,7 @@ import * as inspect from '../stages/inspect.js';
 import * as exportStage from '../stages/export.js';
 import * as plan from '../stages/plan.js';
 import * as cascade from '../stages/cascade.js';
+import * as convert from '../stages/convert.js';
 import { listOptions, refuseRepeatedFlags } from '../lib/cli/config.js';
 
 /** What `parseOnly` stops with once a command line has parsed and validated. */
@@ -39,9 +40,10 @@ export function kdCli(args: string[], parseOnly = false): Argv {
     .command(evaluate.command)
     .command(exportStage.command)
     .command(inspect.command)
+    .command(convert.command)
     .command(plan.command)
     .command(cascade.command)
-    .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval, export, inspect or plan')
+    .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval, export, inspect, convert or plan')
     .strictCommands()
     .strictOptions()
     .fail((msg, err) => { throw err ?? new Error(msg.replace(/\s*\n\s*/g, " ")); }) // yargs puts choices on lines of their own: one line

@@ -248,7 +248,7 @@ export async function columnBytes(path: string, column: string): Promise<number>
     const meta = await footerOf(path, fileBuffer(fh, (await fh.stat()).size));
     let total = 0;
     for (const group of meta.row_groups) {
-      for (const chunk of group.columns) if (chunk.meta_data?.path_in_schema.join('.') === column) total += Number(chunk.meta_data.total_compressed_size);
+      for (const chunk of group.columns) if (chunk.meta_data?.path_in_schema[0] === column) total += Number(chunk.meta_data.total_compressed_size); // [0]: a lists leaf is column.list.element
     }
     return total;
   } finally {

@@ -144,6 +144,10 @@ export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split', 'lists'] as const;
 export type LayoutName = (typeof SHARD_LAYOUTS)[number];
 /** The layout of newly written shards. */
 export const SHARD_LAYOUT: LayoutName = 'packed-le-split';
+/** `--layout` flag values of `kd precompute` / `kd convert` → the layout written. */
+export const LAYOUT_FLAGS = { packed: SHARD_LAYOUT, lists: 'lists' } as const satisfies Record<string, LayoutName>;
+/** One of the keys of {@link LAYOUT_FLAGS}. */
+export type LayoutFlag = keyof typeof LAYOUT_FLAGS;
 /** Key of the shard's Parquet key-value metadata entry holding {@link ShardKv}. */
 export const SHARD_KV_KEY = 'kd.shard';
 /** Target id of a position without a target (ignore index). */
