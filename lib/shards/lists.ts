@@ -49,6 +49,8 @@ export interface ListsOptions {
   rowGroupRows: number;
   /** Parquet `created_by`. */
   createdBy: string;
+  /** Uncompressed values per data page, cut at whole rows (at least one). Default 1 MiB. */
+  pageBytes?: number;
   /**
    * false: `topk_ids`, `topk_logits`, `log_z`, `hidden` as flat lists of L·k (L·T, L·n·w)
    * values instead of [L][k]; only for the measurement in schema.ts (kd reads and writes nested).
@@ -79,7 +81,7 @@ const UINT32: ListColumn['leaf'] = { type: 'INT32', converted_type: 'UINT_32' };
 const FLOAT16: ListColumn['leaf'] = { type: 'FIXED_LEN_BYTE_ARRAY', type_length: 2, logical_type: { type: 'FLOAT16' } };
 const FLOAT: ListColumn['leaf'] = { type: 'FLOAT' };
 
-/** Uncompressed values per page (whole rows, at least one). */
+/** Default uncompressed values per page (hyparquet-writer's default page size). */
 const PAGE_BYTES = 1 << 20;
 
 /** Ids as PLAIN INT32 words; throws when an id does not fit uint16 under a uint16 layout. */
@@ -214,9 +216,9 @@ function writePage(w: ByteWriter, raw: Uint8Array, values: number, encoding: Enc
 }
 
 /** One column chunk of rows [from, to) of list column `c`. */
-function writeListChunk(w: ByteWriter, rows: readonly LogitRow[], from: number, to: number, c: ListColumn, codec: PageCodec, where: string): ColumnChunk {
+function writeListChunk(w: ByteWriter, rows: readonly LogitRow[], from: number, to: number, c: ListColumn, codec: PageCodec, pageBytes: number, where: string): ColumnChunk {
   const offset = w.offset, perRow = c.outer * c.inner, rowBytes = perRow * c.width;
-  const pageRows = Math.max(1, Math.floor(PAGE_BYTES / rowBytes));
+  const pageRows = Math.max(1, Math.floor(pageBytes / rowBytes));
   const path = c.depth === 2 ? [c.name, 'list', 'element', 'list', 'element'] : [c.name, 'list', 'element'];
   let uncompressed = 0;
   for (let p = from; p < to; p += pageRows) {
@@ -281,7 +283,7 @@ export function encodeListsShard(rows: readonly LogitRow[], layout: ShardLayout,
   const groups: RowGroup[] = [];
   for (let from = 0; from < rows.length; from += opts.rowGroupRows) {
     const to = Math.min(rows.length, from + opts.rowGroupRows), start = w.offset;
-    const columns = [writeSampleIds(w, rows, from, to, codec, where), ...cols.map((c) => writeListChunk(w, rows, from, to, c, codec, where))];
+    const columns = [writeSampleIds(w, rows, from, to, codec, where), ...cols.map((c) => writeListChunk(w, rows, from, to, c, codec, opts.pageBytes ?? PAGE_BYTES, where))];
     groups.push({
       columns, num_rows: BigInt(to - from), file_offset: BigInt(start), total_compressed_size: BigInt(w.offset - start),
       total_byte_size: columns.reduce((n, c) => n + c.meta_data!.total_uncompressed_size, 0n),
