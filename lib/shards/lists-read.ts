@@ -1,9 +1,11 @@
 /**
- * Reading `lists` shards (lists.ts) into a {@link ShardBlock} or LogitRows. The pages are decoded
- * by hyparquet (any codec, PLAIN / dictionary / BYTE_STREAM_SPLIT, data page v1 or v2), but not
+ * Reading `lists` shards (lists.ts) into a {@link ShardBlock} or LogitRows. Lists are never
  * assembled into JS arrays of arrays: every list of the layout has a fixed length, so once the
- * levels are checked (no nulls, each row holds exactly [L] or [L][k] values) the leaf values,
- * in file order, are the block's row-major arrays. FLOAT16 values are copied as their bits.
+ * levels are checked (no nulls, each row holds exactly [L] or [L][k] values) the leaf values, in
+ * file order, are the block's row-major arrays. The pages kd writes (v1, PLAIN or
+ * BYTE_STREAM_SPLIT FLOAT, RLE levels) are decoded here straight from the page bytes; any other
+ * page (another writer's v2 pages, dictionaries, bit-packed levels) by hyparquet's page decoders
+ * (~3× slower: the levels become JS arrays). FLOAT16 values are copied as their bits.
  */
 import type { AsyncBuffer, Compressors, DecodedArray, FileMetaData, PageHeader, SchemaElement } from 'hyparquet';
 import { parquetHeader } from 'hyparquet/src/column.js';
@@ -14,6 +16,7 @@ import { getSchemaPath } from 'hyparquet/src/schema.js';
 import { decodeHalf } from '../logits/fp16.js';
 import { allocBlock, blockColumn, type BlockColumn, type ShardBlock } from './block.js';
 import { listColumns, listsSchema, type ListColumn } from './lists.js';
+import { joinBytes32 } from './packing.js';
 import type { LogitRow, ShardLayout } from './schema.js';
 
 /** A file whose lists do not have the layout's fixed shape, or hold nulls (the reader reports it as a mismatch). */
@@ -71,6 +74,53 @@ function copyValues(values: DecodedArray, dest: Target['dest'], at: number, flba
   }
 }
 
+/**
+ * Decodes a v1 page's length-prefixed RLE/bit-packed hybrid levels at `at` into `out` (all of
+ * it); returns the offset after them, or −1 at a bit-packed run (not written by kd: the caller
+ * falls back to hyparquet's decoder).
+ */
+function decodeLevels(page: Uint8Array, at: number, out: Uint8Array): number {
+  const end = at + 4 + new DataView(page.buffer, page.byteOffset + at, 4).getUint32(0, true);
+  let p = at + 4, i = 0;
+  while (i < out.length) {
+    if (p >= end) throw new Error(`levels end after ${i} of ${out.length} values`);
+    let header = 0;
+    for (let shift = 1; ; shift *= 128) { const b = page[p++]; header += (b & 0x7f) * shift; if (b < 0x80) break; } // ULEB128
+    if (header % 2 === 1) return -1;
+    out.fill(page[p++], i, Math.min(out.length, i + header / 2)); // RLE run: count, then the value in one byte (bit widths ≤ 8)
+    i += header / 2;
+  }
+  return end;
+}
+
+/** Values of PLAIN/BYTE_STREAM_SPLIT bytes as a typed array of the leaf's type (FLOAT16 as its bits). */
+function wordsOf(bytes: Uint8Array, type: string, split: boolean): ArrayLike<number | bigint> & ArrayBufferView {
+  const own = bytes.slice(); // aligned
+  if (split) return new Float32Array(joinBytes32(own).buffer);
+  if (type === 'INT64') return new BigInt64Array(own.buffer);
+  if (type === 'FIXED_LEN_BYTE_ARRAY') return new Uint16Array(own.buffer);
+  return type === 'FLOAT' ? new Float32Array(own.buffer) : new Int32Array(own.buffer);
+}
+
+/**
+ * The fast path for what kd writes: a v1 page of PLAIN values (or BYTE_STREAM_SPLIT FLOAT), levels
+ * checked in place of being expanded into JS arrays. Returns the values, or undefined for other pages.
+ */
+function plainPage(page: Uint8Array, n: number, encoding: string, element: SchemaElement, t: Target, seen: number): ArrayBufferView | undefined {
+  const width = { INT32: 4, FLOAT: 4, INT64: 8, FIXED_LEN_BYTE_ARRAY: element.type_length === 2 ? 2 : 0 }[element.type as string] ?? 0;
+  const split = encoding === 'BYTE_STREAM_SPLIT';
+  if (width === 0 || !(encoding === 'PLAIN' || (split && element.type === 'FLOAT'))) return undefined;
+  let at = 0;
+  if (t.depth > 0) {
+    const rep = new Uint8Array(n), def = new Uint8Array(n), defAt = decodeLevels(page, 0, rep);
+    at = defAt < 0 ? -1 : decodeLevels(page, defAt, def);
+    if (at < 0) return undefined;
+    checkLevels(t, rep, def, seen);
+  }
+  if (page.length - at !== n * width) throw new Error(`${t.name}: page holds ${page.length - at} value bytes, expected ${n * width}`);
+  return wordsOf(page.subarray(at), element.type!, split);
+}
+
 /** Decodes every page of one column chunk (rows [groupStart, groupStart + rows)) into `t.dest`. */
 async function readChunk(file: AsyncBuffer, meta: FileMetaData, group: number, groupStart: number, t: Target, compressors: Compressors): Promise<void> {
   const chunk = meta.row_groups[group].columns.find((c) => c.meta_data?.path_in_schema[0] === t.name)?.meta_data;
@@ -94,9 +144,14 @@ async function readChunk(file: AsyncBuffer, meta: FileMetaData, group: number, g
       continue;
     }
     if (header.type !== 'DATA_PAGE' && header.type !== 'DATA_PAGE_V2') continue;
-    const { repetitionLevels, definitionLevels, dataPage } = header.type === 'DATA_PAGE'
-      ? readDataPage(decompressPage(body, header.uncompressed_page_size, chunk.codec, compressors), header.data_page_header!, decoder)
-      : readDataPageV2(body, header, decoder);
+    const v1 = header.data_page_header, page = v1 && decompressPage(body, header.uncompressed_page_size, chunk.codec, compressors);
+    const fast = v1 && seen + v1.num_values <= total ? plainPage(page!, v1.num_values, v1.encoding, element, t, seen) : undefined;
+    if (fast) {
+      (t.dest as Float32Array).set(fast as Float32Array, at + seen); // typed-array set converts the element type (int32 → uint16/uint32 keeps the bits)
+      seen += v1!.num_values;
+      continue;
+    }
+    const { repetitionLevels, definitionLevels, dataPage } = v1 ? readDataPage(page!, v1, decoder) : readDataPageV2(body, header, decoder);
     const encoding = header.data_page_header?.encoding ?? header.data_page_header_v2!.encoding;
     let values = dataPage;
     if (encoding.endsWith('_DICTIONARY')) {
