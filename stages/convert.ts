@@ -9,7 +9,11 @@ import { flagsToConfig, isBool, isOneOf, isString, resolveConfig, type FieldChec
 import { createProgress } from '../lib/cli/progress.js';
 import { TOOL_VERSION } from '../lib/cli/version.js';
 import { convertDataset } from '../lib/shards/convert.js';
-import { LAYOUT_FLAGS, readManifest, type LayoutFlag } from '../lib/shards/index.js';
+import { readManifest, SHARD_LAYOUT } from '../lib/shards/index.js';
+
+/** `--layout` values → the layout written (exact layouts only: `kd convert` checks every value round-trips). */
+const TARGETS = { packed: SHARD_LAYOUT, lists: 'lists' } as const;
+type Target = keyof typeof TARGETS;
 
 export interface ConvertConfig {
   /** Logit dataset directory to read (manifest.json + shards); never written. */
@@ -17,7 +21,7 @@ export interface ConvertConfig {
   /** Output directory of the converted dataset. */
   out: string;
   /** Layout to write: `lists` or `packed` (packed-le-split). */
-  layout: LayoutFlag;
+  layout: Target;
   /** Replace a logit dataset already in `out` (only its manifests and shard files). */
   overwrite: boolean;
   quiet: boolean;
@@ -26,7 +30,7 @@ export interface ConvertConfig {
 export const CONVERT_DEFAULTS: Omit<ConvertConfig, 'in' | 'out'> = { layout: 'lists', overwrite: false, quiet: false };
 
 const CHECKS: Record<keyof ConvertConfig, FieldCheck> = {
-  in: isString, out: isString, layout: isOneOf(...Object.keys(LAYOUT_FLAGS)), overwrite: isBool, quiet: isBool,
+  in: isString, out: isString, layout: isOneOf(...Object.keys(TARGETS)), overwrite: isBool, quiet: isBool,
 };
 
 export interface ConvertSummary {
@@ -52,7 +56,7 @@ export async function run(partial: Record<string, unknown>, source = 'convert co
   const cfg = resolveConfig({ in: '', out: '', ...CONVERT_DEFAULTS }, CHECKS, partial, source);
   const total = (await readManifest(cfg.in)).totals.rows;
   const progress = createProgress('convert', total, 'windows', cfg.quiet);
-  const r = await convertDataset(cfg.in, cfg.out, LAYOUT_FLAGS[cfg.layout], { overwrite: cfg.overwrite, toolVersion: TOOL_VERSION, onRows: (n) => progress.update(n) })
+  const r = await convertDataset(cfg.in, cfg.out, TARGETS[cfg.layout], { overwrite: cfg.overwrite, toolVersion: TOOL_VERSION, onRows: (n) => progress.update(n) })
     .finally(() => progress.stop());
   const positions = r.manifest.totals.positions, perPos = (n: number) => (positions > 0 ? n / positions : 0);
   const summary: ConvertSummary = {
@@ -82,7 +86,7 @@ export const command: CommandModule<object, Args> = {
   builder: (y: Argv<object>) => y
     .option('in', { type: 'string', demandOption: true, describe: 'logit dataset directory to convert (read only)' })
     .option('out', { type: 'string', demandOption: true, describe: 'directory of the converted dataset' })
-    .option('layout', { choices: Object.keys(LAYOUT_FLAGS), describe: `layout to write: lists = typed Parquet lists, packed = byte blobs (default ${CONVERT_DEFAULTS.layout})` })
+    .option('layout', { choices: Object.keys(TARGETS), describe: `layout to write: lists = typed Parquet lists, packed = byte blobs (default ${CONVERT_DEFAULTS.layout})` })
     .option('overwrite', { type: 'boolean', describe: 'replace a logit dataset already in --out (its manifest and shard files; nothing else)' })
     .option('quiet', { type: 'boolean', describe: 'no progress bar or summary' })
     .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' }) as Argv<Args>,

@@ -18,7 +18,7 @@ import { loadPrecomputeInputs, type PrecomputeInputs } from '../lib/precompute/i
 import { DatasetOutput } from '../lib/precompute/output.js';
 import { computeShards } from '../lib/precompute/run-shards.js';
 import {
-  idDtypeFor, LAYOUT_FLAGS, mergeDatasets, SHARD_LAYOUT, type LayoutFlag, planInfo, planShards, threadShardSink, type HiddenInfo, type LogitManifest, type ShardSlice, type WriteShardMeta,
+  checkValueStep, DEFAULT_VALUE_STEP, idDtypeFor, mergeDatasets, SHARD_LAYOUT, planInfo, planShards, threadShardSink, type HiddenInfo, type LogitManifest, type ShardSlice, type WriteShardMeta,
 } from '../lib/shards/index.js';
 import { TOOL_VERSION } from '../lib/cli/version.js';
 import { PROJECTION_KIND, randomProjection } from '../lib/util/projection.js';
@@ -61,11 +61,15 @@ export interface PrecomputeConfig {
   /** Parquet page codec: brotli (quality 1, least writer CPU) or gzip (level 1, for readers without brotli, e.g. Spark). */
   codec: 'brotli' | 'gzip';
   /**
-   * Shard layout: `packed` (packed-le-split byte blobs, smallest, fastest to read; DuckDB reads
-   * them through lib/shards/sql.ts) or `lists` (typed Parquet lists that DuckDB, pyarrow and HF
-   * `datasets` read as they are; lib/shards/lists.ts). Sizes and costs: README "Logit archives".
+   * Shard layout: `packed` (default, exact fp16 values: layout packed-le-split), `compact`
+   * (ids as varint gaps, values as 8-bit codes of step `value_step`; lossy, ~0.5× the bytes,
+   * its KL error recorded per shard; lib/shards/compact.ts) or `lists` (exact, typed Parquet
+   * lists that DuckDB, pyarrow and HF `datasets` read as they are; lib/shards/lists.ts; README
+   * "Logit archives").
    */
-  layout: LayoutFlag;
+  layout: 'packed' | 'compact' | 'lists';
+  /** Layout compact: δ of the value codes, a power of two 2^-m, m = 0..5 (default 1/16). */
+  value_step: number;
   /** This worker's index in a split run (else from SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX; default 0). */
   shard_index?: number;
   /** Workers in a split run (else from SLURM_ARRAY_TASK_COUNT / KD_NUM_SHARDS; default 1). */
@@ -89,7 +93,7 @@ export interface PrecomputeConfig {
 
 export const PRECOMPUTE_DEFAULTS: PrecomputeConfig = {
   teacher: 'runs/teacher/model.onnx', prep: 'runs/prep', out: 'runs/logits', k: 32, mode: 'topk', samples: 12, sampling_temperature: 1, sampling_seed: 0,
-  temperatures: [1, 2, 4], batch_size: 8, rows_per_shard: 1024, max_windows: 0, device: 'auto', codec: 'brotli', layout: 'packed',
+  temperatures: [1, 2, 4], batch_size: 8, rows_per_shard: 1024, max_windows: 0, device: 'auto', codec: 'brotli', layout: 'packed', value_step: DEFAULT_VALUE_STEP,
   hidden_layers: [], hidden_outputs: [], hidden_dim: 0, hidden_seed: 0, overwrite: false, quiet: false,
 };
 
@@ -98,7 +102,8 @@ const CHECKS: Record<keyof PrecomputeConfig, FieldCheck> = {
   mode: isOneOf('topk', 'sampled'), samples: isInt(1, 1 << 16), sampling_seed: isInt(0, 2 ** 32 - 1),
   sampling_temperature: (v) => (typeof v === 'number' && v > 0 && Number.isFinite(v) ? undefined : 'must be a number > 0'),
   temperatures: (v) => (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'number' && t > 0) && new Set(v).size === v.length ? undefined : 'must be a non-empty list of distinct numbers > 0'),
-  batch_size: isInt(1, 4096), rows_per_shard: isInt(1), max_windows: isInt(0), device: isOneOf('auto', 'cpu', 'cuda'), codec: isOneOf('brotli', 'gzip'), layout: isOneOf(...(Object.keys(LAYOUT_FLAGS) as LayoutFlag[])),
+  batch_size: isInt(1, 4096), rows_per_shard: isInt(1), max_windows: isInt(0), device: isOneOf('auto', 'cpu', 'cuda'), codec: isOneOf('brotli', 'gzip'),
+  layout: isOneOf('packed', 'compact', 'lists'), value_step: (v) => { try { checkValueStep(v, 'value_step'); return undefined; } catch { return 'must be a power of two 2^-m, m = 0..5 (e.g. 0.0625)'; } },
   shard_index: optional(isInt(0)), num_shards: optional(isInt(1)), overwrite: isBool, quiet: isBool,
   hidden_layers: (v) => (Array.isArray(v) && v.every((l) => Number.isInteger(l) && l >= 0) && new Set(v).size === v.length ? undefined : 'must be a list of distinct integers ≥ 0'),
   hidden_outputs: (v) => (Array.isArray(v) && v.every((t) => typeof t === 'string' && t.length > 0) ? undefined : 'must be a list of tensor names'),
@@ -151,7 +156,7 @@ function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: WriteSha
     windows: { source: join(cfg.prep, 'windows.json'), sha256: inp.windows.meta.splits.train.sha256, validation_sha256: inp.validationSha256, bos: inp.windows.meta.bos.mode },
     seq_len: inp.windows.seqLen, k: slotsOf(cfg), mode: cfg.mode, temperatures: cfg.temperatures,
     ...(cfg.mode === 'sampled' ? { sampling: { samples: cfg.samples, temperature: cfg.sampling_temperature, seed: cfg.sampling_seed, uniforms: UNIFORMS_KIND } } : {}),
-    encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: layout.layout ?? SHARD_LAYOUT, codec: layout.codec },
+    encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: layout.layout ?? SHARD_LAYOUT, codec: layout.codec, ...(layout.valueStep !== undefined ? { value_step: layout.valueStep } : {}) },
     plan: planInfo(inp.rows, cfg.rows_per_shard, cfg.batch_size),
     shards: [], totals: { rows: 0, positions: 0, bytes: 0 }, tool_version: TOOL_VERSION, created_at: '',
   };
@@ -172,6 +177,7 @@ function samplingOf(cfg: PrecomputeConfig): SamplingRows | undefined {
  * @throws Error "<source>: …" naming the keys.
  */
 function checkMode(cfg: PrecomputeConfig, partial: Record<string, unknown>, source: string): void {
+  if (partial.value_step !== undefined && cfg.layout !== 'compact') throw new Error(`${source}: value_step is for layout 'compact' (add --layout compact, or drop it)`);
   if (cfg.mode === 'topk') {
     for (const key of ['samples', 'sampling_temperature', 'sampling_seed']) {
       if (partial[key] !== undefined) throw new Error(`${source}: ${key} is for mode 'sampled' (add --mode sampled, or drop it)`);
@@ -202,7 +208,7 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   const L = inp.windows.seqLen;
   const layout: WriteShardMeta = {
     seqLen: L, k: slotsOf(cfg), numTemps: cfg.temperatures.length, idDtype: idDtypeFor(inp.tokenizer.vocabSize), valueDtype: 'float16', codec: cfg.codec === 'gzip' ? 'GZIP' : 'BROTLI',
-    layout: LAYOUT_FLAGS[cfg.layout],
+    ...(cfg.layout === 'compact' ? { layout: 'compact', valueStep: cfg.value_step, errorTemperature: cfg.temperatures[0] } : cfg.layout === 'lists' ? { layout: 'lists' } : {}),
     ...(hidden ? { hidden: { layers: hidden.layers.length, width: hidden.width } } : {}),
   };
   const opened = await DatasetOutput.open(cfg.out, identity(cfg, inp, layout, hidden), planShards(inp.rows, cfg.rows_per_shard), { index: worker.index, count: worker.count }, cfg.overwrite)
@@ -356,7 +362,8 @@ export const command: CommandModule<object, Args> = {
     .option('max-windows', { type: 'number', describe: 'only the first N training windows, 0 = all (default 0)' })
     .option('device', { choices: ['auto', 'cpu', 'cuda'], describe: 'execution provider: auto = CUDA when it loads, else CPU (default auto)' })
     .option('codec', { choices: ['brotli', 'gzip'], describe: 'Parquet page codec: brotli (least CPU) or gzip (for readers without brotli, e.g. Spark) (default brotli)' })
-    .option('layout', { choices: Object.keys(LAYOUT_FLAGS), describe: 'shard layout: packed = byte blobs (smallest; DuckDB reads them through kd\'s SQL macros), lists = typed Parquet lists any Parquet reader takes as they are (default packed)' })
+    .option('layout', { choices: ['packed', 'compact', 'lists'], describe: 'shard layout: packed = exact fp16 values; compact = varint id gaps + 8-bit value codes, lossy, about half the bytes; lists = exact, typed Parquet lists that any Parquet reader takes as they are (default packed)' })
+    .option('value-step', { type: 'number', describe: 'layout compact: step δ of the value codes in nats, a power of two (default 0.0625)' })
     .option('shard-index', { type: 'number', describe: 'this worker\'s index i in a split run: it writes shards j with j mod N = i (default: SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0)' })
     .option('num-shards', { type: 'number', describe: 'number of workers N (default: SLURM_ARRAY_TASK_COUNT or KD_NUM_SHARDS, else 1)' })
     .option('hidden-layers', { type: 'array', coerce: intListFlag('hidden-layers'), describe: 'also store the teacher\'s hidden states at these HF output_hidden_states indices (0 = embeddings, i = after decoder layer i), e.g. 2,4 (default none)' })

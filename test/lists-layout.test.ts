@@ -13,7 +13,7 @@ import { fromHalfBits } from '../lib/logits/fp16.js';
 import { convertDataset } from '../lib/shards/convert.js';
 import {
   SHARD_CREATED_BY, SHARD_KV_KEY, openLogitDataset, readManifest, readShard, sha256File, shardFileName, writeManifest, writeShard,
-  type LogitManifest, type LogitRow, type ShardLayout,
+  type LogitManifest, type LogitRow, type ShardLayout, type WriteShardMeta,
 } from '../lib/shards/index.js';
 import { encodeListsShard, listsSchema } from '../lib/shards/lists.js';
 import { readShardBlock } from '../lib/shards/reader.js';
@@ -192,13 +192,17 @@ describe('lists shards that do not match', () => {
   });
 });
 
-/** A packed dataset of 3 shards (rows 4 + 4 + 2) in a new directory under `dir`. */
-async function packedDataset(name: string): Promise<{ ddir: string; rows: LogitRow[] }> {
+/** A dataset of 3 shards (rows 4 + 4 + 2) in a new directory under `dir`, packed or compact (value step 1/16). */
+async function packedDataset(name: string, compact = false): Promise<{ ddir: string; rows: LogitRow[] }> {
   const ddir = await mkdtemp(join(dir, name));
   const rows = rowsOf(10, HIDDEN, 32000, 8, BIG_ID), shards = [];
+  const layout: WriteShardMeta = compact ? { ...HIDDEN, layout: 'compact', valueStep: 1 / 16 } : HIDDEN;
   for (const [i, part] of [rows.slice(0, 4), rows.slice(4, 8), rows.slice(8)].entries()) {
-    const res = await writeShard(join(ddir, shardFileName(i)), part, HIDDEN);
-    shards.push({ file: shardFileName(i), rows: res.rows, first_sample_id: part[0].sample_id.toString(), bytes: res.bytes, sha256: res.sha256 });
+    const res = await writeShard(join(ddir, shardFileName(i)), part, layout);
+    shards.push({
+      file: shardFileName(i), rows: res.rows, first_sample_id: part[0].sample_id.toString(), bytes: res.bytes, sha256: res.sha256,
+      ...(res.klError ? { kl_error: { mean: res.klError.sum / res.klError.positions, max: res.klError.max } } : {}),
+    });
   }
   const m: LogitManifest = {
     format: 'kd-logits', version: 1,
@@ -206,7 +210,7 @@ async function packedDataset(name: string): Promise<{ ddir: string; rows: LogitR
     tokenizer: { sha256: 'b'.repeat(64), vocab_size: 32000, real_vocab_size: 32000 },
     windows: { source: 'prep/windows.json', sha256: 'c'.repeat(64) },
     seq_len: HIDDEN.seqLen, k: HIDDEN.k, mode: 'topk', temperatures: [1, 1.5, 2, 2.5, 3, 3.5, 4],
-    encoding: { ids: 'uint16', values: 'float16', layout: 'packed-le-split', codec: 'BROTLI' },
+    encoding: { ids: 'uint16', values: 'float16', layout: compact ? 'compact' : 'packed-le-split', codec: 'BROTLI', ...(compact ? { value_step: 1 / 16 } : {}) },
     hidden: { layers: [1, 2], width: 3, dtype: 'float16', projection: null },
     plan: { rows: 10, rows_per_shard: 4, shards: 3, batch_size: 2 },
     shards, totals: { rows: 10, positions: 10 * HIDDEN.seqLen, bytes: shards.reduce((n, s) => n + s.bytes, 0) },
@@ -234,6 +238,16 @@ describe('kd convert', () => {
     expect(again.converted_from!.layout).toBe('lists');
     const { converted_from: _a, created_at: _b, ...rest } = again;
     expect({ ...rest, complete: undefined }).toEqual({ ...original, complete: undefined, created_at: undefined, tool_version: rest.tool_version });
+  });
+
+  it('a compact source: lists hold exactly the values compact decodes to, without compact\'s fields', async () => {
+    const { ddir } = await packedDataset('compact-', true);
+    const decoded = await (await openLogitDataset(ddir)).readAll();
+    const out = join(dir, 'compact-lists');
+    await convertDataset(ddir, out, 'lists', { toolVersion: 'x' });
+    const m = await readManifest(out);
+    expect([m.encoding.value_step, m.shards.map((s) => s.kl_error), m.converted_from!.layout]).toEqual([undefined, [undefined, undefined, undefined], 'compact']);
+    expect(await (await openLogitDataset(out)).readAll()).toStrictEqual(decoded);
   });
 
   it('bad input: the source itself, a source already in the layout, a damaged source shard, an existing dataset in --out', async () => {
@@ -269,7 +283,7 @@ describe('kd precompute --layout lists', () => {
     expect(m.encoding.layout).toBe('lists');
     expect(await (await openLogitDataset(join(pdir, 'lists'), { verify: true })).readAll())
       .toStrictEqual(await (await openLogitDataset(join(pdir, 'packed'))).readAll());
-    await expect(precompute({ ...cfg, out: join(pdir, 'x'), layout: 'csv' })).rejects.toThrow('precompute config: layout = "csv" must be one of packed, lists');
+    await expect(precompute({ ...cfg, out: join(pdir, 'x'), layout: 'csv' })).rejects.toThrow('precompute config: layout = "csv" must be one of packed, compact, lists');
     const r = await runKd(['convert', '--in', join(pdir, 'lists'), '--out', join(pdir, 'lists'), '--layout', 'packed']);
     expect([r.code, r.stderr]).toEqual([1, `kd: ${join(pdir, 'lists')}: is the dataset being converted; write to another directory\n`]);
     await rm(pdir, { recursive: true, force: true });

@@ -87,8 +87,8 @@ export async function convertDataset(inDir: string, out: string, layout: LayoutN
   const lock = acquireLock(out, commandLine('kd convert'), { name: '.kd.precompute-00000.lock' });
   try {
     clearOutput(out, opts.overwrite ?? false);
-    const from = layoutOf(source);
-    const meta: WriteShardMeta = { ...from, layout, codec: source.encoding.codec ?? 'BROTLI' };
+    const from = layoutOf(source), { valueStep: _step, ...shapes } = from; // a compact source's values are exact in fp16
+    const meta: WriteShardMeta = { ...shapes, layout, codec: source.encoding.codec ?? 'BROTLI' };
     const shards: ShardEntry[] = [];
     let done = 0, cpu = 0;
     for (const entry of source.shards) {
@@ -102,12 +102,13 @@ export async function convertDataset(inDir: string, out: string, layout: LayoutN
         rmSync(path, { force: true });
         throw new Error(`${path}: converted rows differ from ${join(inDir, entry.file)} (${diff})`);
       }
-      shards.push({ ...entry, bytes: written.bytes, sha256: written.sha256 });
+      const { kl_error: _kl, ...listed } = entry; // a compact source's codec error stays in its manifest (converted_from)
+      shards.push({ ...listed, bytes: written.bytes, sha256: written.sha256 });
       opts.onRows?.((done += rows.length));
     }
     const { complete: _c, worker: _w, ...kept } = source;
     const manifest: LogitManifest = {
-      ...kept, encoding: { ...source.encoding, layout, codec: meta.codec }, shards,
+      ...kept, encoding: { ids: source.encoding.ids, values: source.encoding.values, layout, codec: meta.codec }, shards,
       totals: { ...source.totals, bytes: shards.reduce((n, s) => n + s.bytes, 0) },
       tool_version: opts.toolVersion, created_at: new Date().toISOString(),
       converted_from: { dir: inDir, layout: source.encoding.layout, manifest_sha256: manifestSha },

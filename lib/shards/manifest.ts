@@ -26,6 +26,11 @@ export interface ShardEntry {
   bytes: number;
   /** Lowercase hex sha256 of the file. */
   sha256: string;
+  /**
+   * Layout `compact`: the codec's KL error over the shard's positions, in nats (mean and max of
+   * KL(exact ‖ stored) per position at temperatures[0]; lib/logits/codec-error.ts).
+   */
+  kl_error?: { mean: number; max: number };
 }
 
 /** The manifest. Field names are snake_case as stored on disk. */
@@ -81,10 +86,11 @@ export interface LogitManifest {
   /** Stored temperatures τ, in `log_z` column order. */
   temperatures: number[];
   /**
-   * Blob dtypes, byte layout (`packed-le-split` as written now; `packed-le` in older datasets) and
+   * Blob dtypes, byte layout (`packed-le-split` as written by default; `packed-le` in older
+   * datasets; `compact`, the lossy codec of lib/shards/compact.ts, with its step `value_step`) and
    * the page codec (absent in datasets written before it was recorded; readers take it from each page).
    */
-  encoding: { ids: IdDtype; values: ValueDtype; layout: LayoutName; codec?: ShardCodec };
+  encoding: { ids: IdDtype; values: ValueDtype; layout: LayoutName; codec?: ShardCodec; value_step?: number };
   shards: ShardEntry[];
   /** rows = Σ shard rows, bytes = Σ shard bytes, positions = windows × seq_len. */
   totals: { rows: number; positions: number; bytes: number };
@@ -178,6 +184,7 @@ export function layoutOf(m: LogitManifest): ShardLayout {
   return {
     seqLen: m.seq_len, k: m.k, numTemps: m.temperatures.length,
     idDtype: m.encoding.ids, valueDtype: m.encoding.values, layout: m.encoding.layout,
+    ...(m.encoding.layout === 'compact' ? { valueStep: m.encoding.value_step } : {}),
     ...(m.hidden ? { hidden: { layers: m.hidden.layers.length, width: m.hidden.width } } : {}),
   };
 }

@@ -28,6 +28,16 @@
  * level 1, `packed-le` shards GZIP level 6; Parquet records the codec per column chunk, and the
  * reader takes all of them).
  *
+ * Layout `compact` (`kd precompute --layout compact`, lossy): `input_ids`, `target_ids` and `log_z`
+ * as in `packed-le-split`; `topk_ids` holds, per position, the k slot ids in ascending id order as
+ * unsigned LEB128 varints of the gaps (the first gap is the smallest id; a repeated draw of a
+ * sampled dataset is a gap of 0); `topk_logits` holds [L·k] bytes, the code c = min(255,
+ * round(−v/δ)) of each slot's v = z − max z in the same id order, δ = 2^-m the manifest's
+ * `encoding.value_step` (also `value_step` in `kd.shard`). Readers decode v = −c·δ (exact in fp16)
+ * and restore kd's slot order: ascending code, ties by ascending id. What that costs is recorded
+ * per shard as manifest `kl_error` (lib/logits/codec-error.ts); sizes and errors in
+ * lib/shards/compact.ts and README "Compact soft labels".
+ *
  * Why packed bytes and not Parquet LIST columns — measured on the 2-core dev machine while
  * other jobs ran (lowest of 3 runs, each best-of-7 or mean-of-3, so trust ratios more than
  * absolutes): 256 rows × L=128 × k=32 × 7 temps, vocab 32000 (uint16 ids), synthetic data
@@ -160,6 +170,8 @@
  * read; `lists` is for archives and other tools.
  */
 
+import { checkValueStep } from './compact.js';
+
 /** Token-id width on disk: uint16 when every id fits (real vocab ≤ 65536, ids 0..65535), else uint32. */
 export type IdDtype = 'uint16' | 'uint32';
 /** `topk_logits` width on disk: IEEE fp16 bits (default) or fp32. */
@@ -167,18 +179,16 @@ export type ValueDtype = 'float16' | 'float32';
 /**
  * Byte layouts of the blob columns, recorded as manifest `encoding.layout` and in each shard's
  * `kd.shard` metadata: `packed-le` = the values' little-endian bytes in order (shards written
- * before the split layout; still read), `packed-le-split` = the same bytes byte-stream split;
+ * before the split layout; still read), `packed-le-split` = the same bytes byte-stream split,
+ * `compact` = `packed-le-split` except `topk_ids`/`topk_logits`, which hold the lossy compact
+ * codec of lib/shards/compact.ts (varint id gaps, 8-bit value codes of step `valueStep`);
  * `lists` = typed Parquet LIST columns instead of blobs (lib/shards/lists.ts).
  */
-export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split', 'lists'] as const;
+export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split', 'compact', 'lists'] as const;
 /** One of {@link SHARD_LAYOUTS}. */
 export type LayoutName = (typeof SHARD_LAYOUTS)[number];
 /** The layout of newly written shards. */
 export const SHARD_LAYOUT: LayoutName = 'packed-le-split';
-/** `--layout` flag values of `kd precompute` / `kd convert` → the layout written. */
-export const LAYOUT_FLAGS = { packed: SHARD_LAYOUT, lists: 'lists' } as const satisfies Record<string, LayoutName>;
-/** One of the keys of {@link LAYOUT_FLAGS}. */
-export type LayoutFlag = keyof typeof LAYOUT_FLAGS;
 /** Key of the shard's Parquet key-value metadata entry holding {@link ShardKv}. */
 export const SHARD_KV_KEY = 'kd.shard';
 /** Target id of a position without a target (ignore index). */
@@ -225,6 +235,8 @@ export interface ShardLayout {
   layout?: LayoutName;
   /** The optional `hidden` column's shape; absent: no such column. */
   hidden?: HiddenLayout;
+  /** Layout `compact` only: δ of the value codes (manifest `encoding.value_step`). */
+  valueStep?: number;
 }
 
 /** The `kd.shard` key-value metadata of a shard file. */
@@ -239,6 +251,8 @@ export interface ShardKv {
   values: ValueDtype;
   /** "<layers>x<width>" when the shard has the `hidden` column (absent otherwise). */
   hidden?: string;
+  /** Layout `compact` only: δ of the value codes. */
+  value_step?: number;
 }
 
 /** Column names in file order (without the optional `hidden`, which comes last when present). */
@@ -256,6 +270,7 @@ export function shardKv(layout: ShardLayout): ShardKv {
     seq_len: layout.seqLen, k: layout.k, num_temps: layout.numTemps,
     ids: layout.idDtype, values: layout.valueDtype,
     ...(layout.hidden ? { hidden: `${layout.hidden.layers}x${layout.hidden.width}` } : {}),
+    ...(layout.layout === 'compact' ? { value_step: layout.valueStep } : {}),
   };
 }
 
@@ -280,6 +295,12 @@ export function checkLayout(layout: ShardLayout, where: string): void {
   }
   if (layout.layout !== undefined && !SHARD_LAYOUTS.includes(layout.layout)) {
     throw new Error(`${where}: layout must be one of ${SHARD_LAYOUTS.join(', ')} (got '${layout.layout}')`);
+  }
+  if (layout.layout === 'compact') {
+    checkValueStep(layout.valueStep, where);
+    if (layout.valueDtype !== 'float16') throw new Error(`${where}: layout compact decodes values to float16 (got valueDtype '${layout.valueDtype}')`);
+  } else if (layout.valueStep !== undefined) {
+    throw new Error(`${where}: valueStep is for layout compact (layout is '${layout.layout ?? SHARD_LAYOUT}')`);
   }
 }
 

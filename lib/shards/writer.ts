@@ -9,6 +9,8 @@ import { parquetWriteBuffer } from 'hyparquet-writer';
 import { snappyCompress } from 'hyparquet-writer/src/snappy.js';
 import { writeFileAtomic } from './atomic.js';
 import { encodeListsShard, listsRowBytes } from './lists.js';
+import { addKlError, emptyKlTotals, type KlErrorTotals } from '../logits/codec-error.js';
+import { compactValues } from './compact.js';
 import { packRow, type PackedRow } from './packing.js';
 import { SHARD_KV_KEY, SHARD_LAYOUT, checkLayout, rowBytes, shardKv, type LogitRow, type ShardLayout } from './schema.js';
 
@@ -33,6 +35,11 @@ export interface WriteShardMeta extends ShardLayout {
   maxRowGroupBytes?: number;
   /** Row-group cap in rows. Default 4096. */
   maxRowGroupRows?: number;
+  /**
+   * Layout `compact`: τ of `log_z` column 0 (the dataset's first temperature), at which the
+   * codec's KL error is measured (ShardWriteResult `klError`). Default 1.
+   */
+  errorTemperature?: number;
 }
 
 /** What was written: row count, file size in bytes, lowercase hex sha256 of the file. */
@@ -40,6 +47,8 @@ export interface ShardWriteResult {
   rows: number;
   bytes: number;
   sha256: string;
+  /** Layout `compact`: per-position KL(exact ‖ stored) of the codec (lib/logits/codec-error.ts). */
+  klError?: KlErrorTotals;
 }
 
 /** Parquet `created_by` of every shard; fixed so that output bytes are reproducible. */
@@ -129,7 +138,17 @@ export async function writeShard(path: string, rows: readonly LogitRow[], meta: 
   if (rows.length === 0) throw new Error(`${path}: refusing to write a shard with no rows`);
   const bytes = meta.layout === 'lists' ? encodeLists(rows, meta, path) : encodeShard(rows.map((row, i) => packRow(row, meta, `${path}: row ${i}`)), meta);
   await writeFileAtomic(path, bytes);
-  return { rows: rows.length, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
+  const result: ShardWriteResult = { rows: rows.length, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
+  return meta.layout === 'compact' ? { ...result, klError: codecError(rows, meta) } : result;
+}
+
+/** The compact codec's KL error over `rows` at τ = meta.errorTemperature (log_z column 0). */
+function codecError(rows: readonly LogitRow[], meta: WriteShardMeta): KlErrorTotals {
+  const totals = emptyKlTotals();
+  for (const r of rows) {
+    addKlError(totals, r.topk_ids, r.topk_logits, compactValues(r.topk_logits, meta.valueStep!), r.log_z, meta.k, 0, meta.errorTemperature ?? 1);
+  }
+  return totals;
 }
 
 /**
