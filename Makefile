@@ -69,7 +69,7 @@ self-distill: node_modules
 	npx tsx pipelines/self-distill.ts --rounds $(ROUNDS)
 
 eval: node_modules
-	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --data runs/logits --out runs/eval
+	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --data runs/logits --out runs/eval --overwrite
 
 # Random-sampling KD (n = 12 draws per position) against top-k at the same slots and at equal bytes,
 # and the compact codec's cost in perplexity; 8 students of 128 steps (~25 min). Report in runs/sampled.

@@ -15,7 +15,8 @@ import * as exportStage from '../stages/export.js';
 import * as plan from '../stages/plan.js';
 import * as cascade from '../stages/cascade.js';
 import * as convert from '../stages/convert.js';
-import { listOptions, refuseRepeatedFlags } from '../lib/cli/config.js';
+import { commandPath, listOptions, optionNames, refuseRepeatedFlags } from '../lib/cli/config.js';
+import { unknownOptionsMessage } from '../lib/cli/unknown-options.js';
 
 /** What `parseOnly` stops with once a command line has parsed and validated. */
 export class ParsedCommandLine extends Error {
@@ -46,7 +47,11 @@ export function kdCli(args: string[], parseOnly = false): Argv {
     .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval, export, inspect, convert or plan')
     .strictCommands()
     .strictOptions()
-    .fail((msg, err) => { throw err ?? new Error(msg.replace(/\s*\n\s*/g, " ")); }) // yargs puts choices on lines of their own: one line
+    .fail((msg, err) => {
+      if (err) throw err;
+      const unknown = unknownOptionsMessage(msg, commandPath(cli).join(' '), optionNames(cli), args);
+      throw new Error(unknown ?? msg.replace(/\s*\n\s*/g, ' ')); // yargs puts choices on lines of their own: one line
+    })
     .help()
     .wrap(Math.min(120, process.stdout.columns ?? 100));
   cli.middleware((argv) => refuseRepeatedFlags(argv, listOptions(cli)));

@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { flagsToConfig, readConfigFile, mergeConfig } from '../lib/cli/config.js';
+import { blame, flagOrigins, flagsToConfig, readConfigFile, mergeConfig } from '../lib/cli/config.js';
 import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { trainOptions } from '../lib/cli/train-options.js';
 import { openLogitDataset, type LogitManifest } from '../lib/shards/index.js';
@@ -42,6 +42,7 @@ function checkManifestVocab(m: LogitManifest, manifestPath: string, tokenizer: T
 export async function run(partial: Record<string, unknown>, source = 'train config', control: TrainControl = {}): Promise<TrainSummary> {
   const cfg = resolveTrainConfig(partial, source, STUDENT_DEFAULTS);
   if (!cfg.data) throw new Error(`${source}: data (a logit dataset directory from precompute) is required`);
+  const others = checkEnsembleFlags(cfg.ensemble, cfg.topk_mode, partial, source); // before any dataset is opened
   const ds = await openLogitDataset(cfg.data);
   const tokenizerPath = join(cfg.prep, 'tokenizer.json');
   const tokenizer = loadTokenizer(tokenizerPath);
@@ -53,7 +54,7 @@ export async function run(partial: Record<string, unknown>, source = 'train conf
   const warning = await checkPrepProvenance(cfg.prep, ds.manifest, manifestPath);
   if (warning && !cfg.quiet) process.stderr.write(`kd: warning: ${warning}\n`);
   const lossFn = makeLossFn(cfg, ds.manifest.tokenizer.real_vocab_size, ds.manifest.temperatures, ds.manifest.sampling); // fails fast on an unstored τ
-  const { data: trainData, topk } = await openEnsemble(cfg.data, ds, cfg.ensemble, cfg.topk_mode, source);
+  const { data: trainData, topk } = await openEnsemble(cfg.data, ds, others);
   const summary = await train(cfg, {
     train: trainData,
     validation: validationData(cfg.prep),
@@ -76,11 +77,24 @@ export async function run(partial: Record<string, unknown>, source = 'train conf
   return summary;
 }
 
+/**
+ * The other teachers of `--ensemble` and their weights, checked with the loss mode; each error is
+ * headed by the flag that set the key (`--ensemble`), else `<source>: ensemble`.
+ * @throws Error "--ensemble 'x' must be dir:weight pairs …", "--ensemble weights … leave no weight
+ *   for --data …", "--ensemble needs topk_mode 'tail' (…), got 'renormalize' from --topk-mode".
+ */
+export function checkEnsembleFlags(spec: string, mode: string, partial: Record<string, unknown>, source: string): { dir: string; weight: number }[] {
+  const head = blame(partial, 'ensemble', source);
+  const others = parseEnsemble(spec, head);
+  if (others.length > 0 && mode !== 'tail') {
+    throw new Error(`${head} needs topk_mode 'tail' (each teacher's tail mass comes from its log_z), got '${mode}' from ${flagOrigins(partial).topk_mode?.flag ?? source}`);
+  }
+  return others;
+}
+
 /** The training data: the one dataset, or with --ensemble every teacher's over the same windows (K = Σ k). */
-async function openEnsemble(dir: string, ds: Awaited<ReturnType<typeof openLogitDataset>>, spec: string, mode: string, source: string): Promise<{ data: TrainingData; topk: number }> {
-  const others = parseEnsemble(spec, source);
+async function openEnsemble(dir: string, ds: Awaited<ReturnType<typeof openLogitDataset>>, others: { dir: string; weight: number }[]): Promise<{ data: TrainingData; topk: number }> {
   if (others.length === 0) return { data: await shardData(ds), topk: ds.manifest.k };
-  if (mode !== 'tail') throw new Error(`${source}: ensemble needs topk_mode 'tail' (each teacher's tail mass comes from its log_z), got '${mode}'`);
   const opened = [{ dir, ds, weight: 1 - others.reduce((s, o) => s + o.weight, 0) }];
   for (const o of others) opened.push({ dir: o.dir, ds: await openLogitDataset(o.dir), weight: o.weight });
   checkEnsembleManifests(opened.map((m) => ({ dir: m.dir, manifest: m.ds.manifest })));

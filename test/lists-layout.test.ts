@@ -283,7 +283,7 @@ describe('kd precompute --layout lists', () => {
     expect(m.encoding.layout).toBe('lists');
     expect(await (await openLogitDataset(join(pdir, 'lists'), { verify: true })).readAll())
       .toStrictEqual(await (await openLogitDataset(join(pdir, 'packed'))).readAll());
-    await expect(precompute({ ...cfg, out: join(pdir, 'x'), layout: 'csv' })).rejects.toThrow('precompute config: layout = "csv" must be one of packed, compact, lists');
+    await expect(precompute({ ...cfg, out: join(pdir, 'x'), layout: 'csv' })).rejects.toThrow('precompute config: layout = "csv" must be one of auto, packed, compact, lists');
     const r = await runKd(['convert', '--in', join(pdir, 'lists'), '--out', join(pdir, 'lists'), '--layout', 'packed']);
     expect([r.code, r.stderr]).toEqual([1, `kd: ${join(pdir, 'lists')}: is the dataset being converted; write to another directory\n`]);
     await rm(pdir, { recursive: true, force: true });
