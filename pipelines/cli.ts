@@ -28,6 +28,7 @@ const STAGES: Record<string, () => Promise<AnyCommand>> = {
   eval: async () => (await import('../stages/eval.js')).command,
   export: async () => (await import('../stages/export.js')).command,
   inspect: async () => (await import('../stages/inspect.js')).command,
+  convert: async () => (await import('../stages/convert.js')).command,
   plan: async () => (await import('../stages/plan.js')).command,
   cascade: async () => (await import('../stages/cascade.js')).command,
 };
@@ -46,7 +47,7 @@ export async function kdCli(args: string[], parseOnly = false): Promise<Argv> {
     .usage('$0 <stage> [options]\n\nOffline knowledge distillation: prep → teacher → precompute → train → eval.');
   for (const c of commands) cli.command(c);
   cli
-    .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval, export, inspect or plan')
+    .demandCommand(1, 'name a stage: prep, teacher, precompute, merge, train, sweep, eval, export, inspect, convert, plan or cascade')
     .strictCommands()
     .strictOptions()
     .fail((msg, err) => {

@@ -63,10 +63,12 @@ export interface PrecomputeConfig {
   /**
    * Shard layout: `packed` (exact fp16 values: layout packed-le-split) or `compact` (ids as
    * varint gaps, values as 8-bit codes of step `value_step`; lossy, ~0.55× the bytes, its KL
-   * error recorded per shard; lib/shards/compact.ts). Default `auto`: packed in topk mode,
-   * compact in sampled mode (36.9 against 48.8 bytes/position at n = 12; README).
+   * error recorded per shard; lib/shards/compact.ts) or `lists` (exact, typed Parquet lists that
+   * DuckDB, pyarrow and HF `datasets` read as they are; lib/shards/lists.ts; README "Logit
+   * archives"). Default `auto`: packed in topk mode, compact in sampled mode (36.9 against 48.8
+   * bytes/position at n = 12; README).
    */
-  layout: 'auto' | 'packed' | 'compact';
+  layout: 'auto' | 'packed' | 'compact' | 'lists';
   /** Layout compact: δ of the value codes, a power of two 2^-m, m = 0..5 (default 1/16). */
   value_step: number;
   /** This worker's index in a split run (else from SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX; default 0). */
@@ -102,7 +104,7 @@ const CHECKS: Record<keyof PrecomputeConfig, FieldCheck> = {
   sampling_temperature: (v) => (typeof v === 'number' && v > 0 && Number.isFinite(v) ? undefined : 'must be a number > 0'),
   temperatures: (v) => (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'number' && t > 0) && new Set(v).size === v.length ? undefined : 'must be a non-empty list of distinct numbers > 0'),
   batch_size: isInt(1, 4096), rows_per_shard: isInt(1), max_windows: isInt(0), device: isOneOf('auto', 'cpu', 'cuda'), codec: isOneOf('brotli', 'gzip'),
-  layout: isOneOf('auto', 'packed', 'compact'), value_step: (v) => { try { checkValueStep(v, 'value_step'); return undefined; } catch { return 'must be a power of two 2^-m, m = 0..5 (e.g. 0.0625)'; } },
+  layout: isOneOf('auto', 'packed', 'compact', 'lists'), value_step: (v) => { try { checkValueStep(v, 'value_step'); return undefined; } catch { return 'must be a power of two 2^-m, m = 0..5 (e.g. 0.0625)'; } },
   shard_index: optional(isInt(0)), num_shards: optional(isInt(1)), overwrite: isBool, quiet: isBool,
   hidden_layers: (v) => (Array.isArray(v) && v.every((l) => Number.isInteger(l) && l >= 0) && new Set(v).size === v.length ? undefined : 'must be a list of distinct integers ≥ 0'),
   hidden_outputs: (v) => (Array.isArray(v) && v.every((t) => typeof t === 'string' && t.length > 0) ? undefined : 'must be a list of tensor names'),
@@ -162,7 +164,7 @@ function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: WriteSha
 }
 
 /** The layout `auto` stands for: compact in sampled mode, packed in topk mode. */
-function layoutName(cfg: PrecomputeConfig): 'packed' | 'compact' {
+function layoutName(cfg: PrecomputeConfig): 'packed' | 'compact' | 'lists' {
   return cfg.layout === 'auto' ? (cfg.mode === 'sampled' ? 'compact' : 'packed') : cfg.layout;
 }
 
@@ -222,7 +224,7 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   const L = inp.windows.seqLen;
   const layout: WriteShardMeta = {
     seqLen: L, k: slotsOf(cfg), numTemps: cfg.temperatures.length, idDtype: idDtypeFor(inp.tokenizer.vocabSize), valueDtype: 'float16', codec: cfg.codec === 'gzip' ? 'GZIP' : 'BROTLI',
-    ...(layoutName(cfg) === 'compact' ? { layout: 'compact', valueStep: cfg.value_step, errorTemperature: cfg.temperatures[0] } : {}),
+    ...(layoutName(cfg) === 'compact' ? { layout: 'compact', valueStep: cfg.value_step, errorTemperature: cfg.temperatures[0] } : cfg.layout === 'lists' ? { layout: 'lists' } : {}),
     ...(hidden ? { hidden: { layers: hidden.layers.length, width: hidden.width } } : {}),
   };
   const opened = await DatasetOutput.open(cfg.out, identity(cfg, inp, layout, hidden), planShards(inp.rows, cfg.rows_per_shard), { index: worker.index, count: worker.count }, cfg.overwrite)
@@ -373,7 +375,7 @@ export const command: CommandModule<object, Args> = {
     .option('max-windows', { type: 'number', describe: 'only the first N training windows, 0 = all (default 0)' })
     .option('device', { choices: ['auto', 'cpu', 'cuda'], describe: 'execution provider: auto = CUDA when it loads, else CPU (default auto)' })
     .option('codec', { choices: ['brotli', 'gzip'], describe: 'Parquet page codec: brotli (least CPU) or gzip (for readers without brotli, e.g. Spark) (default brotli)' })
-    .option('layout', { choices: ['auto', 'packed', 'compact'], describe: 'shard layout: packed = exact fp16 values; compact = varint id gaps + 8-bit value codes, lossy, about half the bytes; auto = compact in sampled mode, else packed (default auto)' })
+    .option('layout', { choices: ['auto', 'packed', 'compact', 'lists'], describe: 'shard layout: packed = exact fp16 values; compact = varint id gaps + 8-bit value codes, lossy, about half the bytes; lists = exact, typed Parquet lists that any Parquet reader takes as they are; auto = compact in sampled mode, else packed (default auto)' })
     .option('value-step', { type: 'number', describe: 'layout compact: step δ of the value codes in nats, a power of two (default 0.0625)' })
     .option('shard-index', { type: 'number', describe: 'this worker\'s index i in a split run: it writes shards j with j mod N = i (default: SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0)' })
     .option('num-shards', { type: 'number', describe: 'number of workers N (default: SLURM_ARRAY_TASK_COUNT or KD_NUM_SHARDS, else 1)' })

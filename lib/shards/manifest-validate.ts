@@ -89,6 +89,11 @@ function checkOptional(m: LogitManifest, where: string): void {
     checkFields(m, [['worker', 'object'], ['worker.index', 'nonnegint'], ['worker.count', 'posint']], where);
     if (m.worker.index >= m.worker.count) throw new Error(`${where}: worker.index ${m.worker.index} must be < worker.count ${m.worker.count}`);
   }
+  const from = m.converted_from as unknown as Record<string, unknown> | undefined;
+  if (from !== undefined && !(typeof from === 'object' && from !== null && typeof from.dir === 'string' && from.dir.length > 0
+    && SHARD_LAYOUTS.includes(from.layout as never) && typeof from.manifest_sha256 === 'string' && HEX64.test(from.manifest_sha256))) {
+    throw new Error(`${where}: field 'converted_from' must be {dir, layout (one of ${SHARD_LAYOUTS.join(', ')}), manifest_sha256 (64 hex digits)} (got ${JSON.stringify(from)})`);
+  }
   if (m.plan !== undefined) {
     checkFields(m, [['plan', 'object'], ['plan.rows', 'nonnegint'], ['plan.rows_per_shard', 'posint'], ['plan.shards', 'nonnegint'], ['plan.batch_size', 'posint']], where);
     const want = Math.ceil(m.plan.rows / m.plan.rows_per_shard);

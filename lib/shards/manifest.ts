@@ -109,8 +109,20 @@ export interface LogitManifest {
   plan?: ShardPlanInfo;
   /** Teacher hidden states stored in the `hidden` column (`kd precompute --hidden-layers`); absent: none. */
   hidden?: HiddenInfo;
+  /** Set by `kd convert`: the dataset whose shards these were rewritten from; absent: written by precompute. */
+  converted_from?: ConvertedFrom;
   /** The prep's windows.json `augmentation`, copied: with `token_noise`, `input_ids` are the noisy inputs the teacher saw (targets clean); absent: none. */
   augmentation?: Augmentation;
+}
+
+/** Where a converted dataset came from (manifest `converted_from`). */
+export interface ConvertedFrom {
+  /** The source dataset directory, as given to `kd convert --in`. */
+  dir: string;
+  /** The source's `encoding.layout`. */
+  layout: LayoutName;
+  /** Lowercase hex sha256 of the source's manifest.json file (its shard list holds every source shard's sha256). */
+  manifest_sha256: string;
 }
 
 /** The draws of a sampled dataset (manifest `sampling`). */

@@ -163,7 +163,8 @@ const SPLIT: BlobDecoder = {
   w4: (b) => joinBytes32(b).buffer,
 };
 
-const DECODE: Record<LayoutName, BlobDecoder> = {
+/** Layouts of byte blobs (`lists` has typed columns instead: lists-read.ts). */
+const DECODE: Partial<Record<LayoutName, BlobDecoder>> = {
   'packed-le': {
     w2: (b) => new Uint16Array(ownedBuffer(b)),
     ids16: (b) => Uint32Array.from(new Uint16Array(ownedBuffer(b))),
@@ -195,6 +196,7 @@ export function unpackRow(raw: Record<string, unknown>, layout: ShardLayout, whe
     blob[col] = b;
   }
   const d = DECODE[layout.layout ?? SHARD_LAYOUT];
+  if (!d) throw new Error(`${where}: layout ${layout.layout} has no byte blobs`);
   const nHidden = hiddenValues(layout);
   let hidden: Uint16Array | undefined;
   if (nHidden > 0) {

@@ -137,6 +137,37 @@
  * and zlib's Huffman blocks then mix a row's high- and low-byte planes. Per column (each
  * column's blobs gzipped at level 1, real shard): fp16 logits 52.0 → 43.6 B/pos and log_z
  * 24.0 → 19.8 gain from the split, uint16 ids with V = 4096 do not (40.3 → 42.8).
+ *
+ * Layout `lists` (`kd precompute --layout lists`, `kd convert`; lib/shards/lists.ts): the same
+ * columns as typed Parquet lists — `input_ids` list<UINT_16|UINT_32>, `target_ids` list<INT32>,
+ * `topk_ids` list<list<UINT_16|UINT_32>> [L][k], `topk_logits` list<list<FLOAT16|FLOAT>> [L][k],
+ * `log_z` list<list<FLOAT>> [L][T], `hidden` list<list<FLOAT16>> [L][n·w] — so DuckDB (tested),
+ * pyarrow and HF `datasets` read them with no macros. Measured by `npx tsx
+ * scripts/archive-layouts.ts runs/techniques/logits` on the whole demo dataset (3 shards × 1024
+ * windows, L = 128, k = 32, T = 3, V = 4096; BROTLI-1; lowest of 3 writes per shard, on the
+ * 2-core machine while other jobs ran):
+ *
+ * | layout                            | bytes/pos | writer CPU µs/pos | readShard ms/shard | readShardBlock ms/shard |
+ * | --------------------------------- | --------: | ----------------: | -----------------: | ----------------------: |
+ * | packed-le-split (default)         |      96.6 |              2.38 |                313 |                     236 |
+ * | lists, nested [L][k] (`lists`)    |     113.4 |              2.55 |                488 |                     332 |
+ * | lists, flat [L·k]                 |     113.4 |              2.34 |                  – |                       – |
+ * | lists via hyparquet-writer's row API, nested / flat (256 windows, encoding only) | 124.6 / 114.0 | 80.9 / 63.1 | | |
+ *
+ * Nested, not flat: the same bytes (the repetition levels of [L][k] lists are one short run
+ * pattern per position, compressed with the page) for 9% more writer CPU, and in SQL
+ * `topk_logits[t][j]`, `unnest(topk_logits)` = one row per position, in HF `datasets` a
+ * Sequence(Sequence(float16)) per window, where flat lists need `t*k + j` arithmetic. Where the
+ * 17% more bytes go (B/pos, packed → lists): topk_ids 41.8 → 47.4 (uint16 as INT32 words, not
+ * byte-split), topk_logits 42.1 → 53.7 (FLOAT16 cannot be BYTE_STREAM_SPLIT for DuckDB 1.5),
+ * log_z 9.6 → 9.3 (BYTE_STREAM_SPLIT over a page; PLAIN would be 1.1 B/pos larger and slower).
+ * Storing the fp16 logits as FLOAT with BYTE_STREAM_SPLIT would give 108.8 B/pos for 2.92 CPU-µs
+ * (+30%) and float32 arrays in pyarrow, so FLOAT16 it is. hyparquet-writer's own row API
+ * (its Dremel encoder walks every value as a JS object) costs 25–35× the CPU of kd's page
+ * writer, hence lists.ts writes the pages itself. DuckDB on the same dataset, mean p(top-1) at
+ * τ = 1 over every position: 0.45 s in plain SQL on `lists` shards, 12.8 s through the macros of
+ * lib/shards/sql.ts on packed ones. Packed stays the default: 15% smaller and faster for kd to
+ * read; `lists` is for archives and other tools.
  */
 
 import { checkValueStep } from './compact.js';
@@ -150,9 +181,10 @@ export type ValueDtype = 'float16' | 'float32';
  * `kd.shard` metadata: `packed-le` = the values' little-endian bytes in order (shards written
  * before the split layout; still read), `packed-le-split` = the same bytes byte-stream split,
  * `compact` = `packed-le-split` except `topk_ids`/`topk_logits`, which hold the lossy compact
- * codec of lib/shards/compact.ts (varint id gaps, 8-bit value codes of step `valueStep`).
+ * codec of lib/shards/compact.ts (varint id gaps, 8-bit value codes of step `valueStep`);
+ * `lists` = typed Parquet LIST columns instead of blobs (lib/shards/lists.ts).
  */
-export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split', 'compact'] as const;
+export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split', 'compact', 'lists'] as const;
 /** One of {@link SHARD_LAYOUTS}. */
 export type LayoutName = (typeof SHARD_LAYOUTS)[number];
 /** The layout of newly written shards. */
