@@ -250,6 +250,19 @@ describe('kd convert', () => {
     expect(await (await openLogitDataset(out)).readAll()).toStrictEqual(decoded);
   });
 
+  it('packed → compact: the rows and shard bytes a compact write of the same rows gives, its KL error recorded', async () => {
+    const { ddir } = await packedDataset('to-compact-');
+    const { ddir: direct } = await packedDataset('direct-compact-', true); // the same rows written compact
+    const out = join(dir, 'as-compact');
+    const summary = await convertStage({ in: ddir, out, layout: 'compact', quiet: true });
+    const m = await readManifest(out), want = await readManifest(direct);
+    expect(m.encoding).toEqual({ ids: 'uint16', values: 'float16', layout: 'compact', codec: 'BROTLI', value_step: 1 / 16 });
+    expect(m.shards.map((s) => [s.sha256, s.kl_error])).toEqual(want.shards.map((s) => [s.sha256, s.kl_error]));
+    expect(summary.kl_error!.mean).toBeCloseTo((want.shards[0].kl_error!.mean * 4 + want.shards[1].kl_error!.mean * 4 + want.shards[2].kl_error!.mean * 2) / 10, 12);
+    expect(summary.bytes_per_position_out).toBeLessThan(summary.bytes_per_position_in);
+    await expect(convertStage({ in: ddir, out: join(dir, 'x'), layout: 'lists', value_step: 0.125, quiet: true })).rejects.toThrow('convert config: value_step is for --layout compact');
+  });
+
   it('bad input: the source itself, a source already in the layout, a damaged source shard, an existing dataset in --out', async () => {
     const { ddir } = await packedDataset('bad-');
     const out = join(dir, 'bad-out');

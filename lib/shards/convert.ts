@@ -3,14 +3,17 @@
  * SHARD_LAYOUTS), e.g. `packed-le-split` → `lists` for readers without kd's SQL macros, and back.
  * Each source shard is checked against its manifest entry (size, sha256, rows, first sample id)
  * before it is decoded; each converted shard is read back and must decode to exactly the source
- * rows. The new manifest.json keeps the source's identity (teacher, tokenizer, windows, shapes,
+ * rows (to `compact`, lossy: exactly what the codec makes of them, its KL error against the source's
+ * values recorded per shard as `kl_error`). The new manifest.json keeps the source's identity (teacher, tokenizer, windows, shapes,
  * plan), lists the new shards and records `converted_from` (source directory, layout, sha256 of
  * its manifest.json); it is written last, so a stopped conversion never looks complete.
  */
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { acquireLock, commandLine } from '../util/lock.js';
+import { decodeHalf } from '../logits/fp16.js';
 import { TMP_SUFFIX } from './atomic.js';
+import { decodeCompactSlots, DEFAULT_VALUE_STEP, encodeCompactSlots } from './compact.js';
 import { readListedShard } from './dataset.js';
 import { MANIFEST_FILE, WORKER_MANIFEST_RE, layoutOf, readManifest, sha256File, writeManifest, type LogitManifest, type ShardEntry } from './manifest.js';
 import { readShard } from './reader.js';
@@ -25,6 +28,8 @@ export interface ConvertOptions {
   toolVersion: string;
   /** Called after each shard with the windows converted so far. */
   onRows?: (done: number) => void;
+  /** Layout `compact`: δ of the value codes (default DEFAULT_VALUE_STEP). */
+  valueStep?: number;
 }
 
 /** What {@link convertDataset} wrote. */
@@ -68,6 +73,14 @@ export function rowDifference(a: readonly LogitRow[], b: readonly LogitRow[]): s
   return null;
 }
 
+/** What the compact codec makes of a row: the slots encoded and decoded (kd's slot order). */
+function compactRow(r: LogitRow, meta: WriteShardMeta): LogitRow {
+  const enc = encodeCompactSlots(r.topk_ids, r.topk_logits, meta.k, meta.valueStep!);
+  const ids = meta.idDtype === 'uint16' ? new Uint16Array(r.topk_ids.length) : new Uint32Array(r.topk_ids.length), half = new Uint16Array(r.topk_ids.length);
+  decodeCompactSlots(enc, meta.k, meta.valueStep!, ids, half);
+  return { ...r, topk_ids: Uint32Array.from(ids), topk_logits: decodeHalf(half) };
+}
+
 /**
  * Converts the logit dataset in `inDir` to `layout` into `out` (same shard file names, rows and
  * codec as the source). Writing is byte-deterministic, so converting back reproduces the
@@ -88,7 +101,8 @@ export async function convertDataset(inDir: string, out: string, layout: LayoutN
   try {
     clearOutput(out, opts.overwrite ?? false);
     const from = layoutOf(source), { valueStep: _step, ...shapes } = from; // a compact source's values are exact in fp16
-    const meta: WriteShardMeta = { ...shapes, layout, codec: source.encoding.codec ?? 'BROTLI' };
+    const compact = layout === 'compact' ? { valueStep: opts.valueStep ?? DEFAULT_VALUE_STEP, errorTemperature: source.temperatures[0] } : {};
+    const meta: WriteShardMeta = { ...shapes, layout, codec: source.encoding.codec ?? 'BROTLI', ...compact };
     const shards: ShardEntry[] = [];
     let done = 0, cpu = 0;
     for (const entry of source.shards) {
@@ -97,18 +111,20 @@ export async function convertDataset(inDir: string, out: string, layout: LayoutN
       const written = await writeShard(path, rows, meta);
       const c = process.cpuUsage(c0);
       cpu += (c.user + c.system) / 1e6;
-      const diff = rowDifference(rows, await readShard(path, meta, { sha256: written.sha256 }));
+      const expected = layout === 'compact' ? rows.map((r) => compactRow(r, meta)) : rows;
+      const diff = rowDifference(expected, await readShard(path, meta, { sha256: written.sha256 }));
       if (diff !== null) {
         rmSync(path, { force: true });
         throw new Error(`${path}: converted rows differ from ${join(inDir, entry.file)} (${diff})`);
       }
       const { kl_error: _kl, ...listed } = entry; // a compact source's codec error stays in its manifest (converted_from)
-      shards.push({ ...listed, bytes: written.bytes, sha256: written.sha256 });
+      const kl = written.klError && written.klError.positions > 0 ? { kl_error: { mean: written.klError.sum / written.klError.positions, max: written.klError.max } } : {};
+      shards.push({ ...listed, bytes: written.bytes, sha256: written.sha256, ...kl });
       opts.onRows?.((done += rows.length));
     }
     const { complete: _c, worker: _w, ...kept } = source;
     const manifest: LogitManifest = {
-      ...kept, encoding: { ids: source.encoding.ids, values: source.encoding.values, layout, codec: meta.codec }, shards,
+      ...kept, encoding: { ids: source.encoding.ids, values: source.encoding.values, layout, codec: meta.codec, ...(meta.valueStep !== undefined ? { value_step: meta.valueStep } : {}) }, shards,
       totals: { ...source.totals, bytes: shards.reduce((n, s) => n + s.bytes, 0) },
       tool_version: opts.toolVersion, created_at: new Date().toISOString(),
       converted_from: { dir: inDir, layout: source.encoding.layout, manifest_sha256: manifestSha },
