@@ -1,6 +1,7 @@
 /**
  * Shard layouts for archiving a logit dataset (README "Logit archives", lib/shards/schema.ts):
- * `packed-le-split` (kd's default) against `lists` (typed Parquet lists, lib/shards/lists.ts) and
+ * `packed-le-split` (kd's default) against `lists` (typed Parquet lists, lib/shards/lists.ts), the
+ * lossy `compact` codec (lib/shards/compact.ts, δ = 1/16) and
  * its flat variant (topk columns as [L·k] instead of [L][k]), every shard of a real dataset
  * rewritten per variant, BROTLI quality 1. Per variant: file bytes per position; the writer's CPU
  * time per position (process.cpuUsage, user + system of all threads, around the whole write:
@@ -26,9 +27,12 @@ if (!data) throw new Error('usage: npx tsx scripts/archive-layouts.ts <logit dat
 const reps = Number(repsArg);
 const brotli1 = (input: Uint8Array) => new Uint8Array(brotliCompressSync(input, { params: { [zc.BROTLI_PARAM_QUALITY]: 1, [zc.BROTLI_PARAM_SIZE_HINT]: input.length } }));
 
-type Variant = { name: string; write: (path: string, rows: LogitRow[], layout: ShardLayout) => Promise<number>; layout?: 'lists' };
+type Variant = { name: string; write: (path: string, rows: LogitRow[], layout: ShardLayout) => Promise<number>; layout?: 'lists'; read?: Partial<ShardLayout> };
+/** kd's lossy codec (lib/shards/compact.ts) at its default step, for the bytes and CPU it costs beside the exact layouts. */
+const COMPACT: Partial<ShardLayout> = { layout: 'compact', valueStep: 1 / 16 };
 const VARIANTS: Variant[] = [
   { name: 'packed-le-split (kd default)', write: async (p, rows, l) => (await writeShard(p, rows, { ...l, layout: 'packed-le-split' })).bytes },
+  { name: 'compact, δ = 1/16 (kd `compact`, lossy)', write: async (p, rows, l) => (await writeShard(p, rows, { ...l, ...COMPACT })).bytes, read: COMPACT },
   { name: 'lists, nested [L][k] (kd `lists`)', write: async (p, rows, l) => (await writeShard(p, rows, { ...l, layout: 'lists' })).bytes, layout: 'lists' },
   { // as writeShard does it: encode, atomic write with fsync, sha256
     name: 'lists, flat [L·k]', write: async (p, rows, l) => {
@@ -67,8 +71,9 @@ for (const entry of m.shards) {
     s.bytes += w.value;
     s.cpu += w.cpu;
     if (v.name.includes('flat')) continue; // not a kd layout: kd's reader refuses it
-    s.read += (await lowest(() => readShard(path, shapes))).ms / m.shards.length;
-    s.block += (await lowest(() => readShardBlock(path, shapes))).ms / m.shards.length;
+    const as = { ...shapes, ...v.read };
+    s.read += (await lowest(() => readShard(path, as))).ms / m.shards.length;
+    s.block += (await lowest(() => readShardBlock(path, as))).ms / m.shards.length;
   }
 }
 console.log(`${data}: ${m.shards.length} shards, ${m.totals.rows} windows × L=${m.seq_len}, k=${m.k}, ${m.temperatures.length} temps, ${m.encoding.ids} ids, ${m.encoding.values} values; ${reps} writes per shard and variant`);
