@@ -4,7 +4,7 @@
 KD := node pipelines/kd.js
 export ONNXRUNTIME_NODE_INSTALL ?= skip
 
-.PHONY: rehearse rehearse-checkpoint rehearse-corpus rehearse-stream rehearse-memory plan install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo techniques self-distill xtok test bench clean
+.PHONY: rehearse rehearse-checkpoint rehearse-corpus rehearse-stream rehearse-memory plan install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo techniques self-distill sampled xtok test bench clean
 
 node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -74,7 +74,12 @@ xtok: node_modules
 	npx tsx pipelines/xtok.ts
 
 eval: node_modules
-	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --data runs/logits --out runs/eval
+	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --data runs/logits --out runs/eval --overwrite
+
+# Random-sampling KD (n = 12 draws per position) against top-k at the same slots and at equal bytes,
+# and the compact codec's cost in perplexity; 8 students of 128 steps (~25 min). Report in runs/sampled.
+sampled: node_modules
+	npx tsx pipelines/sampled.ts
 
 demo: node_modules
 	npx tsx pipelines/demo.ts

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import { createProgress } from '../lib/cli/progress.js';
 import { TeacherStats, type TeacherStatsResult } from '../lib/logits/stats.js';
-import { columnBytes, layoutOf, readListedShard, readManifest, type HiddenInfo } from '../lib/shards/index.js';
+import { meanUniqueIds } from '../lib/logits/sampling.js';
+import { columnBytes, layoutOf, readListedShard, readManifest, type HiddenInfo, type LogitManifest, type SamplingInfo } from '../lib/shards/index.js';
 
 /** One shard's integrity. */
 export interface ShardCheck {
@@ -36,6 +37,17 @@ export interface InspectSummary {
   hidden: HiddenInfo | null;
   /** Bytes per position of the `hidden` column on disk (compressed column chunks; included in bytes_per_position); 0 without it. */
   hidden_bytes_per_position: number;
+  /**
+   * Sampled datasets (mode `sampled`): the draws' settings and the mean number of distinct ids
+   * per position (of `samples` draws; over the intact shards); null for top-k datasets.
+   */
+  sampling: (SamplingInfo & { mean_distinct_ids: number }) | null;
+  /**
+   * Layout `compact`: the value codec's step and its KL error in nats (KL(exact ‖ stored) per
+   * position at temperatures[0], recorded by the writer: position-weighted mean and max over the
+   * shards); null for exact layouts.
+   */
+  codec_error: { value_step: number; kl_mean: number; kl_max: number } | null;
   /** Over the rows of the shards that passed the checks. */
   teacher_stats: TeacherStatsResult;
   shards: ShardCheck[];
@@ -54,11 +66,15 @@ export async function run(dir: string, opts: { quiet?: boolean } = {}): Promise<
   const stats = new TeacherStats(m.k, m.temperatures, m.tokenizer.vocab_size);
   const progress = createProgress('inspect', m.totals.rows, 'windows', opts.quiet);
   const shards: ShardCheck[] = [];
-  let done = 0;
+  let done = 0, distinctSum = 0, distinctRows = 0;
+  const sampled = m.mode === 'sampled';
   for (const entry of m.shards) {
     const check: ShardCheck = { file: entry.file, rows: entry.rows, bytes: entry.bytes, ok: true };
     try {
-      for (const row of await readListedShard({ entry, path: join(dir, entry.file) }, layout)) stats.add(row.topk_logits, row.log_z);
+      const rows = await readListedShard({ entry, path: join(dir, entry.file) }, layout);
+      for (const row of rows) stats.add(row.topk_logits, row.log_z, sampled ? row.topk_ids : undefined);
+      if (sampled) for (const row of rows) distinctSum += meanUniqueIds(row.topk_ids, m.k);
+      distinctRows += rows.length;
     } catch (e) {
       Object.assign(check, { ok: false, problem: (e as Error).message });
     }
@@ -76,9 +92,24 @@ export async function run(dir: string, opts: { quiet?: boolean } = {}): Promise<
     rows: m.totals.rows, positions: m.totals.positions, bytes: m.totals.bytes,
     bytes_per_position: m.totals.positions > 0 ? m.totals.bytes / m.totals.positions : 0,
     hidden: m.hidden ?? null, hidden_bytes_per_position: okPositions > 0 ? hiddenBytes / okPositions : 0,
+    sampling: m.sampling ? { ...m.sampling, mean_distinct_ids: distinctRows > 0 ? distinctSum / distinctRows : NaN } : null,
+    codec_error: codecError(m),
     teacher_stats: stats.result(), shards, shards_ok: shards.filter((s) => s.ok).length,
   };
   return summary;
+}
+
+/** The compact codec's recorded KL error over all shards (position-weighted mean, max); null for exact layouts. */
+function codecError(m: LogitManifest): InspectSummary['codec_error'] {
+  if (m.encoding.layout !== 'compact') return null;
+  let sum = 0, max = 0, rows = 0;
+  for (const s of m.shards) {
+    if (!s.kl_error) continue;
+    sum += s.kl_error.mean * s.rows;
+    max = Math.max(max, s.kl_error.max);
+    rows += s.rows;
+  }
+  return { value_step: m.encoding.value_step!, kl_mean: rows > 0 ? sum / rows : NaN, kl_max: rows > 0 ? max : NaN };
 }
 
 /** The one-screen summary. */
@@ -90,6 +121,8 @@ export function formatSummary(s: InspectSummary): string {
     `  vocab       ${s.vocab_size} logits, ${s.real_vocab_size} real tokens; k = ${s.k}; τ ∈ {${s.temperatures.join(', ')}}; ${s.encoding}`,
     `  rows        ${s.rows.toLocaleString('en-US')} windows × ${s.seq_len} = ${s.positions.toLocaleString('en-US')} positions`,
     `  bytes       ${(s.bytes / 2 ** 20).toFixed(2)} MiB, ${s.bytes_per_position.toFixed(1)} bytes/position`,
+    ...(s.codec_error ? [`  codec       compact, value step ${s.codec_error.value_step}: KL(exact ‖ stored) mean ${s.codec_error.kl_mean.toExponential(2)}, max ${s.codec_error.kl_max.toExponential(2)} nats per position`] : []),
+    ...(s.sampling ? [`  sampled     ${s.sampling.samples} draws per position at τg = ${s.sampling.temperature} (seed ${s.sampling.seed}): ${s.sampling.mean_distinct_ids.toFixed(2)} distinct ids on average`] : []),
     ...(s.hidden ? [`  hidden      layers [${s.hidden.layers}] × ${s.hidden.width} fp16${s.hidden.projection ? ` (projected from ${s.hidden.projection.rows}, seed ${s.hidden.projection.seed})` : ''}: ${s.hidden_bytes_per_position.toFixed(1)} of the ${s.bytes_per_position.toFixed(1)} bytes/position`] : []),
     `  top-k mass  at τ = ${t.temperature}: mean ${pct(t.topk_mass.mean)}, 5th percentile ${pct(t.topk_mass.p05)}, min ${pct(t.topk_mass.min)}; mean p(top-1) ${pct(t.top1_prob_mean)}`,
     `  entropy     at τ = ${t.temperature}: ${t.entropy_nats.lower.toFixed(3)} ≤ H ≤ ${t.entropy_nats.upper.toFixed(3)} nats (mean per position; bounds from the top-k and the tail mass)`,

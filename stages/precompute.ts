@@ -7,7 +7,7 @@
  * lib/precompute/output.ts for the bookkeeping.
  */
 import type { Argv, CommandModule } from 'yargs';
-import { FieldCheck, flagsToConfig, intListFlag, isBool, isInt, isOneOf, isString, numberListFlag, optional, readConfigFile, resolveConfig, stringListFlag } from '../lib/cli/config.js';
+import { blame, FieldCheck, flagOrigins, flagsToConfig, intListFlag, isBool, isInt, isOneOf, isString, numberListFlag, optional, readConfigFile, resolveConfig, stringListFlag } from '../lib/cli/config.js';
 import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { resolveWorker } from '../lib/cli/workers.js';
@@ -18,7 +18,7 @@ import { loadPrecomputeInputs, type PrecomputeInputs } from '../lib/precompute/i
 import { DatasetOutput } from '../lib/precompute/output.js';
 import { computeShards } from '../lib/precompute/run-shards.js';
 import {
-  idDtypeFor, mergeDatasets, SHARD_LAYOUT, SPAN_TOKENIZER_FILE, SPAN_UNIT, planInfo, planShards, threadShardSink, type HiddenInfo, type LogitManifest, type ShardSlice, type SpanInfo, type WriteShardMeta,
+  checkValueStep, DEFAULT_VALUE_STEP, idDtypeFor, mergeDatasets, SHARD_LAYOUT, SPAN_TOKENIZER_FILE, SPAN_UNIT, planInfo, planShards, threadShardSink, type HiddenInfo, type LogitManifest, type ShardSlice, type SpanInfo, type WriteShardMeta,
 } from '../lib/shards/index.js';
 import { tokenByteLengths } from '../lib/tokenizer/byte-lengths.js';
 import { MAX_SPAN_OFFSET, windowStarts } from '../lib/tokenizer/align.js';
@@ -63,6 +63,17 @@ export interface PrecomputeConfig {
   device: 'auto' | 'cpu' | 'cuda';
   /** Parquet page codec: brotli (quality 1, least writer CPU) or gzip (level 1, for readers without brotli, e.g. Spark). */
   codec: 'brotli' | 'gzip';
+  /**
+   * Shard layout: `packed` (exact fp16 values: layout packed-le-split) or `compact` (ids as
+   * varint gaps, values as 8-bit codes of step `value_step`; lossy, ~0.55× the bytes, its KL
+   * error recorded per shard; lib/shards/compact.ts) or `lists` (exact, typed Parquet lists that
+   * DuckDB, pyarrow and HF `datasets` read as they are; lib/shards/lists.ts; README "Logit
+   * archives"). Default `auto`: packed in topk mode, compact in sampled mode (36.9 against 48.8
+   * bytes/position at n = 12; README).
+   */
+  layout: 'auto' | 'packed' | 'compact' | 'lists';
+  /** Layout compact: δ of the value codes, a power of two 2^-m, m = 0..5 (default 1/16). */
+  value_step: number;
   /** This worker's index in a split run (else from SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX; default 0). */
   shard_index?: number;
   /** Workers in a split run (else from SLURM_ARRAY_TASK_COUNT / KD_NUM_SHARDS; default 1). */
@@ -92,7 +103,7 @@ export interface PrecomputeConfig {
 
 export const PRECOMPUTE_DEFAULTS: PrecomputeConfig = {
   teacher: 'runs/teacher/model.onnx', prep: 'runs/prep', out: 'runs/logits', k: 32, mode: 'topk', samples: 12, sampling_temperature: 1, sampling_seed: 0,
-  temperatures: [1, 2, 4], batch_size: 8, rows_per_shard: 1024, max_windows: 0, device: 'auto', codec: 'brotli',
+  temperatures: [1, 2, 4], batch_size: 8, rows_per_shard: 1024, max_windows: 0, device: 'auto', codec: 'brotli', layout: 'auto', value_step: DEFAULT_VALUE_STEP,
   hidden_layers: [], hidden_outputs: [], hidden_dim: 0, hidden_seed: 0, spans: false, overwrite: false, quiet: false,
 };
 
@@ -102,6 +113,7 @@ const CHECKS: Record<keyof PrecomputeConfig, FieldCheck> = {
   sampling_temperature: (v) => (typeof v === 'number' && v > 0 && Number.isFinite(v) ? undefined : 'must be a number > 0'),
   temperatures: (v) => (Array.isArray(v) && v.length > 0 && v.every((t) => typeof t === 'number' && t > 0) && new Set(v).size === v.length ? undefined : 'must be a non-empty list of distinct numbers > 0'),
   batch_size: isInt(1, 4096), rows_per_shard: isInt(1), max_windows: isInt(0), device: isOneOf('auto', 'cpu', 'cuda'), codec: isOneOf('brotli', 'gzip'),
+  layout: isOneOf('auto', 'packed', 'compact', 'lists'), value_step: (v) => { try { checkValueStep(v, 'value_step'); return undefined; } catch { return 'must be a power of two 2^-m, m = 0..5 (e.g. 0.0625)'; } },
   shard_index: optional(isInt(0)), num_shards: optional(isInt(1)), overwrite: isBool, quiet: isBool,
   hidden_layers: (v) => (Array.isArray(v) && v.every((l) => Number.isInteger(l) && l >= 0) && new Set(v).size === v.length ? undefined : 'must be a list of distinct integers ≥ 0'),
   hidden_outputs: (v) => (Array.isArray(v) && v.every((t) => typeof t === 'string' && t.length > 0) ? undefined : 'must be a list of tensor names'),
@@ -155,10 +167,15 @@ function identity(cfg: PrecomputeConfig, inp: PrecomputeInputs, layout: WriteSha
     windows: { source: join(cfg.prep, 'windows.json'), sha256: inp.windows.meta.splits.train.sha256, validation_sha256: inp.validationSha256, bos: inp.windows.meta.bos.mode },
     seq_len: inp.windows.seqLen, k: slotsOf(cfg), mode: cfg.mode, temperatures: cfg.temperatures,
     ...(cfg.mode === 'sampled' ? { sampling: { samples: cfg.samples, temperature: cfg.sampling_temperature, seed: cfg.sampling_seed, uniforms: UNIFORMS_KIND } } : {}),
-    encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: SHARD_LAYOUT, codec: layout.codec },
+    encoding: { ids: layout.idDtype, values: layout.valueDtype, layout: layout.layout ?? SHARD_LAYOUT, codec: layout.codec, ...(layout.valueStep !== undefined ? { value_step: layout.valueStep } : {}) },
     plan: planInfo(inp.rows, cfg.rows_per_shard, cfg.batch_size),
     shards: [], totals: { rows: 0, positions: 0, bytes: 0 }, tool_version: TOOL_VERSION, created_at: '',
   };
+}
+
+/** The layout `auto` stands for: compact in sampled mode, packed in topk mode. */
+function layoutName(cfg: PrecomputeConfig): 'packed' | 'compact' | 'lists' {
+  return cfg.layout === 'auto' ? (cfg.mode === 'sampled' ? 'compact' : 'packed') : cfg.layout;
 }
 
 /** Slots per position: k, or the number of draws in sampled mode. */
@@ -172,32 +189,44 @@ function samplingOf(cfg: PrecomputeConfig): SamplingRows | undefined {
 }
 
 /**
- * Sampled mode's settings are valid together: τg among the stored temperatures, and no explicit k.
- * @throws Error "<source>: …" naming the keys.
+ * The settings are valid together, checked before any input is read: no value_step outside the
+ * compact layout, no sampling key in topk mode, no explicit k in sampled mode, τg among the stored temperatures, and no hidden_outputs /
+ * hidden_dim without hidden_layers. Each error names the flag that set the key (`--k`), else
+ * `<source>: <key>`.
+ * @throws Error "--samples is for mode 'sampled' (add --mode sampled, or drop it)" and the like.
  */
-function checkMode(cfg: PrecomputeConfig, partial: Record<string, unknown>, source: string): void {
+export function checkPrecomputeConflicts(cfg: PrecomputeConfig, partial: Record<string, unknown>, source: string): void {
+  const by = (key: string) => blame(partial, key, source);
+  if (partial.value_step !== undefined && layoutName(cfg) !== 'compact') throw new Error(`${by('value_step')} is for layout 'compact' (add --layout compact, or drop it)`);
   if (cfg.mode === 'topk') {
     for (const key of ['samples', 'sampling_temperature', 'sampling_seed']) {
-      if (partial[key] !== undefined) throw new Error(`${source}: ${key} is for mode 'sampled' (add --mode sampled, or drop it)`);
+      if (partial[key] !== undefined) throw new Error(`${by(key)} is for mode 'sampled' (add --mode sampled, or drop it)`);
     }
-    return;
+  } else {
+    if (partial.k !== undefined) throw new Error(`${by('k')} is for mode 'topk'; mode 'sampled' stores --samples draws per position`);
+    if (!cfg.temperatures.includes(cfg.sampling_temperature)) {
+      // Blame the side a flag set (the other is the file's or the default); --sampling-temperature when both.
+      const origins = flagOrigins(partial);
+      throw new Error(origins.temperatures && !origins.sampling_temperature
+        ? `--temperatures [${cfg.temperatures}] must include sampling_temperature ${cfg.sampling_temperature} (its log_z weights the draws)`
+        : `${by('sampling_temperature')} ${cfg.sampling_temperature} must be one of temperatures [${cfg.temperatures}] (its log_z weights the draws)`);
+    }
   }
-  if (partial.k !== undefined) throw new Error(`${source}: k is for mode 'topk'; mode 'sampled' stores \`samples\` draws per position (--samples)`);
-  if (!cfg.temperatures.includes(cfg.sampling_temperature)) {
-    throw new Error(`${source}: sampling_temperature ${cfg.sampling_temperature} must be one of temperatures [${cfg.temperatures}] (its log_z weights the draws)`);
-  }
+  const orphan = cfg.hidden_layers.length > 0 ? undefined : cfg.hidden_outputs.length > 0 ? 'hidden_outputs' : cfg.hidden_dim > 0 ? 'hidden_dim' : undefined;
+  if (orphan) throw new Error(`${by(orphan)} needs hidden_layers (--hidden-layers): it names or projects the stored hidden states`);
 }
 
 /** Runs precompute; see the module comment. */
 export async function run(partial: Record<string, unknown>, source = 'precompute config'): Promise<PrecomputeSummary> {
   const started = performance.now();
   const cfg = resolveConfig(PRECOMPUTE_DEFAULTS, CHECKS, partial, source);
+  if (cfg.spans && cfg.layout === 'lists') throw new Error(`${blame(partial, 'spans', source)}: byte spans are stored in the packed and compact layouts, not in --layout lists`);
+  checkPrecomputeConflicts(cfg, partial, source);
   const worker = resolveWorker(cfg.shard_index, cfg.num_shards);
-  const inp = await loadPrecomputeInputs(cfg, source);
+  const inp = await loadPrecomputeInputs(cfg, blame(partial, 'k', source));
   if (!inp.teacherTokenizer && !cfg.quiet) {
     process.stderr.write(`kd: warning: ${cfg.teacher}: no tokenizer.json beside it and no ${TOKENIZER_SHA256_KEY} in its metadata; cannot check that ${inp.tokenizer.path} is the teacher's tokenizer\n`);
   }
-  checkMode(cfg, partial, source);
   const topk = cfg.mode === 'sampled'
     ? addSampledOutputs(inp.teacherBytes, { samples: cfg.samples, samplingTemperature: cfg.sampling_temperature, temperatures: cfg.temperatures, source: cfg.teacher })
     : addTopKOutputs(inp.teacherBytes, { k: cfg.k, temperatures: cfg.temperatures, source: cfg.teacher });
@@ -207,6 +236,7 @@ export async function run(partial: Record<string, unknown>, source = 'precompute
   const spans = cfg.spans ? spanPlan(inp, source) : undefined;
   const layout: WriteShardMeta = {
     seqLen: L, k: slotsOf(cfg), numTemps: cfg.temperatures.length, idDtype: idDtypeFor(inp.tokenizer.vocabSize), valueDtype: 'float16', codec: cfg.codec === 'gzip' ? 'GZIP' : 'BROTLI',
+    ...(layoutName(cfg) === 'compact' ? { layout: 'compact', valueStep: cfg.value_step, errorTemperature: cfg.temperatures[0] } : cfg.layout === 'lists' ? { layout: 'lists' } : {}),
     ...(hidden ? { hidden: { layers: hidden.layers.length, width: hidden.width } } : {}),
     ...(spans ? { spans: spans.info.dtype } : {}),
   };
@@ -273,10 +303,7 @@ function spanPlan(inp: PrecomputeInputs, source: string): { info: SpanInfo; rows
  * @throws Error "<teacher>: no tensor for hidden layer 5 (looked for '…'); …" and the like, before anything is written.
  */
 function withHiddenStates(cfg: PrecomputeConfig, teacher: Uint8Array, topk: Uint8Array): { graph: Uint8Array; hidden?: HiddenInfo } {
-  if (cfg.hidden_layers.length === 0) {
-    if (cfg.hidden_outputs.length > 0 || cfg.hidden_dim > 0) throw new Error(`${cfg.teacher}: hidden_outputs / hidden_dim need hidden_layers (--hidden-layers)`);
-    return { graph: topk };
-  }
+  if (cfg.hidden_layers.length === 0) return { graph: topk }; // hidden_outputs / hidden_dim alone: refused up front
   const names = cfg.hidden_outputs.length > 0 ? cfg.hidden_outputs : undefined;
   const tensors = findHiddenTensors(teacher, cfg.hidden_layers, cfg.teacher, names);
   const D = hiddenSizeOf(teacher);
@@ -383,6 +410,8 @@ export const command: CommandModule<object, Args> = {
     .option('max-windows', { type: 'number', describe: 'only the first N training windows, 0 = all (default 0)' })
     .option('device', { choices: ['auto', 'cpu', 'cuda'], describe: 'execution provider: auto = CUDA when it loads, else CPU (default auto)' })
     .option('codec', { choices: ['brotli', 'gzip'], describe: 'Parquet page codec: brotli (least CPU) or gzip (for readers without brotli, e.g. Spark) (default brotli)' })
+    .option('layout', { choices: ['auto', 'packed', 'compact', 'lists'], describe: 'shard layout: packed = exact fp16 values; compact = varint id gaps + 8-bit value codes, lossy, about half the bytes; lists = exact, typed Parquet lists that any Parquet reader takes as they are; auto = compact in sampled mode, else packed (default auto)' })
+    .option('value-step', { type: 'number', describe: 'layout compact: step δ of the value codes in nats, a power of two (default 0.0625)' })
     .option('shard-index', { type: 'number', describe: 'this worker\'s index i in a split run: it writes shards j with j mod N = i (default: SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX, else 0)' })
     .option('num-shards', { type: 'number', describe: 'number of workers N (default: SLURM_ARRAY_TASK_COUNT or KD_NUM_SHARDS, else 1)' })
     .option('hidden-layers', { type: 'array', coerce: intListFlag('hidden-layers'), describe: 'also store the teacher\'s hidden states at these HF output_hidden_states indices (0 = embeddings, i = after decoder layer i), e.g. 2,4 (default none)' })

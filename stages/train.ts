@@ -7,7 +7,7 @@
  */
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
-import { flagsToConfig, readConfigFile, mergeConfig } from '../lib/cli/config.js';
+import { blame, flagOrigins, flagsToConfig, readConfigFile, mergeConfig } from '../lib/cli/config.js';
 import { abortOnSignals } from '../lib/cli/interrupt.js';
 import { trainOptions } from '../lib/cli/train-options.js';
 import { openLogitDataset, type LogitDataset, type LogitManifest } from '../lib/shards/index.js';
@@ -47,6 +47,7 @@ function checkManifestVocab(m: LogitManifest, manifestPath: string, tokenizer: T
 export async function run(partial: Record<string, unknown>, source = 'train config', control: TrainControl = {}): Promise<TrainSummary> {
   const cfg = resolveTrainConfig(partial, source, STUDENT_DEFAULTS);
   if (!cfg.data) throw new Error(`${source}: data (a logit dataset directory from precompute) is required`);
+  const others = checkEnsembleFlags(cfg.ensemble, cfg.topk_mode, partial, source); // before any dataset is opened
   const ds = await openLogitDataset(cfg.data);
   const tokenizerPath = join(cfg.prep, 'tokenizer.json');
   const tokenizer = loadTokenizer(tokenizerPath);
@@ -55,8 +56,8 @@ export async function run(partial: Record<string, unknown>, source = 'train conf
   if (cross && cfg.alpha > 0 && cfg.loss !== ULD_LOSS) {
     throw new Error(`${manifestPath}: logits were computed with another tokenizer than ${tokenizerPath} (sha256 differs); a student with its own tokenizer is distilled with --loss uld from a dataset precomputed with --spans`);
   }
-  if (!cross && cfg.loss === ULD_LOSS) throw new Error(`${source}: loss 'uld' is for a student whose tokenizer differs from the teacher's, but ${tokenizerPath} is the dataset's tokenizer; use forward_kl or another divergence over the shared vocabulary`);
-  const { inputs, stats } = cross ? await crossTokenizerInputs(cfg, ds, tokenizer, source) : { inputs: await sameTokenizerInputs(cfg, ds, tokenizer, source), stats: undefined };
+  if (!cross && cfg.loss === ULD_LOSS) throw new Error(`${blame(partial, 'loss', source)} 'uld' is for a student whose tokenizer differs from the teacher's, but ${tokenizerPath} is the dataset's tokenizer; use forward_kl or another divergence over the shared vocabulary`);
+  const { inputs, stats } = cross ? await crossTokenizerInputs(cfg, ds, tokenizer, others, source) : { inputs: await sameTokenizerInputs(cfg, ds, tokenizer, others), stats: undefined };
   const summary = await train(cfg, inputs, control);
   if (stats && !cfg.quiet) process.stderr.write(`train: ${percent(stats())} of the student positions trained on were aligned with a teacher position\n`);
   if (!cfg.quiet) {
@@ -71,14 +72,29 @@ export async function run(partial: Record<string, unknown>, source = 'train conf
   return summary;
 }
 
+/**
+ * The other teachers of `--ensemble` and their weights, checked with the loss mode; each error is
+ * headed by the flag that set the key (`--ensemble`), else `<source>: ensemble`.
+ * @throws Error "--ensemble 'x' must be dir:weight pairs …", "--ensemble weights … leave no weight
+ *   for --data …", "--ensemble needs topk_mode 'tail' (…), got 'renormalize' from --topk-mode".
+ */
+export function checkEnsembleFlags(spec: string, mode: string, partial: Record<string, unknown>, source: string): { dir: string; weight: number }[] {
+  const head = blame(partial, 'ensemble', source);
+  const others = parseEnsemble(spec, head);
+  if (others.length > 0 && mode !== 'tail') {
+    throw new Error(`${head} needs topk_mode 'tail' (each teacher's tail mass comes from its log_z), got '${mode}' from ${flagOrigins(partial).topk_mode?.flag ?? source}`);
+  }
+  return others;
+}
+
 /** Inputs of a student with the dataset's tokenizer: the dataset's windows and soft labels. */
-async function sameTokenizerInputs(cfg: TrainConfig, ds: LogitDataset, tokenizer: Tokenizer, source: string): Promise<TrainingInputs> {
+async function sameTokenizerInputs(cfg: TrainConfig, ds: LogitDataset, tokenizer: Tokenizer, others: { dir: string; weight: number }[]): Promise<TrainingInputs> {
   const manifestPath = join(cfg.data!, 'manifest.json');
   checkManifestVocab(ds.manifest, manifestPath, tokenizer);
   const warning = await checkPrepProvenance(cfg.prep, ds.manifest, manifestPath);
   if (warning && !cfg.quiet) process.stderr.write(`kd: warning: ${warning}\n`);
   const lossFn = makeLossFn(cfg, ds.manifest.tokenizer.real_vocab_size, ds.manifest.temperatures, ds.manifest.sampling); // fails fast on an unstored τ
-  const { data, topk } = await openEnsemble(cfg.data!, ds, cfg.ensemble, cfg.topk_mode, source);
+  const { data, topk } = await openEnsemble(cfg.data!, ds, others);
   return {
     train: data, validation: validationData(cfg.prep), tokenizer: tokenizer.path, realVocab: ds.manifest.tokenizer.real_vocab_size, topk, lossFn,
     hidden: ds.manifest.hidden,
@@ -91,8 +107,8 @@ async function sameTokenizerInputs(cfg: TrainConfig, ds: LogitDataset, tokenizer
  * paired with the dataset's by byte offset, ULD + CE (α = 0: CE alone on the same windows). The
  * first batch is built here, so a text that cannot be paired stops the run before training.
  */
-async function crossTokenizerInputs(cfg: TrainConfig, ds: LogitDataset, tokenizer: Tokenizer, source: string): Promise<{ inputs: TrainingInputs; stats: () => AlignStats }> {
-  if (cfg.ensemble) throw new Error(`${source}: --ensemble is not supported with a student whose tokenizer differs from the teacher's`);
+async function crossTokenizerInputs(cfg: TrainConfig, ds: LogitDataset, tokenizer: Tokenizer, others: { dir: string; weight: number }[], source: string): Promise<{ inputs: TrainingInputs; stats: () => AlignStats }> {
+  if (others.length > 0) throw new Error(`${source}: --ensemble is not supported with a student whose tokenizer differs from the teacher's`);
   if (cfg.feature_layers) throw new Error(`${source}: --feature-layers pairs positions of one tokenization; not supported with a student whose tokenizer differs from the teacher's`);
   const opened = await openCrossTokenizer({ dataDir: cfg.data!, manifest: ds.manifest, studentPrep: cfg.prep, studentEos: tokenizer.eosId });
   const lossFn = makeUldLossFn(cfg, tokenizer.vocabSize, ds.manifest.temperatures);
@@ -114,10 +130,8 @@ async function crossTokenizerInputs(cfg: TrainConfig, ds: LogitDataset, tokenize
 const percent = (s: AlignStats) => `${((100 * s.aligned) / Math.max(1, s.positions)).toFixed(1)} %`;
 
 /** The training data: the one dataset, or with --ensemble every teacher's over the same windows (K = Σ k). */
-async function openEnsemble(dir: string, ds: LogitDataset, spec: string, mode: string, source: string): Promise<{ data: TrainingData; topk: number }> {
-  const others = parseEnsemble(spec, source);
+async function openEnsemble(dir: string, ds: Awaited<ReturnType<typeof openLogitDataset>>, others: { dir: string; weight: number }[]): Promise<{ data: TrainingData; topk: number }> {
   if (others.length === 0) return { data: await shardData(ds), topk: ds.manifest.k };
-  if (mode !== 'tail') throw new Error(`${source}: ensemble needs topk_mode 'tail' (each teacher's tail mass comes from its log_z), got '${mode}'`);
   const opened = [{ dir, ds, weight: 1 - others.reduce((s, o) => s + o.weight, 0) }];
   for (const o of others) opened.push({ dir: o.dir, ds: await openLogitDataset(o.dir), weight: o.weight });
   checkEnsembleManifests(opened.map((m) => ({ dir: m.dir, manifest: m.ds.manifest })));

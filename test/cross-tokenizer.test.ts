@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../lib/backend/select.js';
 import { readWindows } from '../lib/data/windows.js';
+import { convertDataset } from '../lib/shards/convert.js';
 import { layoutOf, mergeDatasets, openLogitDataset, readManifest, readShard, sha256File } from '../lib/shards/index.js';
 import { tokenByteLengths } from '../lib/tokenizer/byte-lengths.js';
 import { loadTokenizer } from '../lib/tokenizer/tokenizer.js';
@@ -68,6 +69,21 @@ describe('kd precompute --spans', () => {
     expect(fileHashes(at('joined'))).toEqual(fileHashes(at('spans')));
     expect((await readManifest(at('joined'))).spans).toEqual((await readManifest(at('spans'))).spans);
     expect(await sha256File(at('joined/tokenizer.json'))).toBe(await sha256File(at('spans/tokenizer.json')));
+  }, 60_000);
+
+  it('spans survive the compact layout and kd convert; layout lists, which has no such column, is refused', async () => {
+    const spansOf = async (d: string) => {
+      const m = await readManifest(d);
+      return (await Promise.all(m.shards.map((e) => readShard(join(d, e.file), layoutOf(m))))).flat().map((r) => Array.from(r.byte_spans!));
+    };
+    const packed = await spansOf(at('spans'));
+    await precompute({ ...common(), spans: true, layout: 'compact', out: at('spans-compact') });
+    expect(await spansOf(at('spans-compact'))).toEqual(packed);
+    await convertDataset(at('spans'), at('converted'), 'compact', { toolVersion: 'test' });
+    expect(await spansOf(at('converted'))).toEqual(packed);
+    expect(await sha256File(at('converted/tokenizer.json'))).toBe(await sha256File(at('spans/tokenizer.json')));
+    await expect(precompute({ ...common(), spans: true, layout: 'lists', out: at('spans-lists') })).rejects.toThrow(/byte spans are stored in the packed and compact layouts, not in --layout lists/);
+    await expect(convertDataset(at('spans'), at('lists'), 'lists', { toolVersion: 'test' })).rejects.toThrow(/stores byte spans, which layout lists does not hold/);
   }, 60_000);
 
   it('refuses --spans on a prep with token noise (the teacher would read other text than the spans describe)', async () => {

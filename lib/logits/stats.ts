@@ -63,14 +63,18 @@ export class TeacherStats {
    * Adds every position of one row.
    * @param topkLogits [L·k] z_i − max z, sorted descending per position
    * @param logZ [L·T] logsumexp(z/τ) − max(z)/τ per stored τ
+   * @param ids [L·k] the slots' ids, for sampled datasets: a repeated draw (adjacent equal ids)
+   *   counts once; absent: every slot is a distinct id (top-k)
    */
-  add(topkLogits: Float32Array, logZ: Float32Array): void {
+  add(topkLogits: Float32Array, logZ: Float32Array, ids?: ArrayLike<number>): void {
     const { k } = this, T = this.temperatures.length, tau = this.temperature;
     const L = topkLogits.length / k;
     for (let t = 0; t < L; t++) {
       const lz = logZ[t * T + this.tauIndex];
-      let mass = 0, h = 0, logPk = 0;
+      let mass = 0, h = 0, logPk = 0, distinct = 0;
       for (let j = 0; j < k; j++) {
+        if (ids && j > 0 && ids[t * k + j] === ids[t * k + j - 1]) continue;
+        distinct++;
         const logP = topkLogits[t * k + j] / tau - lz;
         const p = Math.exp(logP);
         mass += p;
@@ -80,7 +84,7 @@ export class TeacherStats {
       if (mass > 1) mass = 1; // fp16 rounding of the stored logits
       const r = 1 - mass;
       this.hLow += h + (r > 0 ? -r * logPk : 0);
-      this.hHigh += h + (r > 0 && this.vocab > k ? r * Math.log((this.vocab - k) / r) : 0);
+      this.hHigh += h + (r > 0 && this.vocab > distinct ? r * Math.log((this.vocab - distinct) / r) : 0);
       this.top1Sum += Math.exp(topkLogits[t * k] / tau - lz);
       this.massSum += mass;
       if (mass < this.massMin) this.massMin = mass;

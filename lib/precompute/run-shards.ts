@@ -50,7 +50,8 @@ export async function computeShards(h: OnnxSession, w: WindowSet, todo: ShardSli
       inFlight = o.sink.write(join(out.dir, s.file), rows, o.layout)
         .then((r) => {
           if (o.timing) o.timing.write += r.seconds;
-          return out.record(s.index, { file: s.file, rows: r.rows, first_sample_id: s.first_sample_id, bytes: r.bytes, sha256: r.sha256 });
+          const klError = r.klError && r.klError.positions > 0 ? { kl_error: { mean: r.klError.sum / r.klError.positions, max: r.klError.max } } : {};
+          return out.record(s.index, { file: s.file, rows: r.rows, first_sample_id: s.first_sample_id, bytes: r.bytes, sha256: r.sha256, ...klError });
         });
       inFlight.catch(() => {}); // handled when awaited above; avoids an unhandled-rejection crash meanwhile
     }

@@ -8,7 +8,7 @@ export { writeShard, rowGroupRows, SHARD_CREATED_BY, type ShardCodec, type Shard
 export { columnBytes, looksLikeParquet, readShard, type ReadShardOptions } from './reader.js';
 export {
   MANIFEST_FILE, SPAN_TOKENIZER_FILE, SPAN_UNIT, WORKER_MANIFEST_RE, layoutOf, readManifest, readManifestFile, sha256File, shardFileName, verifyShard,
-  workerManifestFile, writeManifest, type HiddenInfo, type LogitManifest, type ShardEntry, type ShardPlanInfo, type SpanInfo, type WorkerInfo,
+  workerManifestFile, writeManifest, type ConvertedFrom, type HiddenInfo, type LogitManifest, type SamplingInfo, type ShardEntry, type ShardPlanInfo, type SpanInfo, type WorkerInfo,
 } from './manifest.js';
 export { identityDiff, listedManifests, reusableShards, type ListedManifest, type PlannedShard } from './resume.js';
 export { planInfo, planShards, workerShards, type ShardSlice } from './plan.js';
@@ -16,4 +16,5 @@ export { mergeDatasets, type MergeResult } from './merge.js';
 export { inlineShardSink, threadShardSink, type ShardSink } from './sink.js';
 export { openLogitDataset, readListedShard, type DatasetShard, type LogitDataset, type OpenOptions } from './dataset.js';
 export { TMP_SUFFIX, writeFileAtomic } from './atomic.js';
+export { checkValueStep, DEFAULT_VALUE_STEP } from './compact.js';
 export { DUCKDB_MACROS } from './sql.js';

@@ -4,6 +4,7 @@
  * integer (got -1)"`, `"<where>: not a kd-logits manifest (format 'x')"`.
  */
 import { SPAN_TOKENIZER_FILE, SPAN_UNIT, type LogitManifest } from './manifest.js';
+import { checkValueStep } from './compact.js';
 import { SHARD_LAYOUTS } from './schema.js';
 
 type Kind = 'object' | 'string' | 'posint' | 'nonnegint' | 'strings' | 'array' | 'id';
@@ -88,6 +89,11 @@ function checkOptional(m: LogitManifest, where: string): void {
     checkFields(m, [['worker', 'object'], ['worker.index', 'nonnegint'], ['worker.count', 'posint']], where);
     if (m.worker.index >= m.worker.count) throw new Error(`${where}: worker.index ${m.worker.index} must be < worker.count ${m.worker.count}`);
   }
+  const from = m.converted_from as unknown as Record<string, unknown> | undefined;
+  if (from !== undefined && !(typeof from === 'object' && from !== null && typeof from.dir === 'string' && from.dir.length > 0
+    && SHARD_LAYOUTS.includes(from.layout as never) && typeof from.manifest_sha256 === 'string' && HEX64.test(from.manifest_sha256))) {
+    throw new Error(`${where}: field 'converted_from' must be {dir, layout (one of ${SHARD_LAYOUTS.join(', ')}), manifest_sha256 (64 hex digits)} (got ${JSON.stringify(from)})`);
+  }
   if (m.plan !== undefined) {
     checkFields(m, [['plan', 'object'], ['plan.rows', 'nonnegint'], ['plan.rows_per_shard', 'posint'], ['plan.shards', 'nonnegint'], ['plan.batch_size', 'posint']], where);
     const want = Math.ceil(m.plan.rows / m.plan.rows_per_shard);
@@ -144,12 +150,34 @@ export function validateManifest(obj: unknown, where: string): LogitManifest {
     throw new Error(`${where}: encoding.ids uint16 cannot hold real_vocab_size ${m.tokenizer.real_vocab_size}`);
   }
   checkOptional(m, where);
+  checkCompact(m, where);
   checkSampling(m, where);
   checkHidden(m, where);
   checkSpans(m, where);
   checkShards(m, where);
   for (const s of m.shards) s.first_sample_id = String(s.first_sample_id);
   return m;
+}
+
+/**
+ * Layout `compact`: `encoding.value_step` a power of two 2^-m (m = 0..5) and values float16; any
+ * shard's `kl_error` {mean, max} non-negative numbers. Other layouts have neither.
+ */
+function checkCompact(m: LogitManifest, where: string): void {
+  const compact = m.encoding.layout === 'compact';
+  if (compact) {
+    checkValueStep(m.encoding.value_step, `${where}: field 'encoding.value_step'`);
+    if (m.encoding.values !== 'float16') throw new Error(`${where}: layout compact needs encoding.values 'float16' (got '${m.encoding.values}')`);
+  } else if (m.encoding.value_step !== undefined) {
+    throw new Error(`${where}: field 'encoding.value_step' is only valid with layout 'compact' (layout is '${m.encoding.layout}')`);
+  }
+  m.shards.forEach((s, i) => {
+    const e = s.kl_error as unknown;
+    if (e === undefined) return;
+    const { mean, max } = (e ?? {}) as Record<string, unknown>;
+    const ok = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v >= -1e-9;
+    if (!compact || !ok(mean) || !ok(max)) throw new Error(`${where}: shards[${i}].kl_error must be {mean, max} ≥ 0 of a compact dataset (got ${JSON.stringify(e)})`);
+  });
 }
 
 /** `sampling` is present exactly in `sampled` datasets, with samples = k and τg a stored temperature. */

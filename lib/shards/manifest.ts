@@ -26,6 +26,11 @@ export interface ShardEntry {
   bytes: number;
   /** Lowercase hex sha256 of the file. */
   sha256: string;
+  /**
+   * Layout `compact`: the codec's KL error over the shard's positions, in nats (mean and max of
+   * KL(exact ‖ stored) per position at temperatures[0]; lib/logits/codec-error.ts).
+   */
+  kl_error?: { mean: number; max: number };
 }
 
 /** The manifest. Field names are snake_case as stored on disk. */
@@ -81,10 +86,11 @@ export interface LogitManifest {
   /** Stored temperatures τ, in `log_z` column order. */
   temperatures: number[];
   /**
-   * Blob dtypes, byte layout (`packed-le-split` as written now; `packed-le` in older datasets) and
+   * Blob dtypes, byte layout (`packed-le-split` as written by default; `packed-le` in older
+   * datasets; `compact`, the lossy codec of lib/shards/compact.ts, with its step `value_step`) and
    * the page codec (absent in datasets written before it was recorded; readers take it from each page).
    */
-  encoding: { ids: IdDtype; values: ValueDtype; layout: LayoutName; codec?: ShardCodec };
+  encoding: { ids: IdDtype; values: ValueDtype; layout: LayoutName; codec?: ShardCodec; value_step?: number };
   shards: ShardEntry[];
   /** rows = Σ shard rows, bytes = Σ shard bytes, positions = windows × seq_len. */
   totals: { rows: number; positions: number; bytes: number };
@@ -103,6 +109,8 @@ export interface LogitManifest {
   plan?: ShardPlanInfo;
   /** Teacher hidden states stored in the `hidden` column (`kd precompute --hidden-layers`); absent: none. */
   hidden?: HiddenInfo;
+  /** Set by `kd convert`: the dataset whose shards these were rewritten from; absent: written by precompute. */
+  converted_from?: ConvertedFrom;
   /** The prep's windows.json `augmentation`, copied: with `token_noise`, `input_ids` are the noisy inputs the teacher saw (targets clean); absent: none. */
   augmentation?: Augmentation;
   /** Byte spans of the input tokens in the `byte_spans` column (`kd precompute --spans`), for cross-tokenizer distillation; absent: none. */
@@ -135,6 +143,16 @@ export interface SpanInfo {
   /** windows.json `splits.train.documents` and `.bytes` of the prep the windows come from. */
   train_documents: number;
   train_bytes: number;
+}
+
+/** Where a converted dataset came from (manifest `converted_from`). */
+export interface ConvertedFrom {
+  /** The source dataset directory, as given to `kd convert --in`. */
+  dir: string;
+  /** The source's `encoding.layout`. */
+  layout: LayoutName;
+  /** Lowercase hex sha256 of the source's manifest.json file (its shard list holds every source shard's sha256). */
+  manifest_sha256: string;
 }
 
 /** The draws of a sampled dataset (manifest `sampling`). */
@@ -196,6 +214,7 @@ export function layoutOf(m: LogitManifest): ShardLayout {
   return {
     seqLen: m.seq_len, k: m.k, numTemps: m.temperatures.length,
     idDtype: m.encoding.ids, valueDtype: m.encoding.values, layout: m.encoding.layout,
+    ...(m.encoding.layout === 'compact' ? { valueStep: m.encoding.value_step } : {}),
     ...(m.hidden ? { hidden: { layers: m.hidden.layers.length, width: m.hidden.width } } : {}),
     ...(m.spans ? { spans: m.spans.dtype } : {}),
   };

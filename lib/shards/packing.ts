@@ -9,6 +9,7 @@
  */
 import { endianness } from 'node:os';
 import { decodeHalf, encodeHalf } from '../logits/fp16.js';
+import { decodeCompactSlots, encodeCompactSlots, type CompactSlots } from './compact.js';
 import { hiddenValues, SHARD_LAYOUT, spanBytes, type LayoutName, type LogitRow, type ShardLayout } from './schema.js';
 
 if (endianness() !== 'LE') throw new Error('lib/shards/packing.ts: packed-le shards need a little-endian host');
@@ -129,15 +130,21 @@ export function packRow(row: LogitRow, layout: ShardLayout, where: string): Pack
   }
   checkHidden(row.hidden, layout, where);
   checkSpans(row.byte_spans, layout, where);
-  const bytes = (layout.layout ?? SHARD_LAYOUT) === 'packed-le-split' ? splitBytes : bytesOf;
+  const name = layout.layout ?? SHARD_LAYOUT;
+  const bytes = name === 'packed-le' ? bytesOf : splitBytes;
+  let compact: CompactSlots | undefined;
+  if (name === 'compact') {
+    idWords(row.topk_ids, layout, `${where}: topk_ids`); // the same uint16 check as the other layouts
+    compact = encodeCompactSlots(row.topk_ids, row.topk_logits, layout.k, layout.valueStep!);
+  }
   return {
     ...(row.hidden ? { hidden: bytes(row.hidden) } : {}),
     ...(row.byte_spans ? { byte_spans: bytes(idWords(row.byte_spans, layout, `${where}: byte_spans`, layout.spans)) } : {}),
     sample_id: row.sample_id,
     input_ids: bytes(idWords(row.input_ids, layout, `${where}: input_ids`)),
     target_ids: bytes(row.target_ids),
-    topk_ids: bytes(idWords(row.topk_ids, layout, `${where}: topk_ids`)),
-    topk_logits: bytes(layout.valueDtype === 'float16' ? encodeHalf(row.topk_logits) : row.topk_logits),
+    topk_ids: compact?.ids ?? bytes(idWords(row.topk_ids, layout, `${where}: topk_ids`)),
+    topk_logits: compact?.codes ?? bytes(layout.valueDtype === 'float16' ? encodeHalf(row.topk_logits) : row.topk_logits),
     log_z: bytes(row.log_z),
   };
 }
@@ -159,17 +166,22 @@ interface BlobDecoder {
   w4: (b: Uint8Array) => ArrayBufferLike;
 }
 
-const DECODE: Record<LayoutName, BlobDecoder> = {
+/** Byte-stream split blobs (layouts `packed-le-split` and `compact`, whose other columns are split). */
+const SPLIT: BlobDecoder = {
+  w2: (b) => joinBytes16(b, new Uint16Array(b.byteLength >>> 1)),
+  ids16: (b) => joinBytes16(b, new Uint32Array(b.byteLength >>> 1)),
+  w4: (b) => joinBytes32(b).buffer,
+};
+
+/** Layouts of byte blobs (`lists` has typed columns instead: lists-read.ts). */
+const DECODE: Partial<Record<LayoutName, BlobDecoder>> = {
   'packed-le': {
     w2: (b) => new Uint16Array(ownedBuffer(b)),
     ids16: (b) => Uint32Array.from(new Uint16Array(ownedBuffer(b))),
     w4: ownedBuffer,
   },
-  'packed-le-split': {
-    w2: (b) => joinBytes16(b, new Uint16Array(b.byteLength >>> 1)),
-    ids16: (b) => joinBytes16(b, new Uint32Array(b.byteLength >>> 1)),
-    w4: (b) => joinBytes32(b).buffer,
-  },
+  'packed-le-split': SPLIT,
+  compact: SPLIT,
 };
 
 /**
@@ -183,16 +195,18 @@ export function unpackRow(raw: Record<string, unknown>, layout: ShardLayout, whe
   const idBytes = layout.idDtype === 'uint16' ? 2 : 4;
   const valBytes = layout.valueDtype === 'float16' ? 2 : 4;
   const want = lengths(layout);
-  const size = { input_ids: idBytes, target_ids: 4, topk_ids: idBytes, topk_logits: valBytes, log_z: 4 };
+  const compact = layout.layout === 'compact';
+  const size = { input_ids: idBytes, target_ids: 4, topk_ids: idBytes, topk_logits: compact ? 1 : valBytes, log_z: 4 };
   const blob = {} as Record<keyof typeof want, Uint8Array>;
   for (const col of Object.keys(want) as (keyof typeof want)[]) {
     const b = raw[col];
     const expected = want[col] * size[col];
     if (!(b instanceof Uint8Array)) throw new Error(`${where}: ${col} is not a byte array`);
-    if (b.byteLength !== expected) throw new Error(`${where}: ${col} has ${b.byteLength} bytes, expected ${expected}`);
+    if (b.byteLength !== expected && !(compact && col === 'topk_ids')) throw new Error(`${where}: ${col} has ${b.byteLength} bytes, expected ${expected}`);
     blob[col] = b;
   }
   const d = DECODE[layout.layout ?? SHARD_LAYOUT];
+  if (!d) throw new Error(`${where}: layout ${layout.layout} has no byte blobs`);
   const nHidden = hiddenValues(layout);
   let hidden: Uint16Array | undefined;
   if (nHidden > 0) {
@@ -207,12 +221,24 @@ export function unpackRow(raw: Record<string, unknown>, layout: ShardLayout, whe
     byteSpans = layout.spans === 'uint16' ? d.ids16(b) : new Uint32Array(d.w4(b));
   }
   const ids = (b: Uint8Array) => (idBytes === 2 ? d.ids16(b) : new Uint32Array(d.w4(b)));
+  let topk: { ids: Uint32Array; logits: Float32Array };
+  if (compact) {
+    const half = new Uint16Array(want.topk_logits), words = idBytes === 2 ? new Uint16Array(want.topk_ids) : new Uint32Array(want.topk_ids);
+    try {
+      decodeCompactSlots({ ids: blob.topk_ids, codes: blob.topk_logits }, layout.k, layout.valueStep!, words, half);
+    } catch (err) {
+      throw new Error(`${where}: ${(err as Error).message}`);
+    }
+    topk = { ids: words instanceof Uint32Array ? words : Uint32Array.from(words), logits: decodeHalf(half) };
+  } else {
+    topk = { ids: ids(blob.topk_ids), logits: valBytes === 2 ? decodeHalf(d.w2(blob.topk_logits)) : new Float32Array(d.w4(blob.topk_logits)) };
+  }
   return {
     sample_id: raw.sample_id,
     input_ids: ids(blob.input_ids),
     target_ids: new Int32Array(d.w4(blob.target_ids)),
-    topk_ids: ids(blob.topk_ids),
-    topk_logits: valBytes === 2 ? decodeHalf(d.w2(blob.topk_logits)) : new Float32Array(d.w4(blob.topk_logits)),
+    topk_ids: topk.ids,
+    topk_logits: topk.logits,
     log_z: new Float32Array(d.w4(blob.log_z)),
     ...(hidden ? { hidden } : {}),
     ...(byteSpans ? { byte_spans: byteSpans } : {}),

@@ -33,6 +33,16 @@
  * level 1, `packed-le` shards GZIP level 6; Parquet records the codec per column chunk, and the
  * reader takes all of them).
  *
+ * Layout `compact` (`kd precompute --layout compact`, lossy): `input_ids`, `target_ids` and `log_z`
+ * as in `packed-le-split`; `topk_ids` holds, per position, the k slot ids in ascending id order as
+ * unsigned LEB128 varints of the gaps (the first gap is the smallest id; a repeated draw of a
+ * sampled dataset is a gap of 0); `topk_logits` holds [L·k] bytes, the code c = min(255,
+ * round(−v/δ)) of each slot's v = z − max z in the same id order, δ = 2^-m the manifest's
+ * `encoding.value_step` (also `value_step` in `kd.shard`). Readers decode v = −c·δ (exact in fp16)
+ * and restore kd's slot order: ascending code, ties by ascending id. What that costs is recorded
+ * per shard as manifest `kl_error` (lib/logits/codec-error.ts); sizes and errors in
+ * lib/shards/compact.ts and README "Compact soft labels".
+ *
  * Why packed bytes and not Parquet LIST columns — measured on the 2-core dev machine while
  * other jobs ran (lowest of 3 runs, each best-of-7 or mean-of-3, so trust ratios more than
  * absolutes): 256 rows × L=128 × k=32 × 7 temps, vocab 32000 (uint16 ids), synthetic data
@@ -132,7 +142,40 @@
  * and zlib's Huffman blocks then mix a row's high- and low-byte planes. Per column (each
  * column's blobs gzipped at level 1, real shard): fp16 logits 52.0 → 43.6 B/pos and log_z
  * 24.0 → 19.8 gain from the split, uint16 ids with V = 4096 do not (40.3 → 42.8).
+ *
+ * Layout `lists` (`kd precompute --layout lists`, `kd convert`; lib/shards/lists.ts): the same
+ * columns as typed Parquet lists — `input_ids` list<UINT_16|UINT_32>, `target_ids` list<INT32>,
+ * `topk_ids` list<list<UINT_16|UINT_32>> [L][k], `topk_logits` list<list<FLOAT16|FLOAT>> [L][k],
+ * `log_z` list<list<FLOAT>> [L][T], `hidden` list<list<FLOAT16>> [L][n·w] — so DuckDB (tested),
+ * pyarrow and HF `datasets` read them with no macros. Measured by `npx tsx
+ * scripts/archive-layouts.ts runs/techniques/logits` on the whole demo dataset (3 shards × 1024
+ * windows, L = 128, k = 32, T = 3, V = 4096; BROTLI-1; lowest of 3 writes per shard, on the
+ * 2-core machine while other jobs ran):
+ *
+ * | layout                            | bytes/pos | writer CPU µs/pos | readShard ms/shard | readShardBlock ms/shard |
+ * | --------------------------------- | --------: | ----------------: | -----------------: | ----------------------: |
+ * | packed-le-split (default)         |      96.6 |              2.38 |                313 |                     236 |
+ * | lists, nested [L][k] (`lists`)    |     113.4 |              2.55 |                488 |                     332 |
+ * | lists, flat [L·k]                 |     113.4 |              2.34 |                  – |                       – |
+ * | lists via hyparquet-writer's row API, nested / flat (256 windows, encoding only) | 124.6 / 114.0 | 80.9 / 63.1 | | |
+ *
+ * Nested, not flat: the same bytes (the repetition levels of [L][k] lists are one short run
+ * pattern per position, compressed with the page) for 9% more writer CPU, and in SQL
+ * `topk_logits[t][j]`, `unnest(topk_logits)` = one row per position, in HF `datasets` a
+ * Sequence(Sequence(float16)) per window, where flat lists need `t*k + j` arithmetic. Where the
+ * 17% more bytes go (B/pos, packed → lists): topk_ids 41.8 → 47.4 (uint16 as INT32 words, not
+ * byte-split), topk_logits 42.1 → 53.7 (FLOAT16 cannot be BYTE_STREAM_SPLIT for DuckDB 1.5),
+ * log_z 9.6 → 9.3 (BYTE_STREAM_SPLIT over a page; PLAIN would be 1.1 B/pos larger and slower).
+ * Storing the fp16 logits as FLOAT with BYTE_STREAM_SPLIT would give 108.8 B/pos for 2.92 CPU-µs
+ * (+30%) and float32 arrays in pyarrow, so FLOAT16 it is. hyparquet-writer's own row API
+ * (its Dremel encoder walks every value as a JS object) costs 25–35× the CPU of kd's page
+ * writer, hence lists.ts writes the pages itself. DuckDB on the same dataset, mean p(top-1) at
+ * τ = 1 over every position: 0.45 s in plain SQL on `lists` shards, 12.8 s through the macros of
+ * lib/shards/sql.ts on packed ones. Packed stays the default: 15% smaller and faster for kd to
+ * read; `lists` is for archives and other tools.
  */
+
+import { checkValueStep } from './compact.js';
 
 /** Token-id width on disk: uint16 when every id fits (real vocab ≤ 65536, ids 0..65535), else uint32. */
 export type IdDtype = 'uint16' | 'uint32';
@@ -141,9 +184,12 @@ export type ValueDtype = 'float16' | 'float32';
 /**
  * Byte layouts of the blob columns, recorded as manifest `encoding.layout` and in each shard's
  * `kd.shard` metadata: `packed-le` = the values' little-endian bytes in order (shards written
- * before the split layout; still read), `packed-le-split` = the same bytes byte-stream split.
+ * before the split layout; still read), `packed-le-split` = the same bytes byte-stream split,
+ * `compact` = `packed-le-split` except `topk_ids`/`topk_logits`, which hold the lossy compact
+ * codec of lib/shards/compact.ts (varint id gaps, 8-bit value codes of step `valueStep`);
+ * `lists` = typed Parquet LIST columns instead of blobs (lib/shards/lists.ts).
  */
-export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split'] as const;
+export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split', 'compact', 'lists'] as const;
 /** One of {@link SHARD_LAYOUTS}. */
 export type LayoutName = (typeof SHARD_LAYOUTS)[number];
 /** The layout of newly written shards. */
@@ -198,6 +244,8 @@ export interface ShardLayout {
   hidden?: HiddenLayout;
   /** Width of the optional `byte_spans` column's offsets; absent: no such column. */
   spans?: IdDtype;
+  /** Layout `compact` only: δ of the value codes (manifest `encoding.value_step`). */
+  valueStep?: number;
 }
 
 /** The `kd.shard` key-value metadata of a shard file. */
@@ -214,6 +262,8 @@ export interface ShardKv {
   hidden?: string;
   /** Offset width of the `byte_spans` column when the shard has it (absent otherwise). */
   spans?: IdDtype;
+  /** Layout `compact` only: δ of the value codes. */
+  value_step?: number;
 }
 
 /** Column names in file order (without the optional `hidden` and `byte_spans`, which come last when present). */
@@ -232,6 +282,7 @@ export function shardKv(layout: ShardLayout): ShardKv {
     ids: layout.idDtype, values: layout.valueDtype,
     ...(layout.hidden ? { hidden: `${layout.hidden.layers}x${layout.hidden.width}` } : {}),
     ...(layout.spans ? { spans: layout.spans } : {}),
+    ...(layout.layout === 'compact' ? { value_step: layout.valueStep } : {}),
   };
 }
 
@@ -259,6 +310,12 @@ export function checkLayout(layout: ShardLayout, where: string): void {
   }
   if (layout.layout !== undefined && !SHARD_LAYOUTS.includes(layout.layout)) {
     throw new Error(`${where}: layout must be one of ${SHARD_LAYOUTS.join(', ')} (got '${layout.layout}')`);
+  }
+  if (layout.layout === 'compact') {
+    checkValueStep(layout.valueStep, where);
+    if (layout.valueDtype !== 'float16') throw new Error(`${where}: layout compact decodes values to float16 (got valueDtype '${layout.valueDtype}')`);
+  } else if (layout.valueStep !== undefined) {
+    throw new Error(`${where}: valueStep is for layout compact (layout is '${layout.layout ?? SHARD_LAYOUT}')`);
   }
 }
 

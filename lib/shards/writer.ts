@@ -6,7 +6,11 @@
 import { createHash } from 'node:crypto';
 import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib';
 import { parquetWriteBuffer } from 'hyparquet-writer';
+import { snappyCompress } from 'hyparquet-writer/src/snappy.js';
 import { writeFileAtomic } from './atomic.js';
+import { encodeListsShard, listsRowBytes } from './lists.js';
+import { addKlError, emptyKlTotals, type KlErrorTotals } from '../logits/codec-error.js';
+import { compactValues } from './compact.js';
 import { packRow, type PackedRow } from './packing.js';
 import { SHARD_KV_KEY, SHARD_LAYOUT, checkLayout, rowBytes, shardKv, type LogitRow, type ShardLayout } from './schema.js';
 
@@ -31,6 +35,11 @@ export interface WriteShardMeta extends ShardLayout {
   maxRowGroupBytes?: number;
   /** Row-group cap in rows. Default 4096. */
   maxRowGroupRows?: number;
+  /**
+   * Layout `compact`: τ of `log_z` column 0 (the dataset's first temperature), at which the
+   * codec's KL error is measured (ShardWriteResult `klError`). Default 1.
+   */
+  errorTemperature?: number;
 }
 
 /** What was written: row count, file size in bytes, lowercase hex sha256 of the file. */
@@ -38,6 +47,8 @@ export interface ShardWriteResult {
   rows: number;
   bytes: number;
   sha256: string;
+  /** Layout `compact`: per-position KL(exact ‖ stored) of the codec (lib/logits/codec-error.ts). */
+  klError?: KlErrorTotals;
 }
 
 /** Parquet `created_by` of every shard; fixed so that output bytes are reproducible. */
@@ -104,6 +115,14 @@ function encodeShard(packed: PackedRow[], meta: WriteShardMeta): Uint8Array {
   return new Uint8Array(buffer);
 }
 
+/** A `lists` shard (lib/shards/lists.ts) with the codec and row-group caps of `meta`. */
+function encodeLists(rows: readonly LogitRow[], meta: WriteShardMeta, path: string): Uint8Array {
+  const name = meta.codec ?? 'BROTLI';
+  const compress = { GZIP: gzipAt(meta.gzipLevel ?? DEFAULT_GZIP_LEVEL), BROTLI: brotliAt(meta.brotliQuality ?? DEFAULT_BROTLI_QUALITY), SNAPPY: snappyCompress, UNCOMPRESSED: undefined }[name];
+  const groupRows = Math.max(1, Math.min(meta.maxRowGroupRows ?? DEFAULT_ROW_GROUP_ROWS, Math.floor((meta.maxRowGroupBytes ?? DEFAULT_ROW_GROUP_BYTES) / listsRowBytes(meta))));
+  return encodeListsShard(rows, meta, { name, compress }, { rowGroupRows: groupRows, createdBy: SHARD_CREATED_BY }, path);
+}
+
 /**
  * Writes `rows` (each of the shapes in `meta`, blobs in `meta.layout`, default
  * {@link SHARD_LAYOUT}) as one Parquet shard at `path`, via `path + '.tmp'`, fsync and
@@ -118,10 +137,19 @@ export async function writeShard(path: string, rows: readonly LogitRow[], meta: 
   const quality = meta.brotliQuality ?? DEFAULT_BROTLI_QUALITY;
   if (!Number.isInteger(quality) || quality < 0 || quality > 11) throw new Error(`${path}: brotliQuality must be an integer 0..11 (got ${quality})`);
   if (rows.length === 0) throw new Error(`${path}: refusing to write a shard with no rows`);
-  const packed = rows.map((row, i) => packRow(row, meta, `${path}: row ${i}`));
-  const bytes = encodeShard(packed, meta);
+  const bytes = meta.layout === 'lists' ? encodeLists(rows, meta, path) : encodeShard(rows.map((row, i) => packRow(row, meta, `${path}: row ${i}`)), meta);
   await writeFileAtomic(path, bytes);
-  return { rows: rows.length, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
+  const result: ShardWriteResult = { rows: rows.length, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
+  return meta.layout === 'compact' ? { ...result, klError: codecError(rows, meta) } : result;
+}
+
+/** The compact codec's KL error over `rows` at τ = meta.errorTemperature (log_z column 0). */
+function codecError(rows: readonly LogitRow[], meta: WriteShardMeta): KlErrorTotals {
+  const totals = emptyKlTotals();
+  for (const r of rows) {
+    addKlError(totals, r.topk_ids, r.topk_logits, compactValues(r.topk_logits, meta.valueStep!), r.log_z, meta.k, 0, meta.errorTemperature ?? 1);
+  }
+  return totals;
 }
 
 /**
