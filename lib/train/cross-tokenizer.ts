@@ -17,7 +17,7 @@
  * with a teacher position that read other text.
  */
 import { join } from 'node:path';
-import { openWindowFile, type WindowFile, type WindowsMeta } from '../data/windows.js';
+import { openWindowFile, readWindowsMeta, type WindowFile, type WindowsMeta } from '../data/windows.js';
 import { sha256File, SPAN_TOKENIZER_FILE, type LogitManifest, type SpanInfo } from '../shards/index.js';
 import { alignPositions, kindOf, teacherKeys, tokenKey, type SpecialIds } from '../tokenizer/align.js';
 import { tokenBytes, type TokenBytes } from '../tokenizer/byte-lengths.js';
@@ -125,9 +125,8 @@ export async function openCrossTokenizer(src: CrossTokenizerSource): Promise<{ s
   const tokPath = join(src.dataDir, SPAN_TOKENIZER_FILE);
   const sha = await sha256File(tokPath).catch(() => { throw new Error(`${tokPath}: not found (the tokenizer.json a dataset with byte spans carries)`); });
   if (sha !== m.tokenizer.sha256) throw new Error(`${tokPath}: sha256 ${sha.slice(0, 12)}… is not the dataset's tokenizer.sha256 ${m.tokenizer.sha256.slice(0, 12)}… (replaced after precompute?)`);
-  const stream = TrainStream.open(src.studentPrep, src.studentEos);
-  checkSameTrainText(stream.file.meta, spans, windows, manifestPath);
-  return { stream, teacher: tokenBytes(tokPath), spans };
+  checkSameTrainText(readWindowsMeta(src.studentPrep), spans, windows, manifestPath); // before the stream is indexed
+  return { stream: TrainStream.open(src.studentPrep, src.studentEos), teacher: tokenBytes(tokPath), spans };
 }
 
 /** @throws Error when the student prep's train split cannot be the text the dataset's windows cover. */
