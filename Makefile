@@ -6,9 +6,10 @@ export ONNXRUNTIME_NODE_INSTALL ?= skip
 
 .PHONY: rehearse rehearse-checkpoint rehearse-corpus rehearse-stream rehearse-memory plan install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo techniques self-distill sampled xtok test bench clean
 
+# A node_modules that is a symlink (a worktree sharing another checkout's) is never reinstalled:
+# npm ci would empty the shared directory through the link.
 node_modules: package.json package-lock.json
-	npm ci --no-audit --no-fund
-	@touch node_modules
+	@if [ -L node_modules ]; then echo "make: node_modules is a symlink to $$(readlink node_modules): not reinstalling through it"; else npm ci --no-audit --no-fund && touch node_modules; fi
 
 install: node_modules
 
