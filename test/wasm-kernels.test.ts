@@ -2,7 +2,8 @@
  * The wasm backend's replaced kernels (lib/backend/wasm-kernels.ts) against float64 references
  * computed here: BatchMatMul with every transpose combination, batched, broadcast and in the
  * transposed-product form for large weights, and its gradients; Slice and SplitV on every axis
- * and dtype; Identity sharing data without leaking it.
+ * and dtype; Identity sharing data without leaking it; Transpose of the last two axes (tiles and
+ * their ragged edges); GatherV2 on any axis and batch dimension.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
@@ -111,6 +112,59 @@ describe('wasm kernels', () => {
         expect([...part.dataSync()].map(Number)).toEqual(ref(begin, size));
       }
     }
+  });
+
+  it.each([
+    [[37, 45], [1, 0]], [[64, 128], [1, 0]], [[3, 5, 7], [0, 2, 1]], [[2, 3, 33, 6], [0, 1, 3, 2]], [[3, 5, 7], [1, 0, 2]], [[3, 5, 7], [2, 0, 1]],
+  ] as [number[], number[]][])('transposes %j by %j as index arithmetic says (float32 and int32)', (shape, perm) => {
+    const n = tf.util.sizeFromShape(shape), inStrides = tf.util.computeStrides(shape);
+    const outShape = perm.map((p) => shape[p]), outStrides = tf.util.computeStrides(outShape);
+    const expected = new Array<number>(n);
+    for (let flat = 0; flat < n; flat++) {
+      const idx = shape.map((_, d) => Math.floor(flat / (d < inStrides.length ? inStrides[d] : 1)) % shape[d]);
+      expected[perm.reduce((o, p, d) => o + idx[p] * (d < outStrides.length ? outStrides[d] : 1), 0)] = flat;
+    }
+    for (const dtype of ['float32', 'int32'] as const) {
+      const t = tf.transpose(tf.tensor(Int32Array.from({ length: n }, (_, i) => i), shape, dtype), perm);
+      expect(t.shape).toEqual(outShape);
+      expect([...t.dataSync()]).toEqual(expected);
+    }
+  });
+
+  it('gathers slices on every axis and batch dimension, and names an index out of range', () => {
+    const shape = [2, 3, 40], x = tf.tensor(Float32Array.from({ length: 240 }, (_, i) => i), shape);
+    const at = (b: number, r: number, c: number) => (b * 3 + r) * 40 + c;
+    const rows = tf.gather(x, tf.tensor1d([2, 0, 2], 'int32'), 1); // [2, 3, 40], slices of 40
+    expect([...rows.dataSync()]).toEqual([0, 1].flatMap((b) => [2, 0, 2].flatMap((r) => Array.from({ length: 40 }, (_, c) => at(b, r, c)))));
+    const first = tf.gather(x, tf.tensor1d([1, 1, 0], 'int32'), 0); // [3, 3, 40]
+    expect([...first.dataSync()]).toEqual([1, 1, 0].flatMap((b) => Array.from({ length: 120 }, (_, i) => b * 120 + i)));
+    const perBatch = tf.gather(x, tf.tensor2d([[1, 2], [0, 0]], [2, 2], 'int32'), 1, 1); // [2, 2, 40]
+    expect([...perBatch.dataSync()]).toEqual([[0, 1], [0, 2], [1, 0], [1, 0]].flatMap(([b, r]) => Array.from({ length: 40 }, (_, c) => at(b, r, c))));
+    const narrow = tf.gather(x, tf.tensor1d([39, 0], 'int32'), 2); // slices of 1: the stock kernel
+    expect([...narrow.dataSync()]).toEqual([0, 1].flatMap((b) => [0, 1, 2].flatMap((r) => [at(b, r, 39), at(b, r, 0)])));
+    expect(() => tf.gather(x, tf.tensor1d([3], 'int32'), 1)).toThrow('GatherV2: the index value 3 is not in [0, 2]');
+  });
+
+  it.each(['float32', 'int32', 'bool'] as const)('concatenates and stacks %s tensors along every axis as index arithmetic says', (dtype) => {
+    // widths 3 and 70 on the last axis: runs below and above the copy-by-view length
+    const make = (shape: number[], start: number) => {
+      const v = Int32Array.from({ length: tf.util.sizeFromShape(shape) }, (_, i) => (dtype === 'bool' ? (start + i) % 2 : start + i));
+      return { t: dtype === 'bool' ? tf.tensor(Uint8Array.from(v), shape, 'bool') : tf.tensor(v, shape, dtype), v, shape };
+    };
+    const a = make([2, 4, 3], 0), b = make([2, 4, 70], 1000);
+    const last = tf.concat([a.t, b.t], 2);
+    expect(last.shape).toEqual([2, 4, 73]);
+    const expectedLast = Array.from({ length: 8 }, (_, r) => [...a.v.subarray(3 * r, 3 * r + 3), ...b.v.subarray(70 * r, 70 * r + 70)]).flat();
+    expect([...last.dataSync()]).toEqual(expectedLast);
+    const c = make([2, 1, 3], 5000), e = make([2, 0, 3], 0);
+    const middle = tf.concat([a.t, e.t, c.t], 1); // an empty input adds nothing
+    expect([...middle.dataSync()]).toEqual([0, 1].flatMap((i) => [...a.v.subarray(12 * i, 12 * i + 12), ...c.v.subarray(3 * i, 3 * i + 3)]));
+    expect([...tf.concat([a.t, a.t], 0).dataSync()]).toEqual([...a.v, ...a.v]);
+    const stacked = tf.stack([a.t, make([2, 4, 3], 7000).t], 3); // [2, 4, 3, 2]: pairs
+    expect(stacked.shape).toEqual([2, 4, 3, 2]);
+    const other = make([2, 4, 3], 7000).v;
+    expect([...stacked.dataSync()]).toEqual([...a.v].flatMap((x, i) => [x, other[i]]));
+    expect(() => tf.stack([a.t, b.t])).toThrow(/matching shapes/);
   });
 
   it('clones share data: a clone outlives its source and both free their memory', () => {

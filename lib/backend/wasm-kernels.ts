@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 /*
- * Faster replacements for four kernels of @tensorflow/tfjs-backend-wasm 4.22, registered for the
+ * Faster replacements for eight kernels of @tensorflow/tfjs-backend-wasm 4.22, registered for the
  * 'wasm' backend only (other backends keep their own kernels). Same values as the stock kernels;
  * only where the work goes changes:
  *  - BatchMatMul: the stock kernel sends every product with a batch > 1 or a transpose flag to a
@@ -12,6 +12,11 @@ import * as tf from '@tensorflow/tfjs-core';
  *    (readSync), so splitting a tensor into n parts copies it n times; here they read the heap in place.
  *  - Identity (tf.clone, saved tensors of custom gradients): the stock kernel copies the data twice;
  *    here the output shares the input's data, as on the cpu backend (tensors are never written in place).
+ *  - Transpose of the last two axes (the matMul operands above, weight gradients): a cache-blocked
+ *    copy in 4 × 4 tiles, 3–8× faster than the stock element-by-element loop on power-of-two shapes.
+ *  - GatherV2 (the embedding lookup): whole rows copied at once instead of element by element.
+ *  - Concat and Pack (tf.stack): narrow runs (RoPE halves, [N, k, 2] coordinates) copied by a plain
+ *    loop; the stock kernel makes a typed-array view per run of even one element.
  * The replacements use members of the wasm backend that are not part of its typed API (its wasm
  * module, tensor ids and heap offsets); `registerWasmKernels` checks they exist and otherwise
  * leaves the stock kernels in place.
@@ -38,7 +43,7 @@ type KernelOut = tf.TensorInfo | tf.TensorInfo[];
 let registered = false;
 
 /**
- * Replaces the wasm backend's BatchMatMul, Slice, SplitV and Identity kernels (see the module
+ * Replaces the wasm backend's BatchMatMul, Slice, SplitV, Identity, Transpose, GatherV2, Concat and Pack kernels (see the module
  * comment). Idempotent; call it after the wasm backend is initialised.
  * @returns whether the replacements are in place (false: the backend's internals differ from
  *   tfjs-backend-wasm 4.22's and the stock kernels stay)
@@ -49,7 +54,9 @@ export function registerWasmKernels(): boolean {
   if (!b?.wasm?.tfjs?.registerTensor || !b.wasm.cwrap || !b.dataIdMap || typeof b.dataIdNextNumber !== 'number' || !b.typedArrayFromHeap || !b.incRef) return false;
   const stock = (name: string) => tf.getKernel(name, 'wasm')!.kernelFunc as unknown as (args: KernelArgs) => KernelOut;
   const transpose = stock(tf.Transpose), batchMatMulStock = stock(tf.BatchMatMul);
-  const sliceStock = stock(tf.Slice), identityStock = stock(tf.Identity), splitStock = stock(tf.SplitV);
+  const sliceStock = stock(tf.Slice), identityStock = stock(tf.Identity), splitStock = stock(tf.SplitV), gatherStock = stock(tf.GatherV2);
+  const concatStock = stock(tf.Concat), packStock = stock(tf.Pack);
+  const transposeAny = (args: KernelArgs) => transposeLastTwo(args) ?? transpose(args);
   let gemm: ((...args: unknown[]) => void) | undefined;
   const replace = (kernelName: string, kernelFunc: (args: KernelArgs) => KernelOut) => {
     tf.unregisterKernel(kernelName, 'wasm');
@@ -57,8 +64,12 @@ export function registerWasmKernels(): boolean {
   };
   replace(tf.BatchMatMul, (args) => {
     gemm ??= args.backend.wasm.cwrap(tf.BatchMatMul, null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
-    return batchMatMul(args, gemm, transpose) ?? batchMatMulStock(args);
+    return batchMatMul(args, gemm, transposeAny) ?? batchMatMulStock(args);
   });
+  replace(tf.Transpose, transposeAny);
+  replace(tf.GatherV2, (args) => gather(args) ?? gatherStock(args));
+  replace(tf.Concat, (args) => concat(args) ?? concatStock(args));
+  replace(tf.Pack, (args) => pack(args) ?? packStock(args));
   replace(tf.Slice, (args) => slice(args) ?? sliceStock(args));
   replace(tf.SplitV, (args) => splitV(args) ?? splitStock(args));
   replace(tf.Identity, (args) => identity(args) ?? identityStock(args));
@@ -67,6 +78,15 @@ export function registerWasmKernels(): boolean {
 }
 
 const shapeBytes = (shape: number[]) => new Uint8Array(new Int32Array(shape).buffer);
+
+type HeapArray = Float32Array | Int32Array | Uint8Array;
+/** Runs shorter than this are copied element by element: a typed-array view per run costs more. */
+const VIEW_RUN = 64;
+/** dst[to, to + n) = src[from, from + n). */
+function copy(src: HeapArray, from: number, dst: HeapArray, to: number, n: number): void {
+  if (n >= VIEW_RUN) dst.set(src.subarray(from, from + n), to);
+  else for (let i = 0; i < n; i++) dst[to + i] = src[from + i];
+}
 
 /**
  * Elements of XNNPACK's weights operand (B of a GEMM) above which a 2-D product is computed
@@ -77,9 +97,18 @@ const shapeBytes = (shape: number[]) => new Uint8Array(new Int32Array(shape).buf
 const LARGE_WEIGHTS = 1 << 20;
 
 /**
+ * Whether C = op(A)·op(B) [M, N] (inner size K) is faster as (op(B)ᵀ·op(A)ᵀ)ᵀ: large weights much
+ * wider than A (LARGE_WEIGHTS), or a weight gradient Aᵀ·B over a long contraction (K ≥ 2·max(M, N)),
+ * where the transposed form needs no transpose of A and measured 10–40 % faster for the student's
+ * shapes ([2048, d_in]ᵀ · [2048, d_out]).
+ */
+const flipped = (M: number, K: number, N: number, transposeA: boolean, transposeB: boolean) =>
+  (K * N > LARGE_WEIGHTS && N > 4 * M) || (transposeA && !transposeB && K >= 2 * Math.max(M, N));
+
+/**
  * a·b (or with either transposed) over the broadcast batch: one XNNPACK GEMM per matrix.
- * A single product whose B is large and much larger than A runs as (op(B)ᵀ · op(A)ᵀ)ᵀ instead
- * (see LARGE_WEIGHTS); every output element is the same sum over the inner axis either way.
+ * A single product runs as (op(B)ᵀ · op(A)ᵀ)ᵀ where that is faster (see {@link flipped}); every
+ * output element is the same sum over the inner axis either way.
  * @returns undefined for what it does not handle (non-float32, batch dims broadcast other than
  *   by 1, mismatched inner sizes, empty operands): the stock kernel then runs (and throws its own errors).
  */
@@ -103,7 +132,7 @@ function batchMatMul({ inputs, backend, attrs }: KernelArgs, gemm: (...args: unk
     return out;
   };
   const freeTemporaries = () => temporaries.forEach((t) => backend.disposeData(t.dataId));
-  if (batch === 1 && K * N > LARGE_WEIGHTS && N > 4 * M) {
+  if (batch === 1 && flipped(M, K, N, transposeA, transposeB)) {
     const ct = backend.makeOutput([N, M], 'float32');
     temporaries.push(ct);
     gemmAll(backend, gemm, laid(b, 1, br, bc, !transposeB), laid(a, 1, ar, ac, !transposeA), ct, 1, 1, N, K, M);
@@ -166,7 +195,7 @@ function sliceOf(x: tf.TensorInfo, begin: number[], size: number[], backend: Was
   for (let o = 0; o < dst.length; o += run) {
     let offset = inner === 0 ? 0 : begin[lead] * (lead < strides.length ? strides[lead] : 1);
     for (let d = 0; d < lead; d++) offset += (begin[d] + at[d]) * strides[d];
-    dst.set(src.subarray(offset, offset + run), o);
+    copy(src, offset, dst, o, run);
     for (let d = lead - 1; d >= 0; d--) { if (++at[d] < size[d]) break; at[d] = 0; }
   }
   return out;
@@ -194,4 +223,117 @@ function identity({ inputs, backend }: KernelArgs): tf.TensorInfo | undefined {
   if (x.dtype === 'string') return undefined;
   backend.incRef(x.dataId);
   return { dataId: x.dataId, shape: [...x.shape], dtype: x.dtype };
+}
+
+/**
+ * The last two axes of x swapped ([…, R, C] → […, C, R]), in 32 × 32 blocks of 4 × 4 tiles so
+ * that reads and writes stay in cache lines even when R and C are powers of two.
+ * @returns undefined for other permutations and string tensors (the stock kernel runs)
+ */
+function transposeLastTwo({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo | undefined {
+  const x = inputs.x as tf.TensorInfo, perm = attrs.perm as number[], rank = x.shape.length;
+  if (x.dtype === 'string' || rank < 2 || perm.some((p, i) => p !== (i < rank - 2 ? i : 2 * rank - 3 - i))) return undefined;
+  const R = x.shape[rank - 2], C = x.shape[rank - 1], n = tf.util.sizeFromShape(x.shape.slice(0, -2));
+  const out = backend.makeOutput(perm.map((p) => x.shape[p]), x.dtype);
+  const src = backend.typedArrayFromHeap(x), dst = backend.typedArrayFromHeap(out);
+  for (let m = 0; m < n; m++) transposeMatrix(src, dst, m * R * C, R, C);
+  return out;
+}
+
+/** dst[o + j·R + i] = src[o + i·C + j] for an R × C matrix at offset o (see transposeLastTwo). */
+function transposeMatrix(src: ArrayLike<number> & { [i: number]: number }, dst: { [i: number]: number }, o: number, R: number, C: number): void {
+  const T = 32;
+  for (let i0 = 0; i0 < R; i0 += T) {
+    for (let j0 = 0; j0 < C; j0 += T) {
+      const i1 = Math.min(R, i0 + T), j1 = Math.min(C, j0 + T);
+      const i4 = i0 + ((i1 - i0) & ~3), j4 = j0 + ((j1 - j0) & ~3);
+      for (let i = i0; i < i4; i += 4) {
+        for (let j = j0; j < j4; j += 4) {
+          const s0 = o + i * C + j, s1 = s0 + C, s2 = s1 + C, s3 = s2 + C;
+          const d0 = o + j * R + i, d1 = d0 + R, d2 = d1 + R, d3 = d2 + R;
+          const a00 = src[s0], a01 = src[s0 + 1], a02 = src[s0 + 2], a03 = src[s0 + 3];
+          const a10 = src[s1], a11 = src[s1 + 1], a12 = src[s1 + 2], a13 = src[s1 + 3];
+          const a20 = src[s2], a21 = src[s2 + 1], a22 = src[s2 + 2], a23 = src[s2 + 3];
+          const a30 = src[s3], a31 = src[s3 + 1], a32 = src[s3 + 2], a33 = src[s3 + 3];
+          dst[d0] = a00; dst[d0 + 1] = a10; dst[d0 + 2] = a20; dst[d0 + 3] = a30;
+          dst[d1] = a01; dst[d1 + 1] = a11; dst[d1 + 2] = a21; dst[d1 + 3] = a31;
+          dst[d2] = a02; dst[d2 + 1] = a12; dst[d2 + 2] = a22; dst[d2 + 3] = a32;
+          dst[d3] = a03; dst[d3 + 1] = a13; dst[d3 + 2] = a23; dst[d3 + 3] = a33;
+        }
+      }
+      // the block's edges that do not fill a 4 × 4 tile
+      for (let i = i0; i < i1; i++) for (let j = i < i4 ? j4 : j0; j < j1; j++) dst[o + j * R + i] = src[o + i * C + j];
+    }
+  }
+}
+
+/** Slices narrower than this go to the stock kernel (one copy call per slice would cost more). */
+const MIN_GATHER_SLICE = 16;
+
+/**
+ * tf.gather: out[b, o, i, :] = x[b, o, indices[b, i], :] with whole slices copied at once.
+ * @throws Error as the stock kernel, naming the index outside [0, dim − 1]
+ * @returns undefined for string tensors and narrow slices (the stock kernel runs)
+ */
+function gather({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo | undefined {
+  const { x, indices } = inputs as { x: tf.TensorInfo; indices: tf.TensorInfo };
+  if (x.dtype === 'string') return undefined;
+  const axis = tf.util.parseAxisParam(attrs.axis as number, x.shape)[0];
+  const info = tf.backend_util.segment_util.collectGatherOpShapeInfo(x as never, indices as never, axis, attrs.batchDims as number);
+  const { batchSize, outerSize, dimSize, sliceSize } = info;
+  if (sliceSize < MIN_GATHER_SLICE) return undefined;
+  const out = backend.makeOutput(info.outputShape, x.dtype);
+  const idx = backend.typedArrayFromHeap(indices), src = backend.typedArrayFromHeap(x), dst = backend.typedArrayFromHeap(out);
+  for (const i of idx) tf.util.assert(i <= dimSize - 1 && i >= 0, () => `GatherV2: the index value ${i} is not in [0, ${dimSize - 1}]`);
+  const perBatch = idx.length / batchSize;
+  let o = 0;
+  for (let b = 0; b < batchSize; b++) {
+    for (let r = 0; r < outerSize; r++) {
+      const base = (b * outerSize + r) * dimSize;
+      for (let i = 0; i < perBatch; i++, o += sliceSize) {
+        const from = (base + idx[b * perBatch + i]) * sliceSize;
+        copy(src, from, dst, o, sliceSize);
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * tf.concat: for each index of the axes before `axis`, every input's run in turn.
+ * @returns undefined for string tensors (the stock kernel runs)
+ */
+function concat({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo | undefined {
+  const xs = inputs as unknown as tf.TensorInfo[];
+  if (xs[0].dtype === 'string') return undefined;
+  const axis = tf.util.parseAxisParam(attrs.axis as number, xs[0].shape)[0];
+  tf.backend_util.assertParamsConsistent(xs.map((t) => t.shape), axis);
+  return concatAlong(xs, axis, backend);
+}
+
+/** Inputs of the same shape stacked along a new axis `axis` (tf.stack). @returns undefined for strings. */
+function pack({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo | undefined {
+  const xs = inputs as unknown as tf.TensorInfo[];
+  if (xs[0].dtype === 'string') return undefined;
+  xs.forEach((t) => {
+    tf.util.assertShapesMatch(xs[0].shape, t.shape, 'All tensors passed to stack must have matching shapes');
+    tf.util.assert(xs[0].dtype === t.dtype, () => 'All tensors passed to stack must have matching dtypes');
+  });
+  const axis = attrs.axis as number;
+  const expanded = xs.map((t) => { const shape = [...t.shape]; shape.splice(axis, 0, 1); return { ...t, shape }; });
+  return concatAlong(expanded, axis, backend);
+}
+
+function concatAlong(xs: tf.TensorInfo[], axis: number, backend: WasmBackend): tf.TensorInfo {
+  const out = backend.makeOutput(tf.backend_util.computeOutShape(xs.map((t) => t.shape), axis), xs[0].dtype);
+  const parts = xs.filter((t) => tf.util.sizeFromShape(t.shape) > 0);
+  if (parts.length === 0) return out;
+  const dst = backend.typedArrayFromHeap(out), srcs = parts.map((t) => backend.typedArrayFromHeap(t));
+  const inner = parts.map((t) => tf.util.sizeFromShape(t.shape.slice(axis)));
+  const outer = tf.util.sizeFromShape(parts[0].shape.slice(0, axis));
+  let o = 0;
+  for (let b = 0; b < outer; b++) {
+    for (let i = 0; i < parts.length; i++) { copy(srcs[i], b * inner[i], dst, o, inner[i]); o += inner[i]; }
+  }
+  return out;
 }
