@@ -3,7 +3,7 @@
  * computed here: BatchMatMul with every transpose combination, batched, broadcast and in the
  * transposed-product form for large weights, and its gradients; Slice and SplitV on every axis
  * and dtype; Identity sharing data without leaking it; Transpose of the last two axes (tiles and
- * their ragged edges); GatherV2 on any axis and batch dimension.
+ * their ragged edges); GatherV2 on any axis and batch dimension; Sum over leading axes.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
@@ -146,15 +146,15 @@ describe('wasm kernels', () => {
   });
 
   it.each(['float32', 'int32', 'bool'] as const)('concatenates and stacks %s tensors along every axis as index arithmetic says', (dtype) => {
-    // widths 3 and 70 on the last axis: runs below and above the copy-by-view length
+    // widths 3 and 300 on the last axis: runs below and above the copy-by-view length
     const make = (shape: number[], start: number) => {
       const v = Int32Array.from({ length: tf.util.sizeFromShape(shape) }, (_, i) => (dtype === 'bool' ? (start + i) % 2 : start + i));
       return { t: dtype === 'bool' ? tf.tensor(Uint8Array.from(v), shape, 'bool') : tf.tensor(v, shape, dtype), v, shape };
     };
-    const a = make([2, 4, 3], 0), b = make([2, 4, 70], 1000);
+    const a = make([2, 4, 3], 0), b = make([2, 4, 300], 1000);
     const last = tf.concat([a.t, b.t], 2);
-    expect(last.shape).toEqual([2, 4, 73]);
-    const expectedLast = Array.from({ length: 8 }, (_, r) => [...a.v.subarray(3 * r, 3 * r + 3), ...b.v.subarray(70 * r, 70 * r + 70)]).flat();
+    expect(last.shape).toEqual([2, 4, 303]);
+    const expectedLast = Array.from({ length: 8 }, (_, r) => [...a.v.subarray(3 * r, 3 * r + 3), ...b.v.subarray(300 * r, 300 * r + 300)]).flat();
     expect([...last.dataSync()]).toEqual(expectedLast);
     const c = make([2, 1, 3], 5000), e = make([2, 0, 3], 0);
     const middle = tf.concat([a.t, e.t, c.t], 1); // an empty input adds nothing
@@ -165,6 +165,23 @@ describe('wasm kernels', () => {
     const other = make([2, 4, 3], 7000).v;
     expect([...stacked.dataSync()]).toEqual([...a.v].flatMap((x, i) => [x, other[i]]));
     expect(() => tf.stack([a.t, b.t])).toThrow(/matching shapes/);
+  });
+
+  it('sums over leading axes (and others through the stock kernel) as the float64 sum, int32 exactly', () => {
+    const shape = [5, 4, 3], v = values(60, 6), x = f32(v, shape);
+    const ref = (keep: (i: number, j: number, k: number) => number, n: number) => {
+      const out = new Float64Array(n);
+      for (let i = 0; i < 5; i++) for (let j = 0; j < 4; j++) for (let k = 0; k < 3; k++) out[keep(i, j, k)] += v[(i * 4 + j) * 3 + k];
+      return out;
+    };
+    expectClose(tf.sum(x, 0).dataSync(), ref((i, j, k) => j * 3 + k, 12));
+    const both = tf.sum(x, [1, 0], true);
+    expect(both.shape).toEqual([1, 1, 3]);
+    expectClose(both.dataSync(), ref((i, j, k) => k, 3));
+    expectClose(tf.sum(x, 2).dataSync(), ref((i, j) => i * 4 + j, 20));
+    expectClose(tf.sum(x, [0, 2]).dataSync(), ref((i, j) => j, 4));
+    const ints = tf.tensor2d(Int32Array.from({ length: 12 }, (_, i) => i * 1000003), [4, 3], 'int32');
+    expect([...tf.sum(ints, 0).dataSync()]).toEqual([0, 1, 2].map((j) => [0, 1, 2, 3].reduce((s, i) => s + (i * 3 + j) * 1000003, 0)));
   });
 
   it('clones share data: a clone outlives its source and both free their memory', () => {

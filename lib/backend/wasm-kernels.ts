@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 /*
- * Faster replacements for eight kernels of @tensorflow/tfjs-backend-wasm 4.22, registered for the
+ * Faster replacements for nine kernels of @tensorflow/tfjs-backend-wasm 4.22, registered for the
  * 'wasm' backend only (other backends keep their own kernels). Same values as the stock kernels;
  * only where the work goes changes:
  *  - BatchMatMul: the stock kernel sends every product with a batch > 1 or a transpose flag to a
@@ -15,6 +15,8 @@ import * as tf from '@tensorflow/tfjs-core';
  *  - Transpose of the last two axes (the matMul operands above, weight gradients): a cache-blocked
  *    copy in 4 × 4 tiles, 3–8× faster than the stock element-by-element loop on power-of-two shapes.
  *  - GatherV2 (the embedding lookup): whole rows copied at once instead of element by element.
+ *  - Sum over leading axes (a norm's weight gradient, Σ over positions): rows added in place; the
+ *    stock kernel transposes the input first. Same sequential float32 sums, so bitwise the same.
  *  - Concat and Pack (tf.stack): narrow runs (RoPE halves, [N, k, 2] coordinates) copied by a plain
  *    loop; the stock kernel makes a typed-array view per run of even one element.
  * The replacements use members of the wasm backend that are not part of its typed API (its wasm
@@ -43,7 +45,7 @@ type KernelOut = tf.TensorInfo | tf.TensorInfo[];
 let registered = false;
 
 /**
- * Replaces the wasm backend's BatchMatMul, Slice, SplitV, Identity, Transpose, GatherV2, Concat and Pack kernels (see the module
+ * Replaces the wasm backend's BatchMatMul, Slice, SplitV, Identity, Transpose, GatherV2, Sum, Concat and Pack kernels (see the module
  * comment). Idempotent; call it after the wasm backend is initialised.
  * @returns whether the replacements are in place (false: the backend's internals differ from
  *   tfjs-backend-wasm 4.22's and the stock kernels stay)
@@ -55,7 +57,7 @@ export function registerWasmKernels(): boolean {
   const stock = (name: string) => tf.getKernel(name, 'wasm')!.kernelFunc as unknown as (args: KernelArgs) => KernelOut;
   const transpose = stock(tf.Transpose), batchMatMulStock = stock(tf.BatchMatMul);
   const sliceStock = stock(tf.Slice), identityStock = stock(tf.Identity), splitStock = stock(tf.SplitV), gatherStock = stock(tf.GatherV2);
-  const concatStock = stock(tf.Concat), packStock = stock(tf.Pack);
+  const concatStock = stock(tf.Concat), packStock = stock(tf.Pack), sumStock = stock(tf.Sum);
   const transposeAny = (args: KernelArgs) => transposeLastTwo(args) ?? transpose(args);
   let gemm: ((...args: unknown[]) => void) | undefined;
   const replace = (kernelName: string, kernelFunc: (args: KernelArgs) => KernelOut) => {
@@ -68,6 +70,7 @@ export function registerWasmKernels(): boolean {
   });
   replace(tf.Transpose, transposeAny);
   replace(tf.GatherV2, (args) => gather(args) ?? gatherStock(args));
+  replace(tf.Sum, (args) => sumLeading(args) ?? sumStock(args));
   replace(tf.Concat, (args) => concat(args) ?? concatStock(args));
   replace(tf.Pack, (args) => pack(args) ?? packStock(args));
   replace(tf.Slice, (args) => slice(args) ?? sliceStock(args));
@@ -81,7 +84,7 @@ const shapeBytes = (shape: number[]) => new Uint8Array(new Int32Array(shape).buf
 
 type HeapArray = Float32Array | Int32Array | Uint8Array;
 /** Runs shorter than this are copied element by element: a typed-array view per run costs more. */
-const VIEW_RUN = 64;
+const VIEW_RUN = 256;
 /** dst[to, to + n) = src[from, from + n). */
 function copy(src: HeapArray, from: number, dst: HeapArray, to: number, n: number): void {
   if (n >= VIEW_RUN) dst.set(src.subarray(from, from + n), to);
@@ -335,5 +338,24 @@ function concatAlong(xs: tf.TensorInfo[], axis: number, backend: WasmBackend): t
   for (let b = 0; b < outer; b++) {
     for (let i = 0; i < parts.length; i++) { copy(srcs[i], b * inner[i], dst, o, inner[i]); o += inner[i]; }
   }
+  return out;
+}
+
+/**
+ * tf.sum over axes [0, r) of x viewed as [R, C]: out[j] = ((x[0, j] + x[1, j]) + …) + x[R − 1, j],
+ * accumulated in the output's own dtype, the order and rounding of the stock kernel's loop.
+ * @returns undefined unless the reduced axes are a leading prefix (and x float32 or int32)
+ */
+function sumLeading({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo | undefined {
+  const x = inputs.x as tf.TensorInfo;
+  if (x.dtype !== 'float32' && x.dtype !== 'int32') return undefined;
+  const axes = tf.util.parseAxisParam(attrs.axis as number | number[], x.shape).sort((a, b) => a - b);
+  if (axes.length === 0 || axes.length === x.shape.length || axes.some((a, i) => a !== i)) return undefined;
+  const R = tf.util.sizeFromShape(x.shape.slice(0, axes.length)), C = tf.util.sizeFromShape(x.shape.slice(axes.length));
+  const shape = attrs.keepDims ? x.shape.map((d, i) => (i < axes.length ? 1 : d)) : x.shape.slice(axes.length);
+  const out = backend.makeOutput(shape, x.dtype);
+  const src = backend.typedArrayFromHeap(x), acc = backend.typedArrayFromHeap(out);
+  acc.fill(0);
+  for (let i = 0; i < R; i++) for (let j = 0, o = i * C; j < C; j++, o++) acc[j] += src[o];
   return out;
 }

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 export function rowIdCoordinates(ids: tf.Tensor2D): tf.Tensor3D {
   return tf.tidy(() => {
     const [n, k] = ids.shape;
-    const rows = tf.broadcastTo(tf.range(0, n, 1, 'int32').reshape([n, 1]), [n, k]);
+    const rows = tf.tensor2d(Int32Array.from({ length: n * k }, (_, i) => Math.floor(i / k)), [n, k], 'int32'); // host-made: Tile is slow on wasm
     return tf.stack([rows, ids], 2) as tf.Tensor3D; // [N, k, 2]
   });
 }
