@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 
 /*
- * Faster replacements for nine kernels of @tensorflow/tfjs-backend-wasm 4.22, registered for the
+ * Faster replacements for ten kernels of @tensorflow/tfjs-backend-wasm 4.22, registered for the
  * 'wasm' backend only (other backends keep their own kernels). Same values as the stock kernels;
  * only where the work goes changes:
  *  - BatchMatMul: the stock kernel sends every product with a batch > 1 or a transpose flag to a
@@ -10,8 +10,9 @@ import * as tf from '@tensorflow/tfjs-core';
  *    batch runs as one XNNPACK product per matrix, on views into the operands' memory (no copy).
  *  - Slice and SplitV: the stock kernels copy the whole input out of the wasm heap for every slice
  *    (readSync), so splitting a tensor into n parts copies it n times; here they read the heap in place.
- *  - Identity (tf.clone, saved tensors of custom gradients): the stock kernel copies the data twice;
- *    here the output shares the input's data, as on the cpu backend (tensors are never written in place).
+ *  - Identity (tf.clone, saved tensors of custom gradients) and Cast to the same dtype (every Mul
+ *    gradient casts both inputs): the stock kernels copy the data; here the output shares the
+ *    input's data, as on the cpu backend (tensors are never written in place).
  *  - Transpose of the last two axes (the matMul operands above, weight gradients): a cache-blocked
  *    copy in 4 × 4 tiles, 3–8× faster than the stock element-by-element loop on power-of-two shapes.
  *  - GatherV2 (the embedding lookup): whole rows copied at once instead of element by element.
@@ -45,7 +46,7 @@ type KernelOut = tf.TensorInfo | tf.TensorInfo[];
 let registered = false;
 
 /**
- * Replaces the wasm backend's BatchMatMul, Slice, SplitV, Identity, Transpose, GatherV2, Sum, Concat and Pack kernels (see the module
+ * Replaces the wasm backend's BatchMatMul, Slice, SplitV, Identity, Cast, Transpose, GatherV2, Sum, Concat and Pack kernels (see the module
  * comment). Idempotent; call it after the wasm backend is initialised.
  * @returns whether the replacements are in place (false: the backend's internals differ from
  *   tfjs-backend-wasm 4.22's and the stock kernels stay)
@@ -57,7 +58,7 @@ export function registerWasmKernels(): boolean {
   const stock = (name: string) => tf.getKernel(name, 'wasm')!.kernelFunc as unknown as (args: KernelArgs) => KernelOut;
   const transpose = stock(tf.Transpose), batchMatMulStock = stock(tf.BatchMatMul);
   const sliceStock = stock(tf.Slice), identityStock = stock(tf.Identity), splitStock = stock(tf.SplitV), gatherStock = stock(tf.GatherV2);
-  const concatStock = stock(tf.Concat), packStock = stock(tf.Pack), sumStock = stock(tf.Sum);
+  const concatStock = stock(tf.Concat), packStock = stock(tf.Pack), sumStock = stock(tf.Sum), castStock = stock(tf.Cast);
   const transposeAny = (args: KernelArgs) => transposeLastTwo(args) ?? transpose(args);
   let gemm: ((...args: unknown[]) => void) | undefined;
   const replace = (kernelName: string, kernelFunc: (args: KernelArgs) => KernelOut) => {
@@ -76,6 +77,7 @@ export function registerWasmKernels(): boolean {
   replace(tf.Slice, (args) => slice(args) ?? sliceStock(args));
   replace(tf.SplitV, (args) => splitV(args) ?? splitStock(args));
   replace(tf.Identity, (args) => identity(args) ?? identityStock(args));
+  replace(tf.Cast, (args) => (args.attrs.dtype === (args.inputs.x as tf.TensorInfo).dtype ? identity(args) : undefined) ?? castStock(args));
   registered = true;
   return true;
 }
@@ -229,7 +231,7 @@ function identity({ inputs, backend }: KernelArgs): tf.TensorInfo | undefined {
 }
 
 /**
- * The last two axes of x swapped ([…, R, C] → […, C, R]), in 32 × 32 blocks of 4 × 4 tiles so
+ * The last two axes of x swapped ([…, R, C] → […, C, R]), in 128 × 128 blocks of 4 × 4 tiles so
  * that reads and writes stay in cache lines even when R and C are powers of two.
  * @returns undefined for other permutations and string tensors (the stock kernel runs)
  */
@@ -245,7 +247,7 @@ function transposeLastTwo({ inputs, backend, attrs }: KernelArgs): tf.TensorInfo
 
 /** dst[o + j·R + i] = src[o + i·C + j] for an R × C matrix at offset o (see transposeLastTwo). */
 function transposeMatrix(src: ArrayLike<number> & { [i: number]: number }, dst: { [i: number]: number }, o: number, R: number, C: number): void {
-  const T = 32;
+  const T = 128; // measured best of 16–128 on [2048, 4096], [2048, 704], [4096, 2048]
   for (let i0 = 0; i0 < R; i0 += T) {
     for (let j0 = 0; j0 < C; j0 += T) {
       const i1 = Math.min(R, i0 + T), j1 = Math.min(C, j0 + T);

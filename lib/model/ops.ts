@@ -45,6 +45,21 @@ export function affine(x: tf.Tensor, w: tf.Tensor2D, b?: tf.Tensor1D): tf.Tensor
 }
 
 /**
+ * Mean of squares over the last axis, mean(x², −1, keepDims): RMSNorm's statistic. Its gradient
+ * is autodiff's, dy/d · 2x with the same ops in the same order, but without the [N, d] tensor of
+ * ones that tf.mean's gradient allocates and multiplies by.
+ * @param x [N, d] @returns [N, 1]
+ */
+export const meanSquare = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
+  save([x]);
+  return {
+    value: tf.mean(tf.square(x), -1, true),
+    gradFunc: (dy: tf.Tensor, [sx]: tf.Tensor[]) => tf.mul(tf.div(dy, sx.shape[sx.rank - 1]), tf.mul(sx, 2)),
+  };
+}) as (x: tf.Tensor2D) => tf.Tensor2D;
+
+/**
  * Row lookup table[ids] whose gradient is a scatter-add (ScatterNd sums duplicate ids).
  * @param table [V, D] @param ids int32 [N] @returns [N, D]
  */
