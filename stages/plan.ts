@@ -107,7 +107,7 @@ export const command: CommandModule<object, Args> = {
     .option('grad-accum', { type: 'number', default: 1, describe: 'micro-batches per optimizer step' })
     .option('recompute', { choices: ['on', 'off'] as const, describe: 'force layer recomputation on or off (default: the plan decides)' })
     .option('memory-budget', { type: 'string', describe: 'bytes the device holds, e.g. 24GiB or 80GB: choose the fastest settings that fit (default: wasm 4 GiB, else the leanest settings)' })
-    .option('backend', { choices: ['node-gpu', 'node', 'wasm', 'cpu'] as const, default: 'node-gpu' as const, describe: 'backend to plan for (wasm copies saved tensors and holds 4 GiB)' })
+    .option('backend', { choices: ['node-gpu', 'node', 'wasm', 'cpu'] as const, default: 'node-gpu' as const, describe: 'backend to plan for (wasm holds 4 GiB)' })
     .option('k', { type: 'number', default: 32, describe: 'teacher top-k per position (kd precompute\'s default: 32)' })
     .option('topk-mode', { choices: ['tail', 'renormalize'] as const, default: 'tail' as const, describe: 'top-k handling of the loss' })
     .option('alpha', { type: 'number', default: 0.8, describe: 'KD weight (0 = CE only, no teacher tensors)' })

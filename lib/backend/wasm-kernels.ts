@@ -2,8 +2,9 @@ import * as tf from '@tensorflow/tfjs-core';
 
 /*
  * Faster replacements for ten kernels of @tensorflow/tfjs-backend-wasm 4.22, registered for the
- * 'wasm' backend only (other backends keep their own kernels). Same values as the stock kernels;
- * only where the work goes changes:
+ * 'wasm' backend only (other backends keep their own kernels). Same values as the stock kernels
+ * (matMul: the same sums, in XNNPACK's order instead of the naive loop's, so equal up to float
+ * rounding); only where the work goes changes:
  *  - BatchMatMul: the stock kernel sends every product with a batch > 1 or a transpose flag to a
  *    naive triple loop (~1.5–2 GFLOP/s); only a plain 2-D product reaches XNNPACK's GEMM (15–30).
  *    Here transposed operands are transposed explicitly (the backend's Transpose kernel) and a
@@ -43,31 +44,44 @@ interface WasmBackend {
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: WasmBackend; attrs: tf.NamedAttrMap };
 type KernelOut = tf.TensorInfo | tf.TensorInfo[];
 
-let registered = false;
+let registered = false, unavailable = false;
 
 /**
- * Replaces the wasm backend's BatchMatMul, Slice, SplitV, Identity, Cast, Transpose, GatherV2, Sum, Concat and Pack kernels (see the module
- * comment). Idempotent; call it after the wasm backend is initialised.
+ * Whether a clone on the wasm backend shares its input's buffer (kd's Identity kernel) rather than
+ * copying it (the stock kernel): false only once registerWasmKernels has found the backend's
+ * internals unlike tfjs-backend-wasm 4.22's. The memory plan counts saved tensors by it.
+ */
+export const wasmClonesShare = (): boolean => !unavailable;
+
+/**
+ * Replaces the wasm backend's BatchMatMul, Slice, SplitV, Identity, Cast, Transpose, GatherV2,
+ * Sum, Concat and Pack kernels (see the module comment); each falls back to the stock kernel for
+ * what it does not handle. Idempotent; call it after the wasm backend is initialised.
  * @returns whether the replacements are in place (false: the backend's internals differ from
  *   tfjs-backend-wasm 4.22's and the stock kernels stay)
  */
 export function registerWasmKernels(): boolean {
   if (registered) return true;
   const b = tf.findBackend('wasm') as unknown as Partial<WasmBackend> | null;
-  if (!b?.wasm?.tfjs?.registerTensor || !b.wasm.cwrap || !b.dataIdMap || typeof b.dataIdNextNumber !== 'number' || !b.typedArrayFromHeap || !b.incRef) return false;
+  if (!b?.wasm?.tfjs?.registerTensor || !b.wasm.cwrap || !b.dataIdMap || typeof b.dataIdNextNumber !== 'number' || !b.typedArrayFromHeap || !b.incRef) {
+    unavailable = true;
+    return false;
+  }
   const stock = (name: string) => tf.getKernel(name, 'wasm')!.kernelFunc as unknown as (args: KernelArgs) => KernelOut;
   const transpose = stock(tf.Transpose), batchMatMulStock = stock(tf.BatchMatMul);
   const sliceStock = stock(tf.Slice), identityStock = stock(tf.Identity), splitStock = stock(tf.SplitV), gatherStock = stock(tf.GatherV2);
   const concatStock = stock(tf.Concat), packStock = stock(tf.Pack), sumStock = stock(tf.Sum), castStock = stock(tf.Cast);
   const transposeAny = (args: KernelArgs) => transposeLastTwo(args) ?? transpose(args);
-  let gemm: ((...args: unknown[]) => void) | undefined;
+  let gemm: { of: object; f: (...args: unknown[]) => void } | undefined;
+  /** Registers kernelFunc under the stock kernel's name, keeping its setup (a new wasm backend instance runs it again for the fallback). */
   const replace = (kernelName: string, kernelFunc: (args: KernelArgs) => KernelOut) => {
+    const setupFunc = tf.getKernel(kernelName, 'wasm')!.setupFunc;
     tf.unregisterKernel(kernelName, 'wasm');
-    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc });
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc: kernelFunc as unknown as tf.KernelFunc, setupFunc });
   };
   replace(tf.BatchMatMul, (args) => {
-    gemm ??= args.backend.wasm.cwrap(tf.BatchMatMul, null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);
-    return batchMatMul(args, gemm, transposeAny) ?? batchMatMulStock(args);
+    if (gemm?.of !== args.backend.wasm) gemm = { of: args.backend.wasm, f: args.backend.wasm.cwrap(tf.BatchMatMul, null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']) };
+    return batchMatMul(args, gemm.f, transposeAny) ?? batchMatMulStock(args);
   });
   replace(tf.Transpose, transposeAny);
   replace(tf.GatherV2, (args) => gather(args) ?? gatherStock(args));
