@@ -4,7 +4,7 @@
 KD := node pipelines/kd.js
 export ONNXRUNTIME_NODE_INSTALL ?= skip
 
-.PHONY: rehearse rehearse-checkpoint rehearse-corpus rehearse-stream rehearse-memory plan install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo techniques self-distill sampled test bench clean
+.PHONY: rehearse rehearse-checkpoint rehearse-corpus rehearse-stream rehearse-memory plan install prep teacher teacher-onnx teacher-precision precompute train baseline precompute-gpu train-gpu sweep eval demo techniques self-distill sampled xtok test bench clean
 
 node_modules: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -68,8 +68,13 @@ ROUNDS ?= 3
 self-distill: node_modules
 	npx tsx pipelines/self-distill.ts --rounds $(ROUNDS)
 
+# Cross-tokenizer distillation: a student with its own 2048-entry BPE learns from the shipped
+# teacher by ULD at byte-aligned positions + CE, beside its CE-only baseline (~25 min). Report in runs/xtok.
+xtok: node_modules
+	npx tsx pipelines/xtok.ts
+
 eval: node_modules
-	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --data runs/logits --out runs/eval
+	$(KD) eval --teacher runs/teacher/model.onnx --baseline runs/baseline --distilled runs/student --data runs/logits --out runs/eval --overwrite
 
 # Random-sampling KD (n = 12 draws per position) against top-k at the same slots and at equal bytes,
 # and the compact codec's cost in perplexity; 8 students of 128 steps (~25 min). Report in runs/sampled.

@@ -4,7 +4,7 @@ import { kdCli } from './cli.js';
 import { userMessage } from '../lib/util/errors.js';
 
 try {
-  await kdCli(hideBin(process.argv)).parseAsync();
+  await (await kdCli(hideBin(process.argv))).parseAsync();
 } catch (e) {
   // Bad input is reported as one line (the stages' errors name the file and the problem); a raw
   // system error (ENOSPC, EISDIR, …) becomes `<path>: <what happened>; <what to do>`.

@@ -47,13 +47,16 @@ const json = (s: string) => JSON.parse(s.slice(s.indexOf('{')));
 await step('prep', () => $`${kd} prep --out runs/sampled/prep --tokenizer data/teacher/tokenizer.json --overwrite --quiet`);
 await step('teacher-export', () => $`${kd} teacher export --checkpoint data/teacher --out runs/teacher/model.onnx --overwrite`);
 
-/** The datasets: name → what it stores. Precompute runs one at a time (onnxruntime uses both cores). */
+/**
+ * The datasets: name → what it stores. Precompute runs one at a time (onnxruntime uses both cores).
+ * The sampled ones name the config's other keys as flags: its k is for top-k mode (refused with --mode sampled).
+ */
 const datasets: Record<string, { what: string; run: () => Promise<{ stdout: string }> }> = {
   'topk-32': { what: 'top-32, exact fp16 (the demo default)', run: () => $`${kd} precompute --config pipelines/configs/precompute.json --prep runs/sampled/prep --out runs/sampled/topk-32 --quiet --json` },
   'topk-12': { what: 'top-12, exact fp16', run: () => $`${kd} precompute --config pipelines/configs/precompute.json --prep runs/sampled/prep --k 12 --out runs/sampled/topk-12 --quiet --json` },
   'topk-14': { what: 'top-14, exact fp16 (≈ the bytes of sampled n = 12)', run: () => $`${kd} precompute --config pipelines/configs/precompute.json --prep runs/sampled/prep --k 14 --out runs/sampled/topk-14 --quiet --json` },
-  'sampled-12': { what: 'n = 12 draws at τg = 1, exact fp16', run: () => $`${kd} precompute --config pipelines/configs/precompute.json --prep runs/sampled/prep --out runs/sampled/sampled-12 --mode sampled --samples 12 --quiet --json` },
-  'sampled-12-compact': { what: 'n = 12 draws at τg = 1, compact codec (δ = 1/16)', run: () => $`${kd} precompute --config pipelines/configs/precompute.json --prep runs/sampled/prep --out runs/sampled/sampled-12-compact --mode sampled --samples 12 --layout compact --quiet --json` },
+  'sampled-12': { what: 'n = 12 draws at τg = 1, exact fp16', run: () => $`${kd} precompute --teacher runs/teacher/model.onnx --prep runs/sampled/prep --max-windows 3072 --out runs/sampled/sampled-12 --mode sampled --samples 12 --layout packed --quiet --json` },
+  'sampled-12-compact': { what: 'n = 12 draws at τg = 1, compact codec (δ = 1/16)', run: () => $`${kd} precompute --teacher runs/teacher/model.onnx --prep runs/sampled/prep --max-windows 3072 --out runs/sampled/sampled-12-compact --mode sampled --samples 12 --layout compact --quiet --json` },
   'topk-20-compact': { what: 'top-20, compact codec (≈ the bytes of compact sampled n = 12)', run: () => $`${kd} precompute --config pipelines/configs/precompute.json --prep runs/sampled/prep --k 20 --out runs/sampled/topk-20-compact --layout compact --quiet --json` },
   'topk-32-compact': { what: 'top-32, compact codec (δ = 1/16)', run: () => $`${kd} precompute --config pipelines/configs/precompute.json --prep runs/sampled/prep --out runs/sampled/topk-32-compact --layout compact --quiet --json` },
 };
@@ -71,10 +74,10 @@ const trained = await pool([
   ...names.map(train),
 ]);
 
-const reference = json((await step('eval-reference', () => $`${kd} eval --prep runs/sampled/prep --teacher runs/teacher/model.onnx --baseline runs/sampled/students/baseline --out runs/sampled/eval/reference --quiet --json`)).stdout);
+const reference = json((await step('eval-reference', () => $`${kd} eval --prep runs/sampled/prep --teacher runs/teacher/model.onnx --baseline runs/sampled/students/baseline --out runs/sampled/eval/reference --overwrite --quiet --json`)).stdout);
 const evals = await pool(names.map((name) => () => {
   const student = join(root, 'students', name), out = join(root, 'eval', name);
-  return step(`eval-${name}`, () => $`${kd} eval --prep runs/sampled/prep --distilled ${student} --out ${out} --quiet --json`);
+  return step(`eval-${name}`, () => $`${kd} eval --prep runs/sampled/prep --distilled ${student} --out ${out} --overwrite --quiet --json`);
 }));
 const teacherPpl = reference.teacher.ppl as number, baselinePpl = reference.baseline.ppl as number;
 

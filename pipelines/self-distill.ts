@@ -8,15 +8,15 @@
  */
 import { $, fs } from 'zx';
 import { join } from 'node:path';
-import { runSelfDistillRounds, selfDistillRounds, type SelfDistillRound } from '../lib/selfdistill/rounds.js';
 import { gapClosed, techniquesMarkdown, type TechniqueEntry } from '../lib/metrics/techniques.js';
+import { parseRounds, runSelfDistillRounds, selfDistillRounds, type SelfDistillRound } from '../lib/selfdistill/rounds.js';
 
 $.verbose = false;
 const kd = ['node', 'pipelines/kd.js'];
 const root = 'runs/self-distill';
 const prep = join(root, 'prep');
 const argIndex = process.argv.indexOf('--rounds');
-const ROUNDS = Number(argIndex > 0 ? process.argv[argIndex + 1] : 3);
+const ROUNDS = roundsOrExit(argIndex > 0 ? process.argv[argIndex + 1] : '3');
 /** Steps of every round's student (as make techniques). */
 const STEPS = 128;
 const started = Date.now();
@@ -46,6 +46,13 @@ const ceOnly = (async () => {
 })();
 await Promise.all([rounds, ceOnly]);
 
+/** `--rounds`' value, or one line on stderr and exit code 1 (no stack trace) when it is not a count. */
+function roundsOrExit(text: string | undefined): number {
+  try { return parseRounds(text); } catch (e) {
+    console.error((e as Error).message);
+    process.exit(1);
+  }
+}
 function ceDir(r: SelfDistillRound): string { return join(root, `ce-only-${r.round * STEPS}`); }
 async function waitFor(file: string): Promise<void> {
   while (!(await fs.pathExists(file))) await new Promise((res) => setTimeout(res, 2000));

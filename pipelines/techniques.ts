@@ -110,15 +110,15 @@ const exports = {
 /** kd eval of one student (checkpoint or .onnx) into eval/<name>. */
 const evalJob = (name: string, model: string) => () => {
   const out = join(root, 'eval', name);
-  return step(`eval-${name}`, () => $`${kd} eval --prep runs/techniques/prep --distilled ${model} --out ${out} --quiet --json`);
+  return step(`eval-${name}`, () => $`${kd} eval --prep runs/techniques/prep --distilled ${model} --out ${out} --overwrite --quiet --json`);
 };
 
 // Evaluation: every model on the clean prep's validation documents (same windows, same stride).
 const evals = await pool([
-  () => step('eval-reference', () => $`${kd} eval --prep runs/techniques/prep --teacher runs/teacher/model.onnx --baseline runs/techniques/baseline --distilled runs/techniques/distilled --out runs/techniques/eval/reference --quiet --json`),
+  () => step('eval-reference', () => $`${kd} eval --prep runs/techniques/prep --teacher runs/teacher/model.onnx --baseline runs/techniques/baseline --distilled runs/techniques/distilled --out runs/techniques/eval/reference --overwrite --quiet --json`),
   ...['crop', 'token-noise', 'token-noise-unigram', 'mix', 'hidden', 'hidden-cosine', 'hidden-64'].map((d) => evalJob(d, join(root, d))),
   ...['fp32', 'ptq-int8', 'qat-int8', 'ptq-int4', 'qat-int4'].map((d) => evalJob(d, join(root, 'export', d, 'onnx', 'model.onnx'))),
-  () => step('eval-teacher-b', () => $`${kd} eval --prep runs/techniques/prep --teacher runs/teacher-b/model.onnx --distilled runs/techniques/teacher-b-student --out runs/techniques/eval/teacher-b --quiet --json`),
+  () => step('eval-teacher-b', () => $`${kd} eval --prep runs/techniques/prep --teacher runs/teacher-b/model.onnx --distilled runs/techniques/teacher-b-student --out runs/techniques/eval/teacher-b --overwrite --quiet --json`),
   evalJob('ensemble', join(root, 'ensemble')),
 ]);
 // §8.3: the exported distilled student answers where confident, teacher A elsewhere.

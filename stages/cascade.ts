@@ -4,9 +4,10 @@
  * thresholds, the cascade's perplexity, the share routed to the teacher and the compute per token,
  * as cascade.{json,md} and a PNG curve (perplexity against compute).
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
+import { FieldCheck, flagsToConfig, isBool, isInt, isOneOf, isString, mergeConfig, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
 import { createProgress } from '../lib/cli/progress.js';
 import { readWindows } from '../lib/data/windows.js';
 import { lineChartSpec, writeChart } from '../lib/metrics/charts.js';
@@ -14,18 +15,51 @@ import { cascadeCurve, CONFIDENCES, forwardFlopsPerToken, positionScores, type C
 import { openOnnxSession, runLogits, type Device } from '../lib/onnx/index.js';
 import { readJson, writeFileAtomic } from '../lib/util/fs.js';
 
-export interface CascadeOptions {
-  student: string;
-  teacher: string;
+/** `kd cascade`'s settings; each field is its flag in kebab case. */
+export interface CascadeConfig {
+  /** Student .onnx (kd export's onnx/model.onnx, config.json beside it); required. */
+  student: string | null;
+  /** Teacher .onnx (kd teacher export, config.json beside it); required. */
+  teacher: string | null;
+  /** Prep output directory (validation windows). */
   prep: string;
+  /** Output directory (cascade.json, cascade.md, cascade.png). */
   out: string;
-  confidence?: Confidence[];
+  /** Confidence measures swept. */
+  confidence: Confidence[];
   /** First N validation windows (0 = all). */
-  max_windows?: number;
-  batch_size?: number;
-  device?: Device;
-  overwrite?: boolean;
-  quiet?: boolean;
+  max_windows: number;
+  /** Windows per forward, the same for both models. */
+  batch_size: number;
+  /** ONNX Runtime device: auto = CUDA when its provider loads, else CPU. */
+  device: Device;
+  /** Replace an existing cascade.json in `out`. */
+  overwrite: boolean;
+  /** No progress bar and no printed table. */
+  quiet: boolean;
+}
+
+export const CASCADE_DEFAULTS: CascadeConfig = {
+  student: null, teacher: null, prep: 'runs/prep', out: 'runs/cascade', confidence: [...CONFIDENCES], max_windows: 0, batch_size: 8, device: 'auto', overwrite: false, quiet: false,
+};
+
+const CHECKS: Record<keyof CascadeConfig, FieldCheck> = {
+  student: optional(isString), teacher: optional(isString), prep: isString, out: isString,
+  confidence: (v) => (Array.isArray(v) && v.length > 0 && v.every((c) => (CONFIDENCES as readonly unknown[]).includes(c)) && new Set(v).size === v.length ? undefined : `must be a non-empty list of distinct measures among ${CONFIDENCES.join(', ')}`),
+  max_windows: isInt(0), batch_size: isInt(1, 4096), device: isOneOf('auto', 'cpu', 'cuda'), overwrite: isBool, quiet: isBool,
+};
+
+/**
+ * The cascade's settings: `partial` (flags and/or a config file) over CASCADE_DEFAULTS, validated
+ * before any file is read.
+ * @throws Error naming the flag or `source` for an unknown key, a value out of range, or a missing student/teacher.
+ */
+export function resolveCascadeConfig(partial: Record<string, unknown>, source = 'cascade config'): CascadeConfig & { student: string; teacher: string } {
+  const cfg = resolveConfig(CASCADE_DEFAULTS, CHECKS, partial, source);
+  for (const role of ['student', 'teacher'] as const) {
+    if (cfg[role] === null) throw new Error(`${source}: ${role} is required (--${role}, the ${role}'s .onnx)`);
+  }
+  return cfg as CascadeConfig & { student: string; teacher: string };
 }
 
 export interface CascadeSummary {
@@ -47,6 +81,33 @@ function thresholds(c: Confidence, s: PositionScores, vocab: number): number[] {
   return c === 'max_prob' ? [0, ...deciles, 2] : [-1, ...deciles, Math.log(vocab) + 1];
 }
 
+/**
+ * Refuses a model path that is missing or a directory: the cascade reads one .onnx per model (a
+ * directory is not searched, as kd eval would export a checkpoint directory; here the user names the
+ * file). For a directory the message lists the .onnx files up to two levels down, e.g. kd export's
+ * `<out>/onnx/model.onnx`.
+ * @throws Error "<dir>: is a directory; --student takes the student's .onnx file, e.g. <dir>/onnx/model.onnx"
+ */
+export function checkModelFile(path: string, role: 'student' | 'teacher'): void {
+  if (!existsSync(path)) throw new Error(`${path}: no such model (--${role})`);
+  if (!statSync(path).isDirectory()) return;
+  const found = onnxFilesUnder(path, 2);
+  const hint = found.length === 0 ? ` (it holds none; kd export writes <out>/onnx/model.onnx)`
+    : found.length === 1 ? `, e.g. --${role} ${found[0]}` : ` (it holds ${found.length}: ${found.slice(0, 3).join(', ')}${found.length > 3 ? ', …' : ''})`;
+  throw new Error(`${path}: is a directory; --${role} takes the ${role}'s .onnx file${hint}`);
+}
+
+/** The .onnx files in `dir` and its subdirectories up to `depth` levels down, sorted. */
+function onnxFilesUnder(dir: string, depth: number): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
+    const p = join(dir, e.name);
+    if (e.isFile() && e.name.endsWith('.onnx')) out.push(p);
+    else if (e.isDirectory() && depth > 0) out.push(...onnxFilesUnder(p, depth - 1));
+  }
+  return out;
+}
+
 /** The HF config.json beside an exported .onnx (kd export, kd teacher export write one). */
 function configBeside(model: string): Parameters<typeof forwardFlopsPerToken>[0] {
   const path = join(dirname(model), 'config.json');
@@ -56,17 +117,21 @@ function configBeside(model: string): Parameters<typeof forwardFlopsPerToken>[0]
 
 /**
  * Runs both models over the packed validation windows and writes the cascade report to `out`.
- * @throws Error naming the file for a missing model or config.json, models of different vocab, or an existing report without `overwrite`
+ * @param partial CascadeConfig keys (flags and/or a config file); see resolveCascadeConfig
+ * @throws Error naming the flag or file for a bad setting, a missing model or config.json, models of
+ *   different vocab, or an existing report without `overwrite`
  */
-export async function run(o: CascadeOptions): Promise<CascadeSummary> {
+export async function run(partial: Record<string, unknown>, source = 'cascade config'): Promise<CascadeSummary> {
+  const o = resolveCascadeConfig(partial, source);
   const report = join(o.out, 'cascade.json');
   if (existsSync(report) && !o.overwrite) throw new Error(`${report} exists: pass --overwrite to replace it`);
-  for (const m of [o.student, o.teacher]) if (!existsSync(m)) throw new Error(`${m}: no such model`);
+  checkModelFile(o.student, 'student');
+  checkModelFile(o.teacher, 'teacher');
   const cs = configBeside(o.student), ct = configBeside(o.teacher);
   if (cs.vocab_size !== ct.vocab_size) throw new Error(`${o.student}: vocab_size ${cs.vocab_size} is not the teacher's ${ct.vocab_size} (${o.teacher}): a cascade needs one tokenizer`);
   const w = readWindows(o.prep, 'validation');
-  const n = o.max_windows ? Math.min(o.max_windows, w.rows) : w.rows, L = w.seqLen, B = o.batch_size ?? 8;
-  const sessions = await Promise.all([o.student, o.teacher].map((m) => openOnnxSession(m, { device: o.device ?? 'auto' })));
+  const n = o.max_windows ? Math.min(o.max_windows, w.rows) : w.rows, L = w.seqLen, B = o.batch_size;
+  const sessions = await Promise.all([o.student, o.teacher].map((m) => openOnnxSession(m, { device: o.device })));
   const parts: PositionScores[][] = [[], []];
   const progress = createProgress('cascade', n, 'windows', o.quiet);
   for (let b0 = 0; b0 < n; b0 += B) {
@@ -84,7 +149,7 @@ export async function run(o: CascadeOptions): Promise<CascadeSummary> {
   progress.stop();
   const [student, teacher] = parts.map(concat);
   const flops = { student: forwardFlopsPerToken(cs), teacher: forwardFlopsPerToken(ct) };
-  const points = (o.confidence ?? [...CONFIDENCES]).flatMap((c) => cascadeCurve(student, teacher, c, thresholds(c, student, cs.vocab_size), flops));
+  const points = o.confidence.flatMap((c) => cascadeCurve(student, teacher, c, thresholds(c, student, cs.vocab_size), flops));
   const pplOf = (s: PositionScores) => Math.exp(s.nll.reduce((a, v) => a + v, 0) / s.nll.length);
   mkdirSync(o.out, { recursive: true });
   const summary: CascadeSummary = {
@@ -118,25 +183,27 @@ function markdown(s: CascadeSummary): string {
   ].join('\n');
 }
 
-type Args = CascadeOptions & { json?: boolean };
+type Args = Record<string, unknown> & { config?: string; json?: boolean };
 
 export const command: CommandModule<object, Args> = {
   command: 'cascade',
   describe: 'Dynamic distillation: route each position to the teacher when the student is not confident; PPL, routed share and FLOPs per threshold',
   builder: (y: Argv<object>) => y
-    .option('student', { type: 'string', demandOption: true, describe: 'student .onnx (kd export; config.json beside it)' })
-    .option('teacher', { type: 'string', demandOption: true, describe: 'teacher .onnx (kd teacher export; config.json beside it)' })
-    .option('prep', { type: 'string', default: 'runs/prep', describe: 'prep output directory (validation windows)' })
-    .option('out', { type: 'string', default: 'runs/cascade', describe: 'output directory (cascade.json, cascade.md, cascade.png)' })
+    .option('config', { type: 'string', describe: 'JSON file of config keys (snake_case); flags override it' })
+    .option('student', { type: 'string', describe: 'student .onnx file, e.g. kd export\'s <out>/onnx/model.onnx (config.json beside it; not a directory); required' })
+    .option('teacher', { type: 'string', describe: 'teacher .onnx file (kd teacher export; config.json beside it; not a directory); required' })
+    .option('prep', { type: 'string', describe: `prep output directory: validation windows (default ${CASCADE_DEFAULTS.prep})` })
+    .option('out', { type: 'string', describe: `output directory: cascade.json, cascade.md, cascade.png (default ${CASCADE_DEFAULTS.out})` })
     .option('confidence', { type: 'array', choices: [...CONFIDENCES], describe: 'confidence measures (default both)' })
-    .option('max-windows', { type: 'number', default: 0, describe: 'first N validation windows (0 = all)' })
-    .option('batch-size', { type: 'number', default: 8 })
-    .option('device', { choices: ['auto', 'cpu', 'cuda'] as const, default: 'auto' as const })
-    .option('overwrite', { type: 'boolean', default: false })
-    .option('quiet', { type: 'boolean', default: false })
-    .option('json', { type: 'boolean', default: false }) as unknown as Argv<Args>,
+    .option('max-windows', { type: 'number', describe: 'first N validation windows, 0 = all (default 0)' })
+    .option('batch-size', { type: 'number', describe: `windows per forward (default ${CASCADE_DEFAULTS.batch_size})` })
+    .option('device', { choices: ['auto', 'cpu', 'cuda'], describe: 'ONNX Runtime device: auto = CUDA when its provider loads, else CPU (default auto)' })
+    .option('overwrite', { type: 'boolean', describe: 'replace an existing cascade.json in --out' })
+    .option('quiet', { type: 'boolean', describe: 'no progress bar and no printed table' })
+    .option('json', { type: 'boolean', describe: 'print the summary as JSON on stdout' }) as Argv<Args>,
   handler: async (argv) => {
-    const s = await run({ ...argv, max_windows: argv['max-windows' as keyof Args] as number, batch_size: argv['batch-size' as keyof Args] as number });
+    const fromFile = argv.config ? readConfigFile(argv.config) : {};
+    const s = await run(mergeConfig(fromFile, flagsToConfig(argv, Object.keys(CHECKS))), argv.config ?? 'cascade config');
     if (argv.json) process.stdout.write(JSON.stringify(s) + '\n');
   },
 };

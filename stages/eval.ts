@@ -48,17 +48,19 @@ export interface EvalConfig {
   stride: number | null;
   /** ONNX Runtime device: auto = CUDA when its provider loads, else CPU with a message; cuda = CUDA or an error. */
   device: Device;
+  /** Replace the report an --out already holds (report.json / report.md); without it such an --out is refused up front. */
+  overwrite: boolean;
   /** No progress bar and no printed table. */
   quiet: boolean;
 }
 
 export const EVAL_DEFAULTS: EvalConfig = {
-  prep: 'runs/prep', out: 'runs/demo', data: null, teacher: null, baseline: null, distilled: null, batch_size: 8, max_windows: 0, stride: null, device: 'auto', quiet: false,
+  prep: 'runs/prep', out: 'runs/demo', data: null, teacher: null, baseline: null, distilled: null, batch_size: 8, max_windows: 0, stride: null, device: 'auto', overwrite: false, quiet: false,
 };
 
 const CHECKS: Record<keyof EvalConfig, FieldCheck> = {
   prep: isString, out: isString, data: optional(isString), teacher: optional(isString), baseline: optional(isString), distilled: optional(isString),
-  batch_size: isInt(1, 4096), max_windows: isInt(0), stride: optional(isInt(0)), device: isOneOf('auto', 'cpu', 'cuda'), quiet: isBool,
+  batch_size: isInt(1, 4096), max_windows: isInt(0), stride: optional(isInt(0)), device: isOneOf('auto', 'cpu', 'cuda'), overwrite: isBool, quiet: isBool,
 };
 
 /** One row of the report. */
@@ -72,11 +74,34 @@ export interface ModelReport extends OnnxEvalResult {
 
 export type Report = Record<string, ModelReport | Record<string, unknown>>;
 
-/** Evaluates every model given; see the module comment. */
+/** The files that make an --out hold an eval report (the plots and onnx/ are rewritten with them). */
+const REPORT_FILES = ['report.json', 'report.md'];
+
+/**
+ * Refuses, before any model is evaluated, an `out` that cannot take the report: a file (or a path
+ * under one), or a directory holding a report already unless `overwrite` (DESIGN §6).
+ * @throws Error "<out>: is a file, expected the report directory (--out)" or
+ *   "<out>: holds an eval report already (report.json); --overwrite replaces it, or choose another --out".
+ */
+export function checkReportDir(out: string, overwrite: boolean): void {
+  let p = out;
+  while (!existsSync(p) && p !== dirname(p)) p = dirname(p);
+  if (existsSync(p) && !statSync(p).isDirectory()) throw new Error(`${p}: is a file, expected the report directory (--out)`);
+  if (p !== out || overwrite) return;
+  const held = REPORT_FILES.filter((f) => existsSync(join(out, f)));
+  if (held.length > 0) throw new Error(`${out}: holds an eval report already (${held.join(', ')}); --overwrite replaces it, or choose another --out`);
+}
+
+/**
+ * Evaluates every model given; see the module comment.
+ * @throws Error naming the flag or file: nothing to evaluate, an --out that cannot take the report
+ *   (checked first), a missing model, a context shorter than the windows.
+ */
 export async function run(partial: Record<string, unknown>, source = 'eval config'): Promise<Report> {
   const cfg = resolveConfig(EVAL_DEFAULTS, CHECKS, partial, source);
   const roles = (['teacher', 'baseline', 'distilled'] as const).filter((r) => cfg[r]);
   if (roles.length === 0) throw new Error(`${source}: nothing to evaluate (give --teacher, --baseline and/or --distilled)`);
+  checkReportDir(cfg.out, cfg.overwrite);
   const seqLen = readJson<{ seq_len: number }>(join(cfg.prep, 'windows.json'), 'windows.json').seq_len;
   const stride = cfg.stride ?? Math.max(1, Math.floor(seqLen / 2));
   const report: Report = {};
@@ -219,6 +244,7 @@ export const command: CommandModule<object, Args> = {
     .option('max-windows', { type: 'number', describe: 'first N validation windows, 0 = all (default 0)' })
     .option('stride', { type: 'number', describe: 'sliding-window stride over validation documents; 0 = packed windows (default seq_len / 2)' })
     .option('device', { choices: ['auto', 'cpu', 'cuda'], describe: 'ONNX Runtime device: auto = CUDA when its provider loads, else CPU (default auto)' })
+    .option('overwrite', { type: 'boolean', describe: 'replace the report an existing --out holds (default: such an --out is refused before evaluating)' })
     .option('quiet', { type: 'boolean', describe: 'no progress bar and no printed table' })
     .option('json', { type: 'boolean', describe: 'print report.json on stdout' }) as Argv<Args>,
   handler: async (argv) => {

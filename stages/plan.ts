@@ -7,6 +7,8 @@ import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Argv, CommandModule } from 'yargs';
 import type { BackendName } from '../lib/backend/select.js';
+import { FieldCheck, flagsToConfig, isBool, isInt, isNum, isOneOf, isString, mergeConfig, optional, readConfigFile, resolveConfig } from '../lib/cli/config.js';
+import { isByteSize } from '../lib/model/sharded.js';
 import { withHfDefaults } from '../lib/model/architectures.js';
 import { LlamaConfig, resolveLlamaConfig } from '../lib/model/config.js';
 import { memoryBudget, savedTensorsOf } from '../lib/memory/budget.js';
@@ -23,13 +25,44 @@ export interface PlanArgs {
   /** Force recomputation; absent: the plan decides (the leanest plan without a budget). */
   recompute?: 'on' | 'off';
   /** Bytes or a size ("24GiB"); absent: the backend's (wasm 4 GiB; none elsewhere). */
-  memory_budget?: string;
+  memory_budget?: number | string;
   backend: BackendName;
   k: number;
   topk_mode: 'tail' | 'renormalize';
   alpha: number;
   dropout: boolean;
   grad_clip: boolean;
+}
+
+/** PlanArgs as a config file or flags give it: model, seq_len and batch_size have no default. */
+type PlanConfig = Omit<PlanArgs, 'model' | 'seq_len' | 'batch_size'> & { model: string | null; seq_len: number | null; batch_size: number | null };
+
+export const PLAN_DEFAULTS: PlanConfig = {
+  model: null, seq_len: null, batch_size: null, grad_accum: 1, backend: 'node-gpu', k: 32, topk_mode: 'tail', alpha: 0.8, dropout: false, grad_clip: true,
+};
+
+const CHECKS: Record<keyof PlanConfig, FieldCheck> = {
+  model: optional(isString), seq_len: optional(isInt(1)), batch_size: optional(isInt(1)), grad_accum: isInt(1),
+  recompute: optional(isOneOf('on', 'off')), memory_budget: optional(isByteSize), backend: isOneOf('node-gpu', 'node', 'wasm', 'cpu'),
+  k: isInt(1), topk_mode: isOneOf('tail', 'renormalize'), alpha: isNum(0, 1), dropout: isBool, grad_clip: isBool,
+};
+
+/** The flag of each key that has no default, for the "is required" error. */
+const REQUIRED = { model: '--model', seq_len: '--seq-len', batch_size: '--batch-size' } as const;
+
+/**
+ * `kd plan`'s settings: `partial` (flags and/or a config file) over PLAN_DEFAULTS, validated before
+ * the model is read. A config file's `model` may be an object of config fields (as `--model '{…}'`).
+ * @throws Error naming the flag or `source` for an unknown key, a value out of range, or a missing model, seq_len or batch_size.
+ */
+export function resolvePlanConfig(partial: Record<string, unknown>, source = 'plan config'): PlanArgs {
+  const model = partial.model;
+  const given = typeof model === 'object' && model !== null && !Array.isArray(model) ? mergeConfig(partial, { model: JSON.stringify(model) }) : partial;
+  const cfg = resolveConfig(PLAN_DEFAULTS, CHECKS, given, source);
+  for (const [key, flag] of Object.entries(REQUIRED) as [keyof typeof REQUIRED, string][]) {
+    if (cfg[key] === null) throw new Error(`${source}: ${key} is required (${flag})`);
+  }
+  return cfg as PlanArgs;
 }
 
 /** What `kd plan` prints (`--json`: this object). */
@@ -93,39 +126,29 @@ export function formatPlan(r: PlanReport): string {
   ].filter(Boolean).join('\n') + '\n';
 }
 
-type Args = Omit<PlanArgs, 'seq_len' | 'batch_size' | 'grad_accum' | 'topk_mode' | 'memory_budget' | 'grad_clip'> & {
-  'seq-len': number; 'batch-size': number; 'grad-accum': number; 'topk-mode': 'tail' | 'renormalize'; 'memory-budget'?: string; 'grad-clip': boolean; json?: boolean;
-};
+type Args = Record<string, unknown> & { config?: string; json?: boolean };
 
 export const command: CommandModule<object, Args> = {
   command: 'plan',
   describe: 'Memory plan of one training step: weights, gradients, AdamW moments, activations, largest transient, total; the settings kd train would choose',
   builder: (y: Argv<object>) => y
-    .option('model', { type: 'string', demandOption: true, describe: 'a config.json, a checkpoint directory, or a JSON object of config fields' })
-    .option('seq-len', { type: 'number', demandOption: true, describe: 'positions per window (L)' })
-    .option('batch-size', { type: 'number', demandOption: true, describe: 'windows per micro-batch (B)' })
-    .option('grad-accum', { type: 'number', default: 1, describe: 'micro-batches per optimizer step' })
-    .option('recompute', { choices: ['on', 'off'] as const, describe: 'force layer recomputation on or off (default: the plan decides)' })
+    .option('config', { type: 'string', describe: 'JSON file of config keys (snake_case); flags override it' })
+    .option('model', { type: 'string', describe: 'a config.json, a checkpoint directory, or a JSON object of config fields; required' })
+    .option('seq-len', { type: 'number', describe: 'positions per window (L); required' })
+    .option('batch-size', { type: 'number', describe: 'windows per micro-batch (B); required' })
+    .option('grad-accum', { type: 'number', describe: `micro-batches per optimizer step (default ${PLAN_DEFAULTS.grad_accum})` })
+    .option('recompute', { choices: ['on', 'off'], describe: 'force layer recomputation on or off (default: the plan decides)' })
     .option('memory-budget', { type: 'string', describe: 'bytes the device holds, e.g. 24GiB or 80GB: choose the fastest settings that fit (default: wasm 4 GiB, else the leanest settings)' })
-    .option('backend', { choices: ['node-gpu', 'node', 'wasm', 'cpu'] as const, default: 'node-gpu' as const, describe: 'backend to plan for (wasm holds 4 GiB)' })
-    .option('k', { type: 'number', default: 32, describe: 'teacher top-k per position (kd precompute\'s default: 32)' })
-    .option('topk-mode', { choices: ['tail', 'renormalize'] as const, default: 'tail' as const, describe: 'top-k handling of the loss' })
-    .option('alpha', { type: 'number', default: 0.8, describe: 'KD weight (0 = CE only, no teacher tensors)' })
-    .option('dropout', { type: 'boolean', default: false, describe: 'plan with dropout on' })
-    .option('grad-clip', { type: 'boolean', default: true, describe: 'plan with gradient clipping (a clipped copy of the gradients)' })
-    .option('json', { type: 'boolean', describe: 'print the plan as one JSON object (total_bytes is the total)' })
-    .check((a) => {
-      for (const flag of ['seq-len', 'batch-size', 'grad-accum', 'k'] as const) {
-        if (!Number.isInteger(a[flag]) || (a[flag] as number) < 1) throw new Error(`--${flag} must be an integer ≥ 1, got ${String(a[flag])}`);
-      }
-      if (!(typeof a.alpha === 'number' && a.alpha >= 0 && a.alpha <= 1)) throw new Error(`--alpha must be a number in [0, 1], got ${String(a.alpha)}`);
-      return true;
-    }) as unknown as Argv<Args>,
+    .option('backend', { choices: ['node-gpu', 'node', 'wasm', 'cpu'], describe: `backend to plan for; wasm holds 4 GiB (default ${PLAN_DEFAULTS.backend})` })
+    .option('k', { type: 'number', describe: `teacher top-k per position (default ${PLAN_DEFAULTS.k}, kd precompute's)` })
+    .option('topk-mode', { choices: ['tail', 'renormalize'], describe: `top-k handling of the loss (default ${PLAN_DEFAULTS.topk_mode})` })
+    .option('alpha', { type: 'number', describe: `KD weight, 0 = CE only: no teacher tensors (default ${PLAN_DEFAULTS.alpha})` })
+    .option('dropout', { type: 'boolean', describe: 'plan with dropout on (default off)' })
+    .option('grad-clip', { type: 'boolean', describe: 'plan with gradient clipping: a clipped copy of the gradients (default on; --no-grad-clip)' })
+    .option('json', { type: 'boolean', describe: 'print the plan as one JSON object (total_bytes is the total)' }) as Argv<Args>,
   handler: (argv) => {
-    const r = run({
-      model: argv.model, seq_len: argv['seq-len'], batch_size: argv['batch-size'], grad_accum: argv['grad-accum'], recompute: argv.recompute,
-      memory_budget: argv['memory-budget'], backend: argv.backend, k: argv.k, topk_mode: argv['topk-mode'], alpha: argv.alpha, dropout: argv.dropout, grad_clip: argv['grad-clip'],
-    });
+    const fromFile = argv.config ? readConfigFile(argv.config) : {};
+    const r = run(resolvePlanConfig(mergeConfig(fromFile, flagsToConfig(argv, Object.keys(CHECKS))), argv.config ?? 'plan config'));
     process.stdout.write(argv.json ? JSON.stringify(r) + '\n' : formatPlan(r));
   },
 };

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { evaluateOnnx } from '../lib/metrics/onnx-eval.js';
 import { forwardFlopsPerToken } from '../lib/metrics/cascade.js';
+import { kdCli } from '../pipelines/cli.js';
 import { run as cascade } from '../stages/cascade.js';
-import { makePrep, teacherConfig, writeTeacher } from './precompute-fixture.js';
+import { makePrep, SEQ_LEN, teacherConfig, writeTeacher } from './precompute-fixture.js';
 
 let dir = '', prep = '', student = '', teacher = '';
 const small = teacherConfig({ hidden_size: 32, intermediate_size: 48, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 });
@@ -49,6 +50,19 @@ describe('kd cascade', () => {
     expect(written.filter((p) => p.confidence === 'max_prob').map((p) => p.threshold).at(-1)).toBe(2);
     expect(written.filter((p) => p.confidence === 'entropy').map((p) => p.threshold).at(-1)).toBeCloseTo(Math.log(512) + 1, 12);
     await expect(cascade({ student, teacher, prep, out, max_windows: 6, device: 'cpu', quiet: true })).rejects.toThrow(/cascade.json exists: pass --overwrite/);
+  }, 60_000);
+
+  it('--config gives the settings, a flag overrides them; the report equals run()\'s', async () => {
+    const direct = await cascade({ student, teacher, prep, out: join(dir, 'direct'), max_windows: 3, batch_size: 2, confidence: ['entropy'], device: 'cpu', quiet: true });
+    const file = join(dir, 'cascade.json');
+    writeFileSync(file, JSON.stringify({ student, teacher, prep, out: join(dir, 'via-config'), max_windows: 5, batch_size: 2, confidence: ['entropy'], device: 'cpu', quiet: true }));
+    await (await kdCli(['cascade', '--config', file, '--max-windows', '3'])).parseAsync();
+    const written = JSON.parse(readFileSync(join(dir, 'via-config', 'cascade.json'), 'utf8'));
+    expect(direct.scored_tokens).toBe(3 * SEQ_LEN); // 3 windows, not the file's 5: the flag won
+    expect(written.scored_tokens).toBe(direct.scored_tokens);
+    expect(written.points).toEqual(JSON.parse(JSON.stringify(direct.points)));
+    writeFileSync(file, JSON.stringify({ student, teacher, max_windows: -3 }));
+    await expect(kdCli(['cascade', '--config', file]).then((c) => c.parseAsync())).rejects.toThrow(new Error(`${file}: max_windows = -3 must be an integer in [0, ${Number.MAX_SAFE_INTEGER}]`));
   }, 60_000);
 
   it('refuses a model without config.json and models of different vocab, naming the file', async () => {

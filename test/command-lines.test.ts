@@ -63,7 +63,7 @@ function readmeLines(): CommandLine[] {
 /** Parses `args` with the real CLI, stopping before the handler: returns the CLI's error, or undefined. */
 async function parseError(args: string[]): Promise<string | undefined> {
   try {
-    await kdCli(args, true).parseAsync();
+    await (await kdCli(args, true)).parseAsync();
     return 'the handler would have run without the parse-only stop';
   } catch (e) {
     return e instanceof ParsedCommandLine ? undefined : (e as Error).message;
@@ -88,7 +88,7 @@ describe('every kd command line written in the repository parses', () => {
   });
 
   it('refuses a flag the CLI does not take', async () => {
-    expect(await parseError(['train', '--no-such-flag'])).toMatch(/Unknown argument/);
-    expect(await parseError(['teacher', 'export', '--checkpoint', 'x', '--out', 'y', '--bogus', '1'])).toMatch(/Unknown argument/);
+    expect(await parseError(['train', '--no-such-flag'])).toBe('--no-such-flag is not a kd train option (see kd train --help)');
+    expect(await parseError(['teacher', 'export', '--checkpoint', 'x', '--out', 'y', '--bogus', '1'])).toBe('--bogus is not a kd teacher export option (see kd teacher export --help)');
   });
 });

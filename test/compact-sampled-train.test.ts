@@ -25,8 +25,8 @@ beforeAll(async () => {
   const common = { teacher, prep, max_windows: 8, rows_per_shard: 4, batch_size: 2, quiet: true, device: 'cpu' };
   await precompute({ ...common, k: 8, out: data('packed') });
   await precompute({ ...common, k: 8, layout: 'compact', out: data('compact') });
-  await precompute({ ...common, mode: 'sampled', samples: 6, out: data('sampled') });
-  await precompute({ ...common, mode: 'sampled', samples: 6, layout: 'compact', value_step: 1 / 8, out: data('sampled-compact') });
+  await precompute({ ...common, mode: 'sampled', samples: 6, layout: 'packed', out: data('sampled') });
+  await precompute({ ...common, mode: 'sampled', samples: 6, value_step: 1 / 8, out: data('sampled-compact') }); // layout auto = compact in sampled mode
 }, 240_000);
 
 async function rowsOf(name: string): Promise<LogitRow[]> {

@@ -19,7 +19,7 @@ const trainCfg = (fromFile: Record<string, unknown>, flags: Record<string, unkno
 
 /** The CLI's parse error for `args` (stopping before any handler), or undefined when it parses. */
 async function parseError(args: string[]): Promise<string | undefined> {
-  try { await kdCli(args, true).parseAsync(); return 'the handler would have run'; } catch (e) {
+  try { await (await kdCli(args, true)).parseAsync(); return 'the handler would have run'; } catch (e) {
     return e instanceof ParsedCommandLine ? undefined : (e as Error).message;
   }
 }
@@ -27,7 +27,7 @@ async function parseError(args: string[]): Promise<string | undefined> {
 /** `kd <args> --help` as printed. */
 function helpOf(args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {
-    kdCli(args).exitProcess(false).parse(args, {}, (err, _argv, output) => (err ? reject(err) : resolve(output)));
+    kdCli(args).then((c) => c.exitProcess(false).parse(args, {}, (err, _argv, output) => (err ? reject(err) : resolve(output))), reject);
   });
 }
 

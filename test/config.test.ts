@@ -19,6 +19,7 @@ describe('config files', () => {
   });
   it('one-line errors for a missing file and bad syntax', () => {
     expect(() => readConfigFile(join(dir, 'none.json'))).toThrow(`${join(dir, 'none.json')}: config file not found`);
+    expect(() => readConfigFile(dir)).toThrow(new Error(`${dir}: is a directory, expected a JSON config file (or .yaml/.yml), e.g. pipelines/configs/student.json`));
     writeFileSync(join(dir, 'bad.json'), '{"alpha": ');
     expect(() => readConfigFile(join(dir, 'bad.json'))).toThrow(/bad.json: not a JSON object/);
     writeFileSync(join(dir, 'list.yml'), '- 1\n- 2\n');

@@ -42,7 +42,7 @@ describe('corpus bytes that are not UTF-8 are refused, naming the file and the o
   });
 
   it('kd prep takes --encoding latin1 and --overwrite', async () => {
-    const parsed = async (args: string[]) => { try { await kdCli(args, true).parseAsync(); } catch (e) { return e instanceof ParsedCommandLine ? 'ok' : (e as Error).message; } };
+    const parsed = async (args: string[]) => { try { await (await kdCli(args, true)).parseAsync(); } catch (e) { return e instanceof ParsedCommandLine ? 'ok' : (e as Error).message; } };
     expect(await parsed(['prep', '--encoding', 'latin1', '--overwrite'])).toBe('ok');
     expect(await parsed(['prep', '--encoding', 'cp1252'])).toMatch(/encoding/);
   });

@@ -54,7 +54,27 @@ describe('kd eval plots', () => {
     expect(existsSync(join(out, 'perplexity.png'))).toBe(true);
     expect(existsSync(join(out, 'topk_mass.png'))).toBe(false);
     expect(existsSync(join(out, 'training_curves.png'))).toBe(false);
+    // The report is there now: a second eval into the same --out is refused before evaluating
+    // (a missing model would otherwise be the error), and replaced with --overwrite.
+    const before = readFileSync(join(out, 'report.json'), 'utf8');
+    await expect(evaluate({ prep: p, out, teacher: join(dir, 'missing.onnx'), quiet: true })).rejects
+      .toThrow(new Error(`${out}: holds an eval report already (report.json, report.md); --overwrite replaces it, or choose another --out`));
+    expect(readFileSync(join(out, 'report.json'), 'utf8')).toBe(before);
+    const again = await evaluate({ prep: p, out, teacher: join(dir, 'teacher.onnx'), max_windows: 2, stride: 0, overwrite: true, quiet: true });
+    expect(JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')).conditions.scoring).toBe((again.conditions as { scoring: string }).scoring);
+    expect((again.conditions as { scoring: string }).scoring).toBe('2 packed validation windows of 32 tokens');
   }, 60_000);
+
+  it('an --out that is a file, or under one, is refused before evaluating', async () => {
+    const file = join(dir, 'a-file');
+    writeFileSync(file, 'not a directory\n');
+    for (const out of [file, join(file, 'report')]) {
+      await expect(evaluate({ prep: p, out, teacher: join(dir, 'missing.onnx'), quiet: true })).rejects
+        .toThrow(new Error(`${file}: is a file, expected the report directory (--out)`));
+    }
+    await expect(evaluate({ prep: p, out: file, teacher: join(dir, 'missing.onnx'), overwrite: true, quiet: true })).rejects
+      .toThrow(`${file}: is a file, expected the report directory (--out)`);
+  });
 
   it('a model that cannot be evaluated leaves no output directory; a short context is named', async () => {
     const out = join(dir, 'report-bad');

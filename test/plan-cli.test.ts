@@ -2,7 +2,7 @@
  * `kd plan` on the Hugging Face configs users distill into, and `kd train` using the plan: the
  * settings it chooses and its refusal, before step 1, of a run that cannot fit its budget.
  */
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +11,7 @@ import { resolveTrainConfig } from '../lib/train/config.js';
 import { makeLossFn } from '../lib/train/loss.js';
 import { train } from '../lib/train/trainer.js';
 import { kdCli } from '../pipelines/cli.js';
-import { run as plan, PlanArgs } from '../stages/plan.js';
+import { run as plan, PlanArgs, resolvePlanConfig } from '../stages/plan.js';
 import { fakeTokenizer, STORED_TEMPERATURES, syntheticData } from './synthetic.js';
 
 const GiB = 1024 ** 3;
@@ -52,11 +52,56 @@ describe('kd plan', () => {
     let out = '';
     const write = process.stdout.write.bind(process.stdout);
     process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
-    try { await kdCli(['plan', '--model', TINYLLAMA, '--seq-len', '2048', '--batch-size', '1', '--json']).parseAsync(); } finally { process.stdout.write = write; }
+    try { await (await kdCli(['plan', '--model', TINYLLAMA, '--seq-len', '2048', '--batch-size', '1', '--json'])).parseAsync(); } finally { process.stdout.write = write; }
     const r = JSON.parse(out);
     expect(r.total_bytes).toBe(plan(args({})).total_bytes);
     expect(() => plan(args({ model: 'no/such/config.json' }))).toThrow('no/such/config.json: not found');
     expect(() => plan(args({ seq_len: 4096 }))).toThrow('--seq-len 4096 exceeds the model\'s max_position_embeddings 2048');
+  });
+});
+
+/** stdout of `kd <args>` run in process. */
+async function stdoutOf(argv: string[]): Promise<string> {
+  let out = '';
+  const write = process.stdout.write.bind(process.stdout);
+  process.stdout.write = ((s: string) => { out += s; return true; }) as typeof process.stdout.write;
+  try { await (await kdCli(argv)).parseAsync(); } finally { process.stdout.write = write; }
+  return out;
+}
+
+/** The error `kd <args>` stops with (a handler may throw before parseAsync returns a promise). */
+async function errorOf(argv: string[]): Promise<string | undefined> {
+  try { await (await kdCli(argv)).parseAsync(); } catch (e) { return (e as Error).message; }
+  return undefined;
+}
+
+describe('kd plan --config', () => {
+  const cfgDir = mkdtempSync(join(tmpdir(), 'kd-plan-config-'));
+  const file = (name: string, body: unknown) => { const p = join(cfgDir, name); writeFileSync(p, JSON.stringify(body)); return p; };
+
+  it('reads the settings from the file; a flag overrides the file\'s key', async () => {
+    const cfg = file('plan.json', { model: TINYLLAMA, seq_len: 2048, batch_size: 1, memory_budget: '80GiB' });
+    const fromFile = JSON.parse(await stdoutOf(['plan', '--config', cfg, '--json']));
+    expect(fromFile.total_bytes).toBe(plan(args({ memory_budget: '80GiB' })).total_bytes);
+    expect(fromFile.memory.recompute).toBe(false);
+    const overridden = JSON.parse(await stdoutOf(['plan', '--config', cfg, '--batch-size', '4', '--json']));
+    expect([overridden.batch_size, overridden.total_bytes]).toEqual([4, plan(args({ memory_budget: '80GiB', batch_size: 4 })).total_bytes]);
+  });
+
+  it('a file\'s model may be an object of config fields, as --model \'{…}\' is', () => {
+    const model = { vocab_size: 512, hidden_size: 64, intermediate_size: 128, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128 };
+    const viaObject = plan(resolvePlanConfig({ model, seq_len: 128, batch_size: 2 }, 'plan.json'));
+    expect(viaObject.total_bytes).toBe(plan(args({ model: JSON.stringify(model), seq_len: 128, batch_size: 2 })).total_bytes);
+  });
+
+  it('bad keys and values name the file, missing ones the flag', async () => {
+    const typo = file('typo.json', { model: TINYLLAMA, seq_len: 2048, batchsize: 1 });
+    expect(await errorOf(['plan', '--config', typo])).toBe(`${typo}: unknown key 'batchsize' (did you mean 'batch_size'?)`);
+    const zero = file('zero.json', { model: TINYLLAMA, seq_len: 0, batch_size: 1 });
+    expect(await errorOf(['plan', '--config', zero])).toBe(`${zero}: seq_len = 0 must be an integer in [1, ${Number.MAX_SAFE_INTEGER}]`);
+    expect(await errorOf(['plan', '--config', zero, '--seq-len', 'abc'])).toBe('--seq-len: not a number');
+    expect(() => resolvePlanConfig({ model: TINYLLAMA, batch_size: 1 })).toThrow(new Error('plan config: seq_len is required (--seq-len)'));
+    expect(() => resolvePlanConfig({ model: TINYLLAMA, seq_len: 8, batch_size: 1, alpha: 2 })).toThrow(new Error('plan config: alpha = 2 must be a number in [0, 1]'));
   });
 });
 

@@ -48,6 +48,7 @@ describe('precompute: bad inputs get one line (and exit code 1 through the CLI)'
       .toThrow(`${small}: teacher vocabulary (500) is smaller than the tokenizer's (512, ${join(prep, 'tokenizer.json')})`);
     await expect(precompute({ ...CFG, teacher, prep, out, k: 600 })).rejects
       .toThrow(`precompute config: k = 600 is larger than the vocabulary (512 tokens in ${join(prep, 'tokenizer.json')})`);
+    expect(await cliError({ k: '600', out })).toBe(`--k = 600 is larger than the vocabulary (512 tokens in ${join(prep, 'tokenizer.json')})`); // set by the flag: named
     expect(existsSync(out)).toBe(false); // refused before any output
   });
 

@@ -231,7 +231,7 @@ describe('training with --qat', () => {
 
   it('bad values are refused in one line', async () => {
     const parseError = async (args: string[]) => {
-      try { await kdCli(args, true).parseAsync(); return 'the handler would have run'; } catch (e) {
+      try { await (await kdCli(args, true)).parseAsync(); return 'the handler would have run'; } catch (e) {
         return e instanceof ParsedCommandLine ? undefined : (e as Error).message;
       }
     };

@@ -18,14 +18,20 @@ describe('sampled graph', () => {
   const model = exportLlamaOnnx(cfg, w);
   const ids = Int32Array.from({ length: B * L }, (_, i) => (i * 37 + 5) % cfg.vocab_size);
 
-  for (const tg of [1, 2]) {
-    it(`draws the inverse-CDF ids of p at τg = ${tg} and returns z − max z there`, async () => {
-      const full = await runLogits(await openOnnxSession(model, { device: 'cpu' }), ids, B, L);
+  // V = 300 is not a multiple of the search's 256-id blocks: the padded block must never be drawn.
+  const odd = teacherConfig({ vocab_size: 300 });
+  const oddW = initLlamaWeights(odd, 5);
+  for (const [name, t] of oddW) if (name.includes('lm_head')) for (let i = 0; i < t.data.length; i++) t.data[i] *= 5; // flat: draws reach the last block
+  const oddModel = exportLlamaOnnx(odd, oddW);
+  for (const [tg, graph] of [[1, model], [2, model], [1, oddModel]] as const) {
+    it(`draws the inverse-CDF ids of p at τg = ${tg} and returns z − max z there (V = ${graph === model ? cfg.vocab_size : 300})`, async () => {
+      const full = await runLogits(await openOnnxSession(graph, { device: 'cpu' }), ids.map((x) => x % 300), B, L);
       const V = full.dims[2];
-      const h = await openOnnxSession(addSampledOutputs(model, { samples: n, samplingTemperature: tg, temperatures: [1, 2] }), { device: 'cpu' });
+      const h = await openOnnxSession(addSampledOutputs(graph, { samples: n, samplingTemperature: tg, temperatures: [1, 2] }), { device: 'cpu' });
       const u = new Float32Array(B * L * n);
       for (let b = 0; b < B; b++) u.set(sampleUniforms(7, b, L, n), b * L * n);
-      const r = await runSampled(h, ids, B, L, u, n);
+      const r = await runSampled(h, ids.map((x) => x % 300), B, L, u, n);
+      let lastBlock = 0;
       expect(r.k).toBe(n);
       let agree = 0;
       for (let p = 0; p < B * L; p++) {
@@ -36,6 +42,8 @@ describe('sampled graph', () => {
         for (let j = 0; j < n; j++) {
           const got = r.topkIds[p * n + j];
           if (got === inverseCdfDraw(s, tg, u[p * n + j])) agree++;
+          expect(got).toBeLessThan(V);
+          if (got >= 256) lastBlock++;
           expect(r.topkLogits[p * n + j]).toBeCloseTo(s[got], 4);
         }
         let lz1 = 0;
@@ -45,6 +53,7 @@ describe('sampled graph', () => {
       // ORT's CumSum may round differently from the sequential JS sum: a draw can move to a
       // neighbour only when u lands within fp32 rounding of a cdf step.
       expect(agree).toBeGreaterThanOrEqual(B * L * n - 2);
+      expect(lastBlock).toBeGreaterThan(0); // the second 256-id block is searched
     });
   }
 

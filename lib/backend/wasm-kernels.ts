@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { markWasmClonesCopy } from './wasm-clones.js';
 
 /*
  * Faster replacements for ten kernels of @tensorflow/tfjs-backend-wasm 4.22, registered for the
@@ -44,14 +45,7 @@ interface WasmBackend {
 type KernelArgs = { inputs: tf.NamedTensorInfoMap; backend: WasmBackend; attrs: tf.NamedAttrMap };
 type KernelOut = tf.TensorInfo | tf.TensorInfo[];
 
-let registered = false, unavailable = false;
-
-/**
- * Whether a clone on the wasm backend shares its input's buffer (kd's Identity kernel) rather than
- * copying it (the stock kernel): false only once registerWasmKernels has found the backend's
- * internals unlike tfjs-backend-wasm 4.22's. The memory plan counts saved tensors by it.
- */
-export const wasmClonesShare = (): boolean => !unavailable;
+let registered = false;
 
 /**
  * Replaces the wasm backend's BatchMatMul, Slice, SplitV, Identity, Cast, Transpose, GatherV2,
@@ -64,7 +58,7 @@ export function registerWasmKernels(): boolean {
   if (registered) return true;
   const b = tf.findBackend('wasm') as unknown as Partial<WasmBackend> | null;
   if (!b?.wasm?.tfjs?.registerTensor || !b.wasm.cwrap || !b.dataIdMap || typeof b.dataIdNextNumber !== 'number' || !b.typedArrayFromHeap || !b.incRef) {
-    unavailable = true;
+    markWasmClonesCopy(); // the memory plan then counts copies of saved tensors
     return false;
   }
   const stock = (name: string) => tf.getKernel(name, 'wasm')!.kernelFunc as unknown as (args: KernelArgs) => KernelOut;

@@ -35,6 +35,14 @@ export function flagOrigins(partial: Record<string, unknown>): Record<string, Fl
   return (partial as WithOrigin)[FLAG_ORIGIN] ?? {};
 }
 
+/**
+ * The head of an error about `key`: its flag (`--sampling-temperature`) when `partial` carries a
+ * flag origin for it, else `<source>: <key>` (the config file, or "precompute config" for a call).
+ */
+export function blame(partial: Record<string, unknown>, key: string, source: string): string {
+  return flagOrigins(partial)[key]?.flag ?? `${source}: ${key}`;
+}
+
 function tagOrigins<T extends Record<string, unknown>>(obj: T, origins: Record<string, FlagOrigin>): T {
   Object.defineProperty(obj, FLAG_ORIGIN, { value: origins, enumerable: true, configurable: true, writable: true });
   return obj;
@@ -108,10 +116,19 @@ export function editDistance(a: string, b: string): number {
   return prev[b.length];
 }
 
-/** Reads a JSON or YAML (.yaml/.yml) config file of snake_case keys. @throws Error naming the file. */
+/**
+ * Reads a JSON or YAML (.yaml/.yml) config file of snake_case keys.
+ * @throws Error naming the file: not found, a directory ("is a directory, expected a JSON
+ *   config file …"), unreadable, or not a JSON object / YAML mapping.
+ */
 export function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
-  try { text = readFileSync(path, 'utf8'); } catch { throw new Error(`${path}: config file not found`); }
+  try { text = readFileSync(path, 'utf8'); } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EISDIR') throw new Error(`${path}: is a directory, expected a JSON config file (or .yaml/.yml), e.g. pipelines/configs/student.json`);
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new Error(`${path}: config file not found`);
+    throw new Error(`${path}: cannot read the config file (${code ?? (e as Error).message})`);
+  }
   const yaml = /\.ya?ml$/i.test(path);
   try {
     const parsed = yaml ? parseYaml(text) : JSON.parse(text);
@@ -182,6 +199,18 @@ export const jsonFlag = (flag: string) => (text: unknown): Record<string, unknow
 export function listOptions(y: object): string[] {
   // yargs 17 has getOptions() at run time; @types/yargs does not declare it.
   return (y as { getOptions(): { array: string[] } }).getOptions().array;
+}
+
+/** Every option name of a yargs instance's current command (kebab and camelCase forms, help, version). */
+export function optionNames(y: object): string[] {
+  // As listOptions: yargs 17's getOptions() is not in @types/yargs.
+  return Object.keys((y as { getOptions(): { key: Record<string, unknown> } }).getOptions().key);
+}
+
+/** The (sub)command being parsed, e.g. ['teacher', 'export']; [] at the top level. */
+export function commandPath(y: object): string[] {
+  // yargs 17 keeps it in its internal context; @types/yargs does not declare it.
+  return (y as { getInternalMethods(): { getContext(): { commands: string[] } } }).getInternalMethods().getContext().commands;
 }
 
 /**

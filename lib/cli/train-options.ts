@@ -28,7 +28,7 @@ export function trainOptions<T>(y: Argv<T>, d: TrainConfig): Argv<T> {
     .option('temperature', { type: 'number', describe: `distillation temperature τ (default ${d.temperature})` })
     .option('temperature-schedule', { choices: TEMPERATURE_SCHEDULES, describe: `constant; step: max(τ − 0.5·epoch, τ_min); linear or cosine: τ → τ_min over the run's steps (default ${d.temperature_schedule})` })
     .option('temperature-min', { type: 'number', describe: `floor of step, end of linear/cosine (default ${d.temperature_min})` })
-    .option('loss', { type: 'string', describe: `divergence: forward_kl, reverse_kl, jsd, tvd, skew_kl (default ${d.loss})` })
+    .option('loss', { type: 'string', describe: `divergence: forward_kl, reverse_kl, jsd, tvd, skew_kl; uld for a student with another tokenizer than the teacher's (logits precomputed with --spans) (default ${d.loss})` })
     .option('jsd-beta', { type: 'number', describe: `generalized JSD β in (0, 1) (default ${d.jsd_beta})` })
     .option('skew-lambda', { type: 'number', describe: `skew KL λ in [0, 1) (default ${d.skew_lambda})` })
     .option('topk-mode', { choices: ['tail', 'renormalize'], describe: `tail: exact rest-of-vocab bucket; renormalize: teacher renormalised over top-k (default ${d.topk_mode})` })

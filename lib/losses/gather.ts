@@ -43,3 +43,28 @@ export function gatherLastAxis(x: tf.Tensor2D, ids: tf.Tensor2D): tf.Tensor2D {
     return op(x) as tf.Tensor2D;
   });
 }
+
+/**
+ * out[m] = x[rows[m]]: rows of x, differentiable on every backend (tf.gather's gradient,
+ * UnsortedSegmentSum, is not registered on wasm): the backward pass scatters dy into zeros
+ * [N, V] with tf.scatterND (a repeated row accumulates).
+ * @param x float32 [N, V]
+ * @param rows int32 [M], each in [0, N)
+ * @returns float32 [M, V]
+ */
+export function gatherRows(x: tf.Tensor2D, rows: tf.Tensor1D): tf.Tensor2D {
+  if (rows.dtype !== 'int32' || rows.rank !== 1) throw new Error(`gatherRows: rows must be int32 [M], got ${rows.dtype} [${rows.shape}]`);
+  const [n, v] = x.shape;
+  return tf.tidy(() => {
+    const coords = rows.reshape([-1, 1]); // [M, 1]
+    const op = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+      const [xs, save] = args as [tf.Tensor, tf.GradSaveFunc];
+      save([coords]);
+      return {
+        value: tf.gatherND(xs, coords),
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.scatterND(saved[0], dy, [n, v]),
+      };
+    });
+    return op(x) as tf.Tensor2D;
+  });
+}

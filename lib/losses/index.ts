@@ -2,7 +2,7 @@
 export type { TeacherSignal, TopKMode } from './signal.js';
 export { TOPK_MODES } from './signal.js';
 export type { Divergence, DivergenceOptions } from './types.js';
-export { gatherLastAxis } from './gather.js';
+export { gatherLastAxis, gatherRows } from './gather.js';
 export { TAIL_FLOOR, bucketLogProbs, topkBuckets, type Buckets } from './topk.js';
 export { studentLogProbsAt, studentLogProbsAtGroups, type IdGroup } from './student-logprobs.js';
 export { forwardKL } from './forward-kl.js';
@@ -14,4 +14,5 @@ export { crossEntropy, IGNORE_INDEX } from './cross-entropy.js';
 export { LOSSES, LOSS_NAMES, getLoss, isLossName, type LossName } from './registry.js';
 export { distillationLoss, distillationLossNormalized, type DistillOptions, type DistillResult } from './distill.js';
 export { chunkedDistillationLoss } from './chunked.js';
+export { uldPerPosition, uldSum, type UldTeacher } from './uld.js';
 export { featureLossSum, FEATURE_LOSSES, type FeatureLossName } from './feature.js';

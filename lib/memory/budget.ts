@@ -3,7 +3,7 @@
  * tensors the tape saves.
  */
 import { WASM_HEAP_BYTES } from '../backend/capacity.js';
-import { wasmClonesShare } from '../backend/wasm-kernels.js';
+import { wasmClonesShare } from '../backend/wasm-clones.js';
 import type { BackendName } from '../backend/select.js';
 import { parseByteSize } from '../model/sharded.js';
 import type { SavedTensors } from './plan.js';

@@ -1,6 +1,6 @@
 import { unknownKey } from '../cli/config.js';
 import { architectureClass, checkArchitecture, MODEL_TYPES, ModelType, projectionBiases } from './architectures.js';
-import { checkRopeScaling, RopeScaling } from './rope.js';
+import { checkRopeScaling, RopeScaling } from './rope-scaling.js';
 
 /**
  * Llama-architecture model configuration with Hugging Face `LlamaConfig` field names (and the

@@ -30,7 +30,7 @@
  */
 import { layerWindow, ProjectionBiases, projectionBiases } from '../model/architectures.js';
 import { headDim, LlamaConfig } from '../model/config.js';
-import { ropeInvFreq } from '../model/rope.js';
+import { ropeInvFreq } from '../model/rope-scaling.js';
 import { HostTensor, NamedTensors } from '../model/tensors.js';
 import { encodeHalf } from '../logits/fp16.js';
 import { GraphBuilder } from './graph-builder.js';

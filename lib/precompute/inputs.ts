@@ -93,10 +93,11 @@ async function validationSha256(windows: WindowSet, prep: string): Promise<strin
  *   tokenizer; "<teacher>: ONNX file not found" / "not an ONNX model (…)"; a context length beside
  *   the teacher (config.json, genai_config.json) below seq_len; "<prep>/tokenizer.json: not the
  *   teacher's tokenizer (…)"; "<teacher>: teacher vocabulary (500) is smaller than the tokenizer's
- *   (512, <prep>/tokenizer.json)"; "<source>: k = 600 is larger than the vocabulary (512 tokens in
+ *   (512, <prep>/tokenizer.json)"; "<kLabel> = 600 is larger than the vocabulary (512 tokens in
  *   <prep>/tokenizer.json)".
+ * @param kLabel where k came from, heading its error: `--k`, or `<config file>: k`
  */
-export async function loadPrecomputeInputs(cfg: InputPaths, source: string): Promise<PrecomputeInputs> {
+export async function loadPrecomputeInputs(cfg: InputPaths, kLabel: string): Promise<PrecomputeInputs> {
   const windows = readWindows(cfg.prep, 'train');
   const split = windows.meta.splits.train;
   const actual = createHash('sha256').update(windows.ids).digest('hex');
@@ -106,7 +107,7 @@ export async function loadPrecomputeInputs(cfg: InputPaths, source: string): Pro
   const validation = await validationSha256(windows, cfg.prep);
   const tokenizer = loadTokenizer(join(cfg.prep, 'tokenizer.json'));
   if (cfg.k > tokenizer.vocabSize) {
-    throw new Error(`${source}: k = ${cfg.k} is larger than the vocabulary (${tokenizer.vocabSize} tokens in ${tokenizer.path})`);
+    throw new Error(`${kLabel} = ${cfg.k} is larger than the vocabulary (${tokenizer.vocabSize} tokens in ${tokenizer.path})`);
   }
   const teacherBytes = readOnnx(cfg.teacher);
   checkContextLength(cfg.teacher, windows.seqLen, join(cfg.prep, 'windows.json'));

@@ -15,17 +15,17 @@ import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { acquireLock, commandLine, type DirLock } from '../util/lock.js';
 import {
-  MANIFEST_FILE, TMP_SUFFIX, WORKER_MANIFEST_RE, readManifestFile, reusableShards, workerManifestFile, workerShards, writeManifest,
+  MANIFEST_FILE, SPAN_TOKENIZER_FILE, TMP_SUFFIX, WORKER_MANIFEST_RE, readManifestFile, reusableShards, workerManifestFile, workerShards, writeManifest,
   type LogitManifest, type ShardEntry, type ShardSlice, type WorkerInfo,
 } from '../shards/index.js';
 
 const SHARD_FILE_RE = /^shard-\d{5,}\.parquet(\.tmp)?$/;
 
-/** Deletes a previous dataset in `dir`: manifests and shard files (only those kd writes). */
+/** Deletes a previous dataset in `dir`: manifests, shard files and the tokenizer.json of one with spans (only those kd writes). */
 function clearDataset(dir: string): void {
   for (const f of readdirSync(dir)) {
     const name = f.replace(/\.tmp$/, '');
-    if (name === MANIFEST_FILE || SHARD_FILE_RE.test(f) || WORKER_MANIFEST_RE.test(name)) rmSync(join(dir, f), { force: true });
+    if (name === MANIFEST_FILE || name === SPAN_TOKENIZER_FILE || SHARD_FILE_RE.test(f) || WORKER_MANIFEST_RE.test(name)) rmSync(join(dir, f), { force: true });
   }
 }
 

@@ -8,7 +8,7 @@ import type { WindowSet } from '../data/windows.js';
 import type { OnnxSession } from '../onnx/index.js';
 import type { ShardSink, ShardSlice, WriteShardMeta } from '../shards/index.js';
 import type { DatasetOutput } from './output.js';
-import { teacherRows, type SamplingRows } from './teacher-rows.js';
+import { teacherRows, type SamplingRows, type SpanRows } from './teacher-rows.js';
 
 /** Options of {@link computeShards}. */
 export interface ComputeShardsOptions {
@@ -27,6 +27,8 @@ export interface ComputeShardsOptions {
   signal?: AbortSignal;
   /** The prep's token noise, applied to the teacher's inputs (and stored as `input_ids`). */
   noise?: TokenNoise;
+  /** Bytes per id and window starts, when the layout stores `byte_spans`. */
+  spans?: SpanRows;
   /** Sampled mode (see teacherRows). */
   sampling?: SamplingRows;
 }
@@ -42,7 +44,7 @@ export async function computeShards(h: OnnxSession, w: WindowSet, todo: ShardSli
   let done = 0;
   try {
     for (const s of todo) {
-      const rows = await teacherRows(h, w, s.start, s.end, { batchSize: o.batchSize, realVocab: o.realVocab, tokenizer: o.tokenizer, vocabWidth: o.vocabWidth, hidden: o.layout.hidden, onBatch: (n) => o.onWindows?.(done + n), timing: o.timing, signal: o.signal, noise: o.noise, sampling: o.sampling });
+      const rows = await teacherRows(h, w, s.start, s.end, { batchSize: o.batchSize, realVocab: o.realVocab, tokenizer: o.tokenizer, vocabWidth: o.vocabWidth, hidden: o.layout.hidden, onBatch: (n) => o.onWindows?.(done + n), timing: o.timing, signal: o.signal, noise: o.noise, sampling: o.sampling, spans: o.spans });
       done += s.rows;
       await inFlight;
       inFlight = o.sink.write(join(out.dir, s.file), rows, o.layout)

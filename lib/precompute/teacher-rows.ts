@@ -8,6 +8,7 @@ import type { WindowSet } from '../data/windows.js';
 import { runSampled, runTopK, type OnnxSession } from '../onnx/index.js';
 import { sampleUniforms, sortDraws } from '../logits/sampling.js';
 import type { LogitRow } from '../shards/index.js';
+import { byteSpans } from '../tokenizer/align.js';
 
 /**
  * The input ids [L] of train window `r` as the teacher (and, through the shards, the student) sees
@@ -53,8 +54,17 @@ export interface TeacherRowsOptions {
   signal?: AbortSignal;
   /** The prep's token noise (windows.json `augmentation.token_noise`), applied to the inputs. */
   noise?: TokenNoise;
+  /** Bytes per id and each window's start in the train text: rows get `byte_spans` of their inputs (lib/tokenizer/align.ts). */
+  spans?: SpanRows;
   /** Sampled mode: the graph is an addSampledOutputs graph drawing `samples` ids per position with uniforms seeded by (seed, sample id). */
   sampling?: SamplingRows;
+}
+
+/** What teacherRows needs to write `byte_spans`: bytes per id and each window's start in the train text. */
+export interface SpanRows {
+  byteLength: Uint32Array;
+  /** [rows] byte offset of each window's first token in the train split's text (lib/tokenizer/align.ts windowStarts). */
+  starts: Float64Array;
 }
 
 /** What teacherRows needs to feed a sampled graph. */
@@ -128,14 +138,16 @@ export async function teacherRows(h: OnnxSession, w: WindowSet, start: number, e
     }
     for (let b = 0; b < B; b++) {
       const row = w.ids.subarray((b0 + b) * (L + 1), (b0 + b + 1) * (L + 1));
+      const inputIds = windowInputs(w, b0 + b, o.noise);
       rows.push({
         sample_id: BigInt(b0 + b),
-        input_ids: windowInputs(w, b0 + b, o.noise),
+        input_ids: inputIds,
         target_ids: Int32Array.from(row.subarray(1)),
         topk_ids: new Uint32Array(r.topkIds.buffer, r.topkIds.byteOffset + b * L * k * 4, L * k).slice(), // ids ≥ 0: same bits
         topk_logits: r.topkLogits.slice(b * L * k, (b + 1) * L * k),
         log_z: r.logZ.slice(b * L * T, (b + 1) * L * T),
         ...(H > 0 ? { hidden: r.hidden!.slice(b * L * H, (b + 1) * L * H) } : {}),
+        ...(o.spans ? { byte_spans: byteSpans(inputIds, o.spans.byteLength, o.spans.starts[b0 + b]) } : {}),
       });
     }
     o.onBatch?.(b0 + B - start);

@@ -25,6 +25,20 @@ export interface SelfDistillRound {
 }
 
 /**
+ * The number of rounds from the text given as `make self-distill ROUNDS=…` (`--rounds …`): digits
+ * only, so 'abc', '', '1.5', '0', '-1' and '1e1' are refused rather than read as NaN or rounded.
+ * @param text the argument as given; undefined when `--rounds` was last on the command line
+ * @throws Error "self-distill: ROUNDS=abc is not a positive integer (e.g. make self-distill ROUNDS=3)"
+ */
+export function parseRounds(text: string | undefined): number {
+  const given = text ?? '';
+  if (!/^[0-9]+$/.test(given) || Number(given) < 1 || !Number.isSafeInteger(Number(given))) {
+    throw new Error(`self-distill: ROUNDS=${given === '' ? ' (empty)' : given} is not a positive integer (e.g. make self-distill ROUNDS=3)`);
+  }
+  return Number(given);
+}
+
+/**
  * The rounds' files under `root`: round r in `<root>/round-r/{logits,student,export}`.
  * @param firstTeacher the .onnx of round 1's teacher (the shipped teacher, exported)
  * @throws Error when rounds is not a positive integer

@@ -25,15 +25,17 @@ export interface ShardBlock {
   logZ: Float32Array;
   /** [rows·L·n·w] teacher hidden states, fp16 bits; present iff the layout has `hidden`. */
   hidden?: Uint16Array;
+  /** [rows·L·2] byte spans of the input tokens (schema.ts); present iff the layout has `spans`. */
+  byteSpans?: Uint16Array | Uint32Array;
 }
 
 /** Blob columns of a shard, in file order. */
 export const BLOCK_COLUMNS = ['input_ids', 'target_ids', 'topk_ids', 'topk_logits', 'log_z'] as const;
-export type BlockColumn = (typeof BLOCK_COLUMNS)[number] | 'hidden';
+export type BlockColumn = (typeof BLOCK_COLUMNS)[number] | 'hidden' | 'byte_spans';
 
-/** The blob columns of a shard of `layout`: {@link BLOCK_COLUMNS}, plus `hidden` when it has one. */
+/** The blob columns of a shard of `layout`: {@link BLOCK_COLUMNS}, plus `hidden` and `byte_spans` when it has them. */
 export function blockColumnsOf(layout: ShardLayout): BlockColumn[] {
-  return layout.hidden ? [...BLOCK_COLUMNS, 'hidden'] : [...BLOCK_COLUMNS];
+  return [...BLOCK_COLUMNS, ...(layout.hidden ? ['hidden' as const] : []), ...(layout.spans ? ['byte_spans' as const] : [])];
 }
 
 /** Values per row and bytes per value of each blob column. */
@@ -44,6 +46,7 @@ export function columnShape(layout: ShardLayout): Record<BlockColumn, { n: numbe
     input_ids: { n: L, width: id }, target_ids: { n: L, width: 4 }, topk_ids: { n: L * k, width: id },
     topk_logits: { n: L * k, width: val }, log_z: { n: L * T, width: 4 },
     hidden: { n: hiddenValues(layout), width: 2 },
+    byte_spans: { n: layout.spans ? 2 * L : 0, width: layout.spans === 'uint32' ? 4 : 2 },
   };
 }
 
@@ -63,6 +66,7 @@ export function allocBlock(layout: ShardLayout, rows: number): ShardBlock {
     topkLogits: layout.valueDtype === 'float16' ? new Uint16Array(rows * s.topk_logits.n) : new Float32Array(rows * s.topk_logits.n),
     logZ: new Float32Array(rows * s.log_z.n),
     ...(layout.hidden ? { hidden: new Uint16Array(rows * s.hidden.n) } : {}),
+    ...(layout.spans ? { byteSpans: layout.spans === 'uint16' ? new Uint16Array(rows * s.byte_spans.n) : new Uint32Array(rows * s.byte_spans.n) } : {}),
   };
 }
 
@@ -71,6 +75,10 @@ export function blockColumn(block: ShardBlock, column: BlockColumn): Uint16Array
   if (column === 'hidden') {
     if (!block.hidden) throw new Error('block has no hidden column');
     return block.hidden;
+  }
+  if (column === 'byte_spans') {
+    if (!block.byteSpans) throw new Error('block has no byte_spans column');
+    return block.byteSpans;
   }
   return { input_ids: block.inputIds, target_ids: block.targets, topk_ids: block.topkIds, topk_logits: block.topkLogits, log_z: block.logZ }[column];
 }
@@ -99,6 +107,6 @@ export function decodeBlob(blob: Uint8Array, dest: Uint16Array | Uint32Array | I
 
 /** The ArrayBuffers of a block, for a postMessage transfer list. */
 export function blockBuffers(block: ShardBlock): ArrayBuffer[] {
-  const columns: BlockColumn[] = block.hidden ? [...BLOCK_COLUMNS, 'hidden'] : [...BLOCK_COLUMNS];
+  const columns: BlockColumn[] = [...BLOCK_COLUMNS, ...(block.hidden ? ['hidden' as const] : []), ...(block.byteSpans ? ['byte_spans' as const] : [])];
   return [...new Set(columns.map((c) => blockColumn(block, c).buffer as ArrayBuffer))];
 }

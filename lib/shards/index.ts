@@ -7,8 +7,8 @@ export {
 export { writeShard, rowGroupRows, SHARD_CREATED_BY, type ShardCodec, type ShardWriteResult, type WriteShardMeta } from './writer.js';
 export { columnBytes, looksLikeParquet, readShard, type ReadShardOptions } from './reader.js';
 export {
-  MANIFEST_FILE, WORKER_MANIFEST_RE, layoutOf, readManifest, readManifestFile, sha256File, shardFileName, verifyShard,
-  workerManifestFile, writeManifest, type HiddenInfo, type LogitManifest, type SamplingInfo, type ShardEntry, type ShardPlanInfo, type WorkerInfo,
+  MANIFEST_FILE, SPAN_TOKENIZER_FILE, SPAN_UNIT, WORKER_MANIFEST_RE, layoutOf, readManifest, readManifestFile, sha256File, shardFileName, verifyShard,
+  workerManifestFile, writeManifest, type ConvertedFrom, type HiddenInfo, type LogitManifest, type SamplingInfo, type ShardEntry, type ShardPlanInfo, type SpanInfo, type WorkerInfo,
 } from './manifest.js';
 export { identityDiff, listedManifests, reusableShards, type ListedManifest, type PlannedShard } from './resume.js';
 export { planInfo, planShards, workerShards, type ShardSlice } from './plan.js';

@@ -3,7 +3,7 @@
  * is one line: `"<where>: missing field 'k'"`, `"<where>: field 'k' must be a positive
  * integer (got -1)"`, `"<where>: not a kd-logits manifest (format 'x')"`.
  */
-import type { LogitManifest } from './manifest.js';
+import { SPAN_TOKENIZER_FILE, SPAN_UNIT, type LogitManifest } from './manifest.js';
 import { checkValueStep } from './compact.js';
 import { SHARD_LAYOUTS } from './schema.js';
 
@@ -89,6 +89,11 @@ function checkOptional(m: LogitManifest, where: string): void {
     checkFields(m, [['worker', 'object'], ['worker.index', 'nonnegint'], ['worker.count', 'posint']], where);
     if (m.worker.index >= m.worker.count) throw new Error(`${where}: worker.index ${m.worker.index} must be < worker.count ${m.worker.count}`);
   }
+  const from = m.converted_from as unknown as Record<string, unknown> | undefined;
+  if (from !== undefined && !(typeof from === 'object' && from !== null && typeof from.dir === 'string' && from.dir.length > 0
+    && SHARD_LAYOUTS.includes(from.layout as never) && typeof from.manifest_sha256 === 'string' && HEX64.test(from.manifest_sha256))) {
+    throw new Error(`${where}: field 'converted_from' must be {dir, layout (one of ${SHARD_LAYOUTS.join(', ')}), manifest_sha256 (64 hex digits)} (got ${JSON.stringify(from)})`);
+  }
   if (m.plan !== undefined) {
     checkFields(m, [['plan', 'object'], ['plan.rows', 'nonnegint'], ['plan.rows_per_shard', 'posint'], ['plan.shards', 'nonnegint'], ['plan.batch_size', 'posint']], where);
     const want = Math.ceil(m.plan.rows / m.plan.rows_per_shard);
@@ -148,6 +153,7 @@ export function validateManifest(obj: unknown, where: string): LogitManifest {
   checkCompact(m, where);
   checkSampling(m, where);
   checkHidden(m, where);
+  checkSpans(m, where);
   checkShards(m, where);
   for (const s of m.shards) s.first_sample_id = String(s.first_sample_id);
   return m;
@@ -204,4 +210,21 @@ function checkHidden(m: LogitManifest, where: string): void {
   if (projection === null || projection === undefined) return;
   const p = projection as Record<string, unknown>;
   if (!Number.isInteger(p.seed) || p.dim !== width || typeof p.kind !== 'string' || !Number.isInteger(p.rows)) throw bad('projection must be {kind, seed, rows, dim = width}');
+}
+
+/** The optional `spans` record (SpanInfo): unit, offset dtype, the tokenizer file, EOS/BOS ids, the text it covers. */
+function checkSpans(m: LogitManifest, where: string): void {
+  const s = m.spans as unknown;
+  if (s === undefined) return;
+  const bad = (why: string) => new Error(`${where}: field 'spans' ${why} (got ${JSON.stringify(s)})`);
+  if (typeof s !== 'object' || s === null) throw bad('must be an object');
+  const { unit, dtype, tokenizer, eos_id, bos_id, text_bytes, train_documents, train_bytes } = s as Record<string, unknown>;
+  const count = (v: unknown) => Number.isInteger(v) && (v as number) >= 0;
+  if (unit !== SPAN_UNIT) throw bad(`unit must be '${SPAN_UNIT}'`);
+  if (dtype !== 'uint16' && dtype !== 'uint32') throw bad("dtype must be 'uint16' or 'uint32'");
+  if (tokenizer !== SPAN_TOKENIZER_FILE) throw bad(`tokenizer must be '${SPAN_TOKENIZER_FILE}'`);
+  if (!count(eos_id)) throw bad('eos_id must be an integer ≥ 0');
+  if (bos_id !== null && !count(bos_id)) throw bad('bos_id must be an integer ≥ 0 or null');
+  if (!count(text_bytes) || !count(train_documents) || !count(train_bytes)) throw bad('text_bytes, train_documents and train_bytes must be integers ≥ 0');
+  if ((text_bytes as number) > (dtype === 'uint16' ? 0xffff : 0xffffffff)) throw bad(`text_bytes does not fit dtype ${dtype as string}`);
 }

@@ -109,8 +109,50 @@ export interface LogitManifest {
   plan?: ShardPlanInfo;
   /** Teacher hidden states stored in the `hidden` column (`kd precompute --hidden-layers`); absent: none. */
   hidden?: HiddenInfo;
+  /** Set by `kd convert`: the dataset whose shards these were rewritten from; absent: written by precompute. */
+  converted_from?: ConvertedFrom;
   /** The prep's windows.json `augmentation`, copied: with `token_noise`, `input_ids` are the noisy inputs the teacher saw (targets clean); absent: none. */
   augmentation?: Augmentation;
+  /** Byte spans of the input tokens in the `byte_spans` column (`kd precompute --spans`), for cross-tokenizer distillation; absent: none. */
+  spans?: SpanInfo;
+}
+
+/** Unit of the `byte_spans` offsets. */
+export const SPAN_UNIT = 'utf-8 bytes';
+/** File name, beside manifest.json, of the tokenizer a dataset with spans carries. */
+export const SPAN_TOKENIZER_FILE = 'tokenizer.json';
+
+/**
+ * The `byte_spans` column of a dataset (`kd precompute --spans`): per position, the [start, end)
+ * offsets of its input token in the train split's text (lib/tokenizer/align.ts: UTF-8 bytes from
+ * the split's first token; special tokens empty), and what a trainer needs to pair the windows
+ * with another tokenization of the same text: the tokenizer.json beside the manifest (its sha256
+ * is `tokenizer.sha256`), the ids of the windows' EOS and BOS, and the train split the windows
+ * come from (windows.json `splits.train`: documents and bytes).
+ */
+export interface SpanInfo {
+  unit: typeof SPAN_UNIT;
+  /** Width of the stored offsets: uint16 when `text_bytes` ≤ 65535, else uint32. */
+  dtype: IdDtype;
+  tokenizer: typeof SPAN_TOKENIZER_FILE;
+  eos_id: number;
+  /** null: the windows have no BOS. */
+  bos_id: number | null;
+  /** Bytes of the text the dataset's windows cover, [0, text_bytes): where the last window's last target ends. */
+  text_bytes: number;
+  /** windows.json `splits.train.documents` and `.bytes` of the prep the windows come from. */
+  train_documents: number;
+  train_bytes: number;
+}
+
+/** Where a converted dataset came from (manifest `converted_from`). */
+export interface ConvertedFrom {
+  /** The source dataset directory, as given to `kd convert --in`. */
+  dir: string;
+  /** The source's `encoding.layout`. */
+  layout: LayoutName;
+  /** Lowercase hex sha256 of the source's manifest.json file (its shard list holds every source shard's sha256). */
+  manifest_sha256: string;
 }
 
 /** The draws of a sampled dataset (manifest `sampling`). */
@@ -174,6 +216,7 @@ export function layoutOf(m: LogitManifest): ShardLayout {
     idDtype: m.encoding.ids, valueDtype: m.encoding.values, layout: m.encoding.layout,
     ...(m.encoding.layout === 'compact' ? { valueStep: m.encoding.value_step } : {}),
     ...(m.hidden ? { hidden: { layers: m.hidden.layers.length, width: m.hidden.width } } : {}),
+    ...(m.spans ? { spans: m.spans.dtype } : {}),
   };
 }
 

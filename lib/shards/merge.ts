@@ -5,7 +5,7 @@
  */
 import { existsSync, linkSync, mkdirSync, rmSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { MANIFEST_FILE, WORKER_MANIFEST_RE, verifyShard, writeManifest, type LogitManifest, type ShardEntry } from './manifest.js';
+import { MANIFEST_FILE, SPAN_TOKENIZER_FILE, WORKER_MANIFEST_RE, sha256File, verifyShard, writeManifest, type LogitManifest, type ShardEntry } from './manifest.js';
 import { planShards } from './plan.js';
 import { identityDiff, listedManifests, type ListedManifest } from './resume.js';
 import { copyFileDurable } from '../util/fs.js';
@@ -88,6 +88,25 @@ function place(src: string, dest: string): void {
 }
 
 /**
+ * A dataset with byte spans carries its tokenizer.json (manifest `spans`): the first source
+ * directory's copy whose sha256 is the manifest's goes to `out` unless `out` has it already.
+ * @throws Error when no source directory holds it
+ */
+async function placeSpanTokenizer(sources: ListedManifest[], out: string, sha256: string): Promise<void> {
+  const dest = join(out, SPAN_TOKENIZER_FILE);
+  if (existsSync(dest) && (await sha256File(dest)) === sha256) return;
+  for (const dir of new Set(sources.map((s) => resolve(s.path, '..')))) {
+    const src = join(dir, SPAN_TOKENIZER_FILE);
+    if (dir !== resolve(out) && existsSync(src) && (await sha256File(src)) === sha256) {
+      rmSync(dest, { force: true });
+      place(src, dest);
+      return;
+    }
+  }
+  throw new Error(`${dest}: the dataset stores byte spans, but no merged directory holds its ${SPAN_TOKENIZER_FILE} (sha256 ${sha256.slice(0, 12)}…)`);
+}
+
+/**
  * Merges the worker manifests found in `dirs` into `<out>/manifest.json` and removes the
  * worker manifests in `out`. Every shard is verified (size and sha256) in `out`.
  * @throws Error, one line: an unfinished worker; manifests from different inputs ("cannot merge
@@ -111,6 +130,7 @@ export async function mergeDatasets(dirs: string[], out: string): Promise<MergeR
     if (problem !== null) throw new Error(problem);
   }
   const first = sources[0].manifest;
+  if (first.spans) await placeSpanTokenizer(sources, out, first.tokenizer.sha256);
   const providers = [...new Set(sources.map((s) => s.manifest.teacher.execution_provider))].sort().join('+');
   const rows = shards.reduce((s, x) => s + x.entry.rows, 0);
   const { worker: _, ...rest } = first;

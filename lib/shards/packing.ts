@@ -10,7 +10,7 @@
 import { endianness } from 'node:os';
 import { decodeHalf, encodeHalf } from '../logits/fp16.js';
 import { decodeCompactSlots, encodeCompactSlots, type CompactSlots } from './compact.js';
-import { hiddenValues, SHARD_LAYOUT, type LayoutName, type LogitRow, type ShardLayout } from './schema.js';
+import { hiddenValues, SHARD_LAYOUT, spanBytes, type LayoutName, type LogitRow, type ShardLayout } from './schema.js';
 
 if (endianness() !== 'LE') throw new Error('lib/shards/packing.ts: packed-le shards need a little-endian host');
 
@@ -24,6 +24,8 @@ export interface PackedRow {
   log_z: Uint8Array;
   /** Present iff the layout has the `hidden` column. */
   hidden?: Uint8Array;
+  /** Present iff the layout has the `byte_spans` column. */
+  byte_spans?: Uint8Array;
 }
 
 /** Values of one column before they become bytes: 2-byte words or 4-byte words. */
@@ -82,7 +84,7 @@ export function joinBytes32(bytes: Uint8Array): Uint32Array {
 }
 
 /** Expected element counts per column for a layout. */
-function lengths(layout: ShardLayout): Record<Exclude<keyof LogitRow, 'sample_id' | 'hidden'>, number> {
+function lengths(layout: ShardLayout): Record<Exclude<keyof LogitRow, 'sample_id' | 'hidden' | 'byte_spans'>, number> {
   const { seqLen: L, k, numTemps: T } = layout;
   return { input_ids: L, target_ids: L, topk_ids: L * k, topk_logits: L * k, log_z: L * T };
 }
@@ -94,9 +96,15 @@ function checkHidden(hidden: Uint16Array | undefined, layout: ShardLayout, where
   if (want > 0 && hidden?.length !== want) throw new Error(`${where}: hidden has ${hidden?.length} values, expected ${want}`);
 }
 
-/** Ids as uint16 or uint32 words; throws when an id does not fit uint16. */
-function idWords(ids: Uint32Array, layout: ShardLayout, where: string): Uint16Array | Uint32Array {
-  if (layout.idDtype === 'uint32') return ids;
+/** Checks that `byte_spans` is there exactly when the layout has the column, with L·2 offsets. */
+function checkSpans(spans: Uint32Array | undefined, layout: ShardLayout, where: string): void {
+  if (!layout.spans && spans !== undefined) throw new Error(`${where}: byte_spans given but the layout has no byte_spans column`);
+  if (layout.spans && spans?.length !== 2 * layout.seqLen) throw new Error(`${where}: byte_spans has ${spans?.length} values, expected ${2 * layout.seqLen}`);
+}
+
+/** Ids (or offsets) as uint16 or uint32 words (`dtype`, default the layout's id dtype); throws when a value does not fit uint16. */
+function idWords(ids: Uint32Array, layout: ShardLayout, where: string, dtype = layout.idDtype): Uint16Array | Uint32Array {
+  if (dtype === 'uint32') return ids;
   const out = new Uint16Array(ids.length);
   for (let i = 0; i < ids.length; i++) {
     const v = ids[i];
@@ -121,6 +129,7 @@ export function packRow(row: LogitRow, layout: ShardLayout, where: string): Pack
     if (got !== n) throw new Error(`${where}: ${col} has ${got} values, expected ${n}`);
   }
   checkHidden(row.hidden, layout, where);
+  checkSpans(row.byte_spans, layout, where);
   const name = layout.layout ?? SHARD_LAYOUT;
   const bytes = name === 'packed-le' ? bytesOf : splitBytes;
   let compact: CompactSlots | undefined;
@@ -130,6 +139,7 @@ export function packRow(row: LogitRow, layout: ShardLayout, where: string): Pack
   }
   return {
     ...(row.hidden ? { hidden: bytes(row.hidden) } : {}),
+    ...(row.byte_spans ? { byte_spans: bytes(idWords(row.byte_spans, layout, `${where}: byte_spans`, layout.spans)) } : {}),
     sample_id: row.sample_id,
     input_ids: bytes(idWords(row.input_ids, layout, `${where}: input_ids`)),
     target_ids: bytes(row.target_ids),
@@ -163,7 +173,8 @@ const SPLIT: BlobDecoder = {
   w4: (b) => joinBytes32(b).buffer,
 };
 
-const DECODE: Record<LayoutName, BlobDecoder> = {
+/** Layouts of byte blobs (`lists` has typed columns instead: lists-read.ts). */
+const DECODE: Partial<Record<LayoutName, BlobDecoder>> = {
   'packed-le': {
     w2: (b) => new Uint16Array(ownedBuffer(b)),
     ids16: (b) => Uint32Array.from(new Uint16Array(ownedBuffer(b))),
@@ -195,12 +206,19 @@ export function unpackRow(raw: Record<string, unknown>, layout: ShardLayout, whe
     blob[col] = b;
   }
   const d = DECODE[layout.layout ?? SHARD_LAYOUT];
+  if (!d) throw new Error(`${where}: layout ${layout.layout} has no byte blobs`);
   const nHidden = hiddenValues(layout);
   let hidden: Uint16Array | undefined;
   if (nHidden > 0) {
     const b = raw.hidden;
     if (!(b instanceof Uint8Array) || b.byteLength !== 2 * nHidden) throw new Error(`${where}: hidden has ${b instanceof Uint8Array ? b.byteLength : 'no'} bytes, expected ${2 * nHidden}`);
     hidden = d.w2(b);
+  }
+  let byteSpans: Uint32Array | undefined;
+  if (layout.spans) {
+    const b = raw.byte_spans, n = spanBytes(layout);
+    if (!(b instanceof Uint8Array) || b.byteLength !== n) throw new Error(`${where}: byte_spans has ${b instanceof Uint8Array ? b.byteLength : 'no'} bytes, expected ${n}`);
+    byteSpans = layout.spans === 'uint16' ? d.ids16(b) : new Uint32Array(d.w4(b));
   }
   const ids = (b: Uint8Array) => (idBytes === 2 ? d.ids16(b) : new Uint32Array(d.w4(b)));
   let topk: { ids: Uint32Array; logits: Float32Array };
@@ -223,5 +241,6 @@ export function unpackRow(raw: Record<string, unknown>, layout: ShardLayout, whe
     topk_logits: topk.logits,
     log_z: new Float32Array(d.w4(blob.log_z)),
     ...(hidden ? { hidden } : {}),
+    ...(byteSpans ? { byte_spans: byteSpans } : {}),
   };
 }

@@ -8,6 +8,7 @@ import { gunzipSync, brotliDecompressSync } from 'node:zlib';
 import { parquetMetadata, parquetMetadataAsync, parquetRead, parquetReadObjects, type AsyncBuffer, type FileMetaData } from 'hyparquet';
 import { fileBuffer } from '../util/file-buffer.js';
 import { blockColumnsOf, allocBlock, blockColumn, columnShape, decodeBlob, type BlockColumn, type ShardBlock } from './block.js';
+import { ListShapeError, listsSchemaProblem, readListsInto, readListsRows } from './lists-read.js';
 import { decodeCompactSlots } from './compact.js';
 import { unpackRow } from './packing.js';
 import {
@@ -114,6 +115,7 @@ export async function readShard(path: string, expect: ShardLayout, opts: ReadSha
     const sha = createHash('sha256').update(bytes).digest('hex');
     if (sha !== opts.sha256) throw mismatch(path, `sha256 ${sha.slice(0, 12)}… expected ${opts.sha256.slice(0, 12)}…: a shard from another dataset, or damaged`);
   }
+  if (layout.layout === 'lists') return readLists(path, file, meta, layout);
   let raw: Record<string, unknown>[];
   try {
     raw = await parquetReadObjects({ file, metadata: meta, compressors: DECOMPRESSORS, utf8: false, columns: columnsOf(layout) });
@@ -128,6 +130,22 @@ export async function readShard(path: string, expect: ShardLayout, opts: ReadSha
       throw mismatch(path, (err as Error).message);
     }
   });
+}
+
+/**
+ * A `lists` shard (lists-read.ts): its schema checked, then every row as LogitRows, or into
+ * `block`. Errors as readShard's: a mismatch for another schema or other list lengths, else corrupt.
+ */
+async function readLists(path: string, file: AsyncBuffer, meta: FileMetaData, layout: ShardLayout): Promise<LogitRow[]>;
+async function readLists(path: string, file: AsyncBuffer, meta: FileMetaData, layout: ShardLayout, block: ShardBlock): Promise<void>;
+async function readLists(path: string, file: AsyncBuffer, meta: FileMetaData, layout: ShardLayout, block?: ShardBlock): Promise<LogitRow[] | void> {
+  const problem = listsSchemaProblem(meta, layout);
+  if (problem) throw mismatch(path, problem);
+  try {
+    return await (block ? readListsInto(file, meta, layout, block, DECOMPRESSORS) : readListsRows(file, meta, layout, DECOMPRESSORS));
+  } catch (err) {
+    throw err instanceof ListShapeError ? mismatch(path, err.message) : corrupt(path, (err as Error).message);
+  }
 }
 
 /** sha256 of a whole open file, read in 4 MiB pieces. */
@@ -248,11 +266,14 @@ export async function readShardBlock(path: string, expect: ShardLayout, opts: Re
     }
     if (typeof first !== 'bigint') throw mismatch(path, 'row 0: sample_id is not INT64');
     block.firstSampleId = first;
-    const compact = layout.layout === 'compact';
-    for (const column of blockColumnsOf(layout)) {
-      if (!(compact && (column === 'topk_ids' || column === 'topk_logits'))) await readColumnInto(path, file, meta, layout, column, block);
+    if (layout.layout === 'lists') await readLists(path, file, meta, layout, block);
+    else {
+      const compact = layout.layout === 'compact';
+      for (const column of blockColumnsOf(layout)) {
+        if (!(compact && (column === 'topk_ids' || column === 'topk_logits'))) await readColumnInto(path, file, meta, layout, column, block);
+      }
+      if (compact) await readCompactSlotsInto(path, file, meta, layout, block);
     }
-    if (compact) await readCompactSlotsInto(path, file, meta, layout, block);
     return block;
   } finally {
     await fh.close();
@@ -270,7 +291,7 @@ export async function columnBytes(path: string, column: string): Promise<number>
     const meta = await footerOf(path, fileBuffer(fh, (await fh.stat()).size));
     let total = 0;
     for (const group of meta.row_groups) {
-      for (const chunk of group.columns) if (chunk.meta_data?.path_in_schema.join('.') === column) total += Number(chunk.meta_data.total_compressed_size);
+      for (const chunk of group.columns) if (chunk.meta_data?.path_in_schema[0] === column) total += Number(chunk.meta_data.total_compressed_size); // [0]: a lists leaf is column.list.element
     }
     return total;
   } finally {

@@ -38,6 +38,7 @@ const IDENTITY: [label: string, get: (m: LogitManifest) => unknown][] = [
   ['rows_per_shard', (m) => m.plan?.rows_per_shard],
   ['hidden states', (m) => m.hidden ?? null],
   ['augmentation', (m) => m.augmentation ?? null],
+  ['byte spans', (m) => m.spans ?? null],
 ];
 
 /**

@@ -12,10 +12,15 @@
  * | `topk_logits` | BYTE_ARRAY   | [L*k] z_i - max z, fp16 bits or fp32 (`encoding.values`)   |
  * | `log_z`       | BYTE_ARRAY   | [L*T] fp32, logsumexp(z/τ) - max(z)/τ per stored τ         |
  * | `hidden`      | BYTE_ARRAY   | optional: [L*n*w] fp16 bits, teacher hidden states [L, n, w] |
+ * | `byte_spans`  | BYTE_ARRAY   | optional: [L*2] start, end of each input token in the train split's text, UTF-8 bytes, uint16 or uint32 |
  *
  * `hidden` exists only in datasets precomputed with `--hidden-layers` (manifest `hidden`: the n
  * layers in HF output_hidden_states indices, width w, dtype float16 and the fixed projection
  * when `--hidden-dim` was given); shards without it stay valid and are read as before.
+ * `byte_spans` exists only in datasets precomputed with `--spans` (manifest `spans`: unit, dtype,
+ * the tokenizer.json beside the manifest, EOS/BOS ids, the text covered), for cross-tokenizer
+ * distillation (lib/tokenizer/align.ts defines the offsets: bytes from the train split's first
+ * token, special tokens empty); it comes after `hidden` when both are present.
  *
  * Byte layout `packed-le-split` (manifest `encoding.layout`): a blob of n values of w bytes
  * (w = 2 for uint16 ids and fp16, 4 for int32, uint32 and fp32) stores byte 0 of every value,
@@ -137,6 +142,37 @@
  * and zlib's Huffman blocks then mix a row's high- and low-byte planes. Per column (each
  * column's blobs gzipped at level 1, real shard): fp16 logits 52.0 → 43.6 B/pos and log_z
  * 24.0 → 19.8 gain from the split, uint16 ids with V = 4096 do not (40.3 → 42.8).
+ *
+ * Layout `lists` (`kd precompute --layout lists`, `kd convert`; lib/shards/lists.ts): the same
+ * columns as typed Parquet lists — `input_ids` list<UINT_16|UINT_32>, `target_ids` list<INT32>,
+ * `topk_ids` list<list<UINT_16|UINT_32>> [L][k], `topk_logits` list<list<FLOAT16|FLOAT>> [L][k],
+ * `log_z` list<list<FLOAT>> [L][T], `hidden` list<list<FLOAT16>> [L][n·w] — so DuckDB (tested),
+ * pyarrow and HF `datasets` read them with no macros. Measured by `npx tsx
+ * scripts/archive-layouts.ts runs/techniques/logits` on the whole demo dataset (3 shards × 1024
+ * windows, L = 128, k = 32, T = 3, V = 4096; BROTLI-1; lowest of 3 writes per shard, on the
+ * 2-core machine while other jobs ran):
+ *
+ * | layout                            | bytes/pos | writer CPU µs/pos | readShard ms/shard | readShardBlock ms/shard |
+ * | --------------------------------- | --------: | ----------------: | -----------------: | ----------------------: |
+ * | packed-le-split (default)         |      96.6 |              2.38 |                313 |                     236 |
+ * | lists, nested [L][k] (`lists`)    |     113.4 |              2.55 |                488 |                     332 |
+ * | lists, flat [L·k]                 |     113.4 |              2.34 |                  – |                       – |
+ * | lists via hyparquet-writer's row API, nested / flat (256 windows, encoding only) | 124.6 / 114.0 | 80.9 / 63.1 | | |
+ *
+ * Nested, not flat: the same bytes (the repetition levels of [L][k] lists are one short run
+ * pattern per position, compressed with the page) for 9% more writer CPU, and in SQL
+ * `topk_logits[t][j]`, `unnest(topk_logits)` = one row per position, in HF `datasets` a
+ * Sequence(Sequence(float16)) per window, where flat lists need `t*k + j` arithmetic. Where the
+ * 17% more bytes go (B/pos, packed → lists): topk_ids 41.8 → 47.4 (uint16 as INT32 words, not
+ * byte-split), topk_logits 42.1 → 53.7 (FLOAT16 cannot be BYTE_STREAM_SPLIT for DuckDB 1.5),
+ * log_z 9.6 → 9.3 (BYTE_STREAM_SPLIT over a page; PLAIN would be 1.1 B/pos larger and slower).
+ * Storing the fp16 logits as FLOAT with BYTE_STREAM_SPLIT would give 108.8 B/pos for 2.92 CPU-µs
+ * (+30%) and float32 arrays in pyarrow, so FLOAT16 it is. hyparquet-writer's own row API
+ * (its Dremel encoder walks every value as a JS object) costs 25–35× the CPU of kd's page
+ * writer, hence lists.ts writes the pages itself. DuckDB on the same dataset, mean p(top-1) at
+ * τ = 1 over every position: 0.45 s in plain SQL on `lists` shards, 12.8 s through the macros of
+ * lib/shards/sql.ts on packed ones. Packed stays the default: 15% smaller and faster for kd to
+ * read; `lists` is for archives and other tools.
  */
 
 import { checkValueStep } from './compact.js';
@@ -150,9 +186,10 @@ export type ValueDtype = 'float16' | 'float32';
  * `kd.shard` metadata: `packed-le` = the values' little-endian bytes in order (shards written
  * before the split layout; still read), `packed-le-split` = the same bytes byte-stream split,
  * `compact` = `packed-le-split` except `topk_ids`/`topk_logits`, which hold the lossy compact
- * codec of lib/shards/compact.ts (varint id gaps, 8-bit value codes of step `valueStep`).
+ * codec of lib/shards/compact.ts (varint id gaps, 8-bit value codes of step `valueStep`);
+ * `lists` = typed Parquet LIST columns instead of blobs (lib/shards/lists.ts).
  */
-export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split', 'compact'] as const;
+export const SHARD_LAYOUTS = ['packed-le', 'packed-le-split', 'compact', 'lists'] as const;
 /** One of {@link SHARD_LAYOUTS}. */
 export type LayoutName = (typeof SHARD_LAYOUTS)[number];
 /** The layout of newly written shards. */
@@ -178,6 +215,8 @@ export interface LogitRow {
   log_z: Float32Array;
   /** [L*n*w] teacher hidden states [L, n layers, width] as fp16 bits; present iff the layout has `hidden`. */
   hidden?: Uint16Array;
+  /** [L*2] start, end (exclusive) UTF-8 byte offset of each input token in the train split's text; present iff the layout has `spans`. */
+  byte_spans?: Uint32Array;
 }
 
 /** Shape of the optional `hidden` column: n stored layers of `width` fp16 values per position. */
@@ -203,6 +242,8 @@ export interface ShardLayout {
   layout?: LayoutName;
   /** The optional `hidden` column's shape; absent: no such column. */
   hidden?: HiddenLayout;
+  /** Width of the optional `byte_spans` column's offsets; absent: no such column. */
+  spans?: IdDtype;
   /** Layout `compact` only: δ of the value codes (manifest `encoding.value_step`). */
   valueStep?: number;
 }
@@ -219,16 +260,18 @@ export interface ShardKv {
   values: ValueDtype;
   /** "<layers>x<width>" when the shard has the `hidden` column (absent otherwise). */
   hidden?: string;
+  /** Offset width of the `byte_spans` column when the shard has it (absent otherwise). */
+  spans?: IdDtype;
   /** Layout `compact` only: δ of the value codes. */
   value_step?: number;
 }
 
-/** Column names in file order (without the optional `hidden`, which comes last when present). */
+/** Column names in file order (without the optional `hidden` and `byte_spans`, which come last when present). */
 export const COLUMNS = ['sample_id', 'input_ids', 'target_ids', 'topk_ids', 'topk_logits', 'log_z'] as const;
 
 /** The columns a shard of `layout` has, in file order. */
 export function columnsOf(layout: ShardLayout): string[] {
-  return layout.hidden ? [...COLUMNS, 'hidden'] : [...COLUMNS];
+  return [...COLUMNS, ...(layout.hidden ? ['hidden'] : []), ...(layout.spans ? ['byte_spans'] : [])];
 }
 
 /** {@link ShardKv} for a layout ({@link SHARD_LAYOUT} when `layout.layout` is absent). */
@@ -238,6 +281,7 @@ export function shardKv(layout: ShardLayout): ShardKv {
     seq_len: layout.seqLen, k: layout.k, num_temps: layout.numTemps,
     ids: layout.idDtype, values: layout.valueDtype,
     ...(layout.hidden ? { hidden: `${layout.hidden.layers}x${layout.hidden.width}` } : {}),
+    ...(layout.spans ? { spans: layout.spans } : {}),
     ...(layout.layout === 'compact' ? { value_step: layout.valueStep } : {}),
   };
 }
@@ -261,6 +305,9 @@ export function checkLayout(layout: ShardLayout, where: string): void {
   if (h !== undefined && !(Number.isInteger(h.layers) && h.layers > 0 && Number.isInteger(h.width) && h.width > 0)) {
     throw new Error(`${where}: hidden layers and width must be positive integers (got ${h.layers}, ${h.width})`);
   }
+  if (layout.spans !== undefined && layout.spans !== 'uint16' && layout.spans !== 'uint32') {
+    throw new Error(`${where}: spans must be 'uint16' or 'uint32' (got '${layout.spans}')`);
+  }
   if (layout.layout !== undefined && !SHARD_LAYOUTS.includes(layout.layout)) {
     throw new Error(`${where}: layout must be one of ${SHARD_LAYOUTS.join(', ')} (got '${layout.layout}')`);
   }
@@ -282,7 +329,12 @@ export function rowBytes(layout: ShardLayout): number {
   const id = layout.idDtype === 'uint16' ? 2 : 4;
   const val = layout.valueDtype === 'float16' ? 2 : 4;
   const { seqLen: L, k, numTemps: T } = layout;
-  return 8 + L * id + L * 4 + L * k * (id + val) + L * T * 4 + hiddenValues(layout) * 2;
+  return 8 + L * id + L * 4 + L * k * (id + val) + L * T * 4 + hiddenValues(layout) * 2 + spanBytes(layout);
+}
+
+/** Bytes of one row's `byte_spans` blob: L·2 offsets (0 without the column). */
+export function spanBytes(layout: ShardLayout): number {
+  return layout.spans ? layout.seqLen * 2 * (layout.spans === 'uint16' ? 2 : 4) : 0;
 }
 
 /** fp16 values of one row's `hidden` blob: L·n·w (0 without the column). */

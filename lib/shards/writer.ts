@@ -6,7 +6,9 @@
 import { createHash } from 'node:crypto';
 import { brotliCompressSync, constants as zlibConstants, gzipSync } from 'node:zlib';
 import { parquetWriteBuffer } from 'hyparquet-writer';
+import { snappyCompress } from 'hyparquet-writer/src/snappy.js';
 import { writeFileAtomic } from './atomic.js';
+import { encodeListsShard, listsRowBytes } from './lists.js';
 import { addKlError, emptyKlTotals, type KlErrorTotals } from '../logits/codec-error.js';
 import { compactValues } from './compact.js';
 import { packRow, type PackedRow } from './packing.js';
@@ -100,6 +102,7 @@ function encodeShard(packed: PackedRow[], meta: WriteShardMeta): Uint8Array {
       { name: 'sample_id', data: packed.map((r) => r.sample_id), type: 'INT64', nullable: false, statistics: true },
       blob('input_ids'), blob('target_ids'), blob('topk_ids'), blob('topk_logits'), blob('log_z'),
       ...(meta.hidden ? [{ ...blob('hidden'), data: packed.map((r) => r.hidden!) }] : []),
+      ...(meta.spans ? [{ ...blob('byte_spans'), data: packed.map((r) => r.byte_spans!) }] : []),
     ],
     codec: meta.codec ?? 'BROTLI',
     compressors: { GZIP: gzipAt(meta.gzipLevel ?? DEFAULT_GZIP_LEVEL), BROTLI: brotliAt(meta.brotliQuality ?? DEFAULT_BROTLI_QUALITY) },
@@ -110,6 +113,14 @@ function encodeShard(packed: PackedRow[], meta: WriteShardMeta): Uint8Array {
     createdBy: SHARD_CREATED_BY,
   });
   return new Uint8Array(buffer);
+}
+
+/** A `lists` shard (lib/shards/lists.ts) with the codec and row-group caps of `meta`. */
+function encodeLists(rows: readonly LogitRow[], meta: WriteShardMeta, path: string): Uint8Array {
+  const name = meta.codec ?? 'BROTLI';
+  const compress = { GZIP: gzipAt(meta.gzipLevel ?? DEFAULT_GZIP_LEVEL), BROTLI: brotliAt(meta.brotliQuality ?? DEFAULT_BROTLI_QUALITY), SNAPPY: snappyCompress, UNCOMPRESSED: undefined }[name];
+  const groupRows = Math.max(1, Math.min(meta.maxRowGroupRows ?? DEFAULT_ROW_GROUP_ROWS, Math.floor((meta.maxRowGroupBytes ?? DEFAULT_ROW_GROUP_BYTES) / listsRowBytes(meta))));
+  return encodeListsShard(rows, meta, { name, compress }, { rowGroupRows: groupRows, createdBy: SHARD_CREATED_BY }, path);
 }
 
 /**
@@ -126,8 +137,7 @@ export async function writeShard(path: string, rows: readonly LogitRow[], meta: 
   const quality = meta.brotliQuality ?? DEFAULT_BROTLI_QUALITY;
   if (!Number.isInteger(quality) || quality < 0 || quality > 11) throw new Error(`${path}: brotliQuality must be an integer 0..11 (got ${quality})`);
   if (rows.length === 0) throw new Error(`${path}: refusing to write a shard with no rows`);
-  const packed = rows.map((row, i) => packRow(row, meta, `${path}: row ${i}`));
-  const bytes = encodeShard(packed, meta);
+  const bytes = meta.layout === 'lists' ? encodeLists(rows, meta, path) : encodeShard(rows.map((row, i) => packRow(row, meta, `${path}: row ${i}`)), meta);
   await writeFileAtomic(path, bytes);
   const result: ShardWriteResult = { rows: rows.length, bytes: bytes.byteLength, sha256: createHash('sha256').update(bytes).digest('hex') };
   return meta.layout === 'compact' ? { ...result, klError: codecError(rows, meta) } : result;

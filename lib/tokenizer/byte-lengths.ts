@@ -1,8 +1,9 @@
 /**
- * Bytes of text per token id, for bits per byte: the UTF-8 bytes a token contributes when the
- * tokenizer decodes a sequence, so that Σ over a document's ids is the document's UTF-8 length.
- * Read from tokenizer.json rather than by decoding ids one at a time, because a byte-level token
- * may hold part of a multi-byte character (decoding it alone gives U+FFFD, 3 bytes).
+ * The UTF-8 bytes of text each token id stands for, read from tokenizer.json rather than by
+ * decoding ids one at a time, because a byte-level token may hold part of a multi-byte character
+ * (decoding it alone gives U+FFFD, 3 bytes). Bits per byte sums the lengths (Σ over a document's
+ * ids = the document's UTF-8 length); cross-tokenizer distillation concatenates the bytes to get
+ * a window's text back (lib/tokenizer/align.ts).
  */
 import { readFileSync } from 'node:fs';
 import { byteAlphabet } from './train.js';
@@ -19,18 +20,28 @@ function decoderTypes(d: TokenizerJson['decoder']): string[] {
   return d.type === 'Sequence' ? (d.decoders ?? []).map((x) => x.type ?? '') : [d.type ?? ''];
 }
 
+/** The text bytes of every id of a tokenizer, and which ids are special (structural, no text). */
+export interface TokenBytes {
+  /** Path of the tokenizer.json read. */
+  path: string;
+  /** UTF-8 bytes of each id, indexed by id (unused ids and special tokens: empty). */
+  bytes: Uint8Array[];
+  /** 1 for special added tokens (`<|endoftext|>`, `</s>`, `<s>`), else 0; indexed by id. */
+  special: Uint8Array;
+}
+
 /**
- * Byte length of each id of a tokenizer.json.
+ * Bytes of each id of a tokenizer.json.
  * - ByteLevel decoder (GPT-2, Llama-3, kd's own): each character of the token string is one byte
- *   (GPT-2's byte → character map).
- * - otherwise (SentencePiece-style Metaspace / ByteFallback): `<0xNN>` is one byte, `▁` a space,
- *   any other character its UTF-8 length. (The space a Metaspace decoder strips at the very start
- *   of a text is counted; it is one byte per document at most.)
- * - special added tokens (`<|endoftext|>`, `</s>`) decode to nothing in the scored text: 0 bytes.
- * @returns Uint32Array indexed by id, of length max id + 1 (unused ids 0).
- * @throws Error naming the file when it is not JSON or has no vocabulary.
+ *   (GPT-2's byte → character map, inverted).
+ * - otherwise (SentencePiece-style Metaspace / ByteFallback): `<0xNN>` is the byte NN, `▁` a space,
+ *   any other character its UTF-8 bytes. (The space a Metaspace decoder strips at the very start
+ *   of a text is kept; it is one byte per document at most.)
+ * - special added tokens (`<|endoftext|>`, `</s>`) decode to nothing in the scored text: no bytes.
+ * @throws Error naming the file when it is not JSON or has no vocabulary, or a byte-level token
+ *   has a character outside the byte alphabet.
  */
-export function tokenByteLengths(path: string): Uint32Array {
+export function tokenBytes(path: string): TokenBytes {
   let json: TokenizerJson;
   try { json = JSON.parse(readFileSync(path, 'utf8')) as TokenizerJson; } catch (e) {
     throw new Error(`${path}: not a tokenizer.json (${(e as Error).message.split('\n')[0]})`);
@@ -40,29 +51,45 @@ export function tokenByteLengths(path: string): Uint32Array {
   const entries: [string, number][] = Array.isArray(vocab) ? vocab.map(([piece], id) => [piece, id]) : Object.entries(vocab);
   const added = json.added_tokens ?? [];
   const size = Math.max(-1, ...entries.map(([, id]) => id), ...added.map((t) => t.id)) + 1;
-  const out = new Uint32Array(size);
-  const byteLevel = decoderTypes(json.decoder).includes('ByteLevel');
-  const bytesOf = byteLevel ? byteLevelLength(path) : pieceLength;
-  for (const [token, id] of entries) out[id] = bytesOf(token);
-  for (const t of added) out[t.id] = t.special ? 0 : Buffer.byteLength(t.content);
-  return out;
+  const bytes: Uint8Array[] = Array.from({ length: size }, () => EMPTY);
+  const special = new Uint8Array(size);
+  const bytesOf = decoderTypes(json.decoder).includes('ByteLevel') ? byteLevelBytes(path) : pieceBytes;
+  for (const [token, id] of entries) bytes[id] = bytesOf(token);
+  for (const t of added) {
+    bytes[t.id] = t.special ? EMPTY : new Uint8Array(Buffer.from(t.content, 'utf8'));
+    special[t.id] = t.special ? 1 : 0;
+  }
+  return { path, bytes, special };
 }
 
-/** Byte-level token → its byte count (one per character of GPT-2's alphabet). */
-function byteLevelLength(path: string): (token: string) => number {
-  const alphabet = new Set(byteAlphabet());
+/**
+ * Byte length of each id of a tokenizer.json ({@link tokenBytes}: special tokens 0).
+ * @returns Uint32Array indexed by id, of length max id + 1 (unused ids 0).
+ * @throws Error as {@link tokenBytes}.
+ */
+export function tokenByteLengths(path: string): Uint32Array {
+  return Uint32Array.from(tokenBytes(path).bytes, (b) => b.length);
+}
+
+const EMPTY = new Uint8Array(0);
+
+/** Byte-level token → its bytes (one per character of GPT-2's alphabet). */
+function byteLevelBytes(path: string): (token: string) => Uint8Array {
+  const byteOf = new Map(byteAlphabet().map((ch, b) => [ch, b]));
   return (token) => {
-    let n = 0;
+    const out: number[] = [];
     for (const ch of token) {
-      if (!alphabet.has(ch)) throw new Error(`${path}: token ${JSON.stringify(token)} has a character outside the byte-level alphabet`);
-      n++;
+      const b = byteOf.get(ch);
+      if (b === undefined) throw new Error(`${path}: token ${JSON.stringify(token)} has a character outside the byte-level alphabet`);
+      out.push(b);
     }
-    return n;
+    return Uint8Array.from(out);
   };
 }
 
 /** SentencePiece-style token → UTF-8 bytes of its text. */
-function pieceLength(token: string): number {
-  if (/^<0x[0-9A-Fa-f]{2}>$/.test(token)) return 1;
-  return Buffer.byteLength(token.replace(/\u2581/g, ' '));
+function pieceBytes(token: string): Uint8Array {
+  const hex = /^<0x([0-9A-Fa-f]{2})>$/.exec(token);
+  if (hex) return Uint8Array.of(parseInt(hex[1], 16));
+  return new Uint8Array(Buffer.from(token.replace(/\u2581/g, ' '), 'utf8'));
 }

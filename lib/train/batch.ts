@@ -13,6 +13,8 @@ export interface TeacherBatch {
   logZ: Float32Array;
   /** Teacher hidden states (datasets precomputed with --hidden-layers): [B·L, layers.length, width] row-major. */
   hidden?: TeacherStates;
+  /** [B·L·2] byte span of each input token in the train split's text (datasets precomputed with --spans; lib/tokenizer/align.ts). */
+  spans?: Uint32Array;
   /** Ensemble distillation (--ensemble): every teacher's rows for the same positions and the mixture weights; the loss merges them at τ (lib/losses/ensemble.ts). */
   ensemble?: { weights: number[]; members: TeacherBatch[] };
 }
@@ -36,6 +38,12 @@ export interface Batch {
   /** [B·L] next-token ids; −100 = no target at this position. */
   targets: Int32Array;
   teacher?: TeacherBatch;
+  /**
+   * Cross-tokenizer batches (lib/train/cross-tokenizer.ts): [B·L] for each student position, the
+   * teacher position it aligns with, as a row-major index into `teacher`'s positions (which
+   * number B·L_teacher), −1 = none. Absent: student and teacher positions are the same.
+   */
+  align?: Int32Array;
 }
 
 /** Number of positions with a target (≠ −100). */

@@ -1,5 +1,5 @@
 import { BACKENDS, BackendChoice } from '../backend/select.js';
-import { FieldCheck, isBool, isInt, isNum, isOneOf, isString, optional, resolveConfig } from '../cli/config.js';
+import { blame, FieldCheck, flagOrigins, isBool, isInt, isNum, isOneOf, isString, optional, resolveConfig } from '../cli/config.js';
 import { checkModelOverrides, LlamaConfig } from '../model/config.js';
 import { SAFETENSORS_DTYPES, SafetensorsDtype } from '../model/safetensors.js';
 import { DEFAULT_MAX_SHARD_SIZE, isByteSize } from '../model/sharded.js';
@@ -50,7 +50,7 @@ export interface TrainConfig {
   temperature_schedule: TemperatureSchedule;
   /** Floor of 'step' and end of 'linear'/'cosine' (≤ temperature). */
   temperature_min: number;
-  /** Divergence: forward_kl (default), reverse_kl, jsd, tvd, skew_kl. */
+  /** Divergence: forward_kl (default), reverse_kl, jsd, tvd, skew_kl; or uld for a student whose tokenizer differs from the teacher's (dataset precomputed with --spans; lib/train/uld-loss.ts). */
   loss: string;
   /** Generalized JSD β in (0, 1): weight of the teacher in the mixture (loss 'jsd'). */
   jsd_beta: number;
@@ -164,7 +164,12 @@ export const TRAIN_KEYS = Object.keys(CHECKS) as (keyof TrainConfig)[];
 export function resolveTrainConfig(partial: Record<string, unknown>, source = 'train config', defaults = TRAIN_DEFAULTS): TrainConfig {
   const cfg = resolveConfig(defaults, CHECKS, partial, source);
   if (cfg.temperature_schedule !== 'constant' && cfg.temperature_min > cfg.temperature) {
-    throw new Error(`${source}: temperature_min = ${cfg.temperature_min} is above temperature = ${cfg.temperature} (the '${cfg.temperature_schedule}' schedule decays from temperature to temperature_min)`);
+    // Blame --temperature only when a flag set it and not temperature_min (the file's value is then the other side).
+    const origins = flagOrigins(partial);
+    const why = `(the '${cfg.temperature_schedule}' schedule decays from temperature to temperature_min)`;
+    throw new Error(origins.temperature && !origins.temperature_min
+      ? `--temperature = ${cfg.temperature} is below temperature_min = ${cfg.temperature_min} ${why}`
+      : `${blame(partial, 'temperature_min', source)} = ${cfg.temperature_min} is above temperature = ${cfg.temperature} ${why}`);
   }
   return cfg;
 }

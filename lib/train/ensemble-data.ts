@@ -15,18 +15,19 @@ export interface EnsembleMemberData { dir: string; manifest: LogitManifest; data
 /**
  * Parses `--ensemble "dirB:0.3,dirC:0.2"`: the other teachers and their weights; the primary dataset
  * (--data) gets 1 − Σ of them.
- * @throws Error "train config: ensemble 'x' must be dir:weight pairs …" on a malformed list or weights outside (0, 1) summing to ≥ 1
+ * @param head what set the list, heading the errors: `--ensemble`, or `<config file>: ensemble`
+ * @throws Error "<head> 'x' must be dir:weight pairs …" on a malformed list or weights outside (0, 1) summing to ≥ 1
  */
-export function parseEnsemble(spec: string, source: string): { dir: string; weight: number }[] {
+export function parseEnsemble(spec: string, head: string): { dir: string; weight: number }[] {
   if (spec.trim() === '') return [];
   const parts = spec.split(',').map((p) => {
     const m = /^(.+):([0-9.eE+-]+)$/.exec(p.trim());
     const weight = m ? Number(m[2]) : NaN;
-    if (!m || !(weight > 0 && weight < 1)) throw new Error(`${source}: ensemble '${spec}' must be dir:weight pairs with weights in (0, 1), e.g. runs/logits-b:0.5`);
+    if (!m || !(weight > 0 && weight < 1)) throw new Error(`${head} '${spec}' must be dir:weight pairs with weights in (0, 1), e.g. runs/logits-b:0.5`);
     return { dir: m[1], weight };
   });
   const rest = 1 - parts.reduce((s, p) => s + p.weight, 0);
-  if (!(rest > 0)) throw new Error(`${source}: ensemble weights ${parts.map((p) => p.weight).join(' + ')} leave no weight for --data (they must sum to < 1)`);
+  if (!(rest > 0)) throw new Error(`${head} weights ${parts.map((p) => p.weight).join(' + ')} leave no weight for --data (they must sum to < 1)`);
   return parts;
 }
 

@@ -189,6 +189,7 @@ export function streamData(ds: LogitDataset, opts: StreamOptions = {}): StreamDa
     const half = layout.valueDtype === 'float16' ? halfToFloat() : undefined;
     const H = layout.hidden ? L * layout.hidden.layers * layout.hidden.width : 0; // hidden values per row
     const hidden = H > 0 ? new Float32Array(count * H) : undefined;
+    const spans = layout.spans ? new Uint32Array(N * 2) : undefined;
     for (let i = 0; i < count; i++) {
       const { buffer, offset } = locate(plan, start + i);
       const lb = held[buffer - first], { slot, row } = unitRowOf(lb.plan, lb.order[offset]), blk = lb.blocks[slot];
@@ -203,8 +204,9 @@ export function streamData(ds: LogitDataset, opts: StreamOptions = {}): StreamDa
         const table = halfToFloat(), src16 = blk.hidden!.subarray(row * H, (row + 1) * H);
         for (let j = 0, o = i * H; j < H; j++) hidden[o + j] = table[src16[j]];
       }
+      if (spans) spans.set(blk.byteSpans!.subarray(row * L * 2, (row + 1) * L * 2), i * L * 2);
     }
     const states = hidden && ds.manifest.hidden ? { hidden: { layers: ds.manifest.hidden.layers, width: ds.manifest.hidden.width, values: hidden } } : {};
-    return { B: count, L, inputIds, targets, teacher: { k, temperatures, ids, logits, logZ, ...states } };
+    return { B: count, L, inputIds, targets, teacher: { k, temperatures, ids, logits, logZ, ...states, ...(spans ? { spans } : {}) } };
   }
 }
