@@ -12,7 +12,8 @@
  *  2. bytes per position: raw (int32 id, fp32 value) pairs vs the stored columns before and after
  *     Parquet compression;
  *  3. student training tokens/s and achieved FLOP/s on the TF.js backend vs the machine's MatMul
- *     ceiling (onnxruntime CPU MatMul) as a ratio; peak RSS of the training process.
+ *     ceiling (onnxruntime CPU MatMul) and vs the backend's own plain 2-D matMul rate (measured in
+ *     this process) as ratios; peak RSS of the training process.
  *  4. the demo student's training speed with the memory plan's settings against the trainer before
  *     the memory options existed, and with recomputation forced (scripts/train-speed.ts;
  *     KD_BENCH_SPEED=0 skips it).
@@ -29,6 +30,8 @@ import { promisify } from 'node:util';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { plainMatMulGflops } from '../lib/backend/matmul-rate.js';
+import { initBackend, type BackendChoice } from '../lib/backend/select.js';
 import { readWindows } from '../lib/data/windows.js';
 import { countParameters, resolveLlamaConfig } from '../lib/model/config.js';
 import { initLlamaWeights } from '../lib/model/init.js';
@@ -157,8 +160,17 @@ for (const backend of availableBackends()) {
   const tps = records.slice(1).reduce((s, r) => s + r.tokens_per_s, 0) / (records.length - 1); // the first step warms up
   const achieved = (tps * flopsPerToken) / 1e9;
   show(`student training, ${backend}`, `${tps.toFixed(0)} tokens/s`, `(${(countParameters(m) / 1e6).toFixed(2)} M params, batch ${studentCfg.batch_size}×${L}, α ${studentCfg.alpha}, ${steps} steps)`);
-  show(`achieved training FLOP/s, ${backend}`, `${achieved.toFixed(2)} GFLOP/s`, `(${(achieved / ceiling).toFixed(3)} × the MatMul ceiling)`);
+  const plain = await tfPlainMatMul(backend);
+  if (plain) show(`TF.js ${backend} plain matMul rate`, `${plain.toFixed(1)} GFLOP/s`, '(2048×128 · 128×4096, the LM head\'s shape; new B per call, best of 5; this process)');
+  show(`achieved training FLOP/s, ${backend}`, `${achieved.toFixed(2)} GFLOP/s`, `(${(achieved / ceiling).toFixed(3)} × the MatMul ceiling${plain ? `, ${(achieved / plain).toFixed(2)} × the backend's plain matMul rate` : ''})`);
   show(`peak RSS of training, ${backend}`, `${(summary.peak_rss_bytes / 2 ** 20).toFixed(0)} MiB`, '(kd train process alone; the teacher is never loaded)');
+}
+
+/** The backend's plain 2-D matMul GFLOP/s (lib/backend/matmul-rate.ts), measured in this process; undefined on cpu (too slow to be a yardstick). */
+async function tfPlainMatMul(backend: string): Promise<number | undefined> {
+  if (backend === 'cpu') return undefined;
+  await initBackend(backend as BackendChoice);
+  return plainMatMulGflops(2048, 128, 4096);
 }
 
 /** TF.js backends whose packages are installed (tfjs-node and -gpu are optional). */

@@ -6,10 +6,13 @@
  * the relative error. Prints the table to paste and each configuration's planned/measured ratio.
  *
  *   node --import tsx scripts/calibrate-memory.ts --backend wasm --recompute off [--configs 40]
- * wasm stands for backends that copy saved tensors, cpu for those that share them (TensorFlow).
+ * Both backends share saved tensors' buffers (on wasm through kd's Identity kernel,
+ * lib/backend/wasm-kernels.ts): they count the 'shares' table; the 'copies' table was counted
+ * with the stock wasm kernels, which copy them (kept for a wasm backend kd cannot patch).
  */
 import yargs from 'yargs';
 import { initBackend } from '../lib/backend/select.js';
+import { savedTensorsOf } from '../lib/memory/budget.js';
 import { LlamaConfig, resolveLlamaConfig } from '../lib/model/config.js';
 import { FEATURE_NAMES } from '../lib/memory/coefficients.js';
 import { PlanInput, planFeatures } from '../lib/memory/plan.js';
@@ -66,7 +69,7 @@ function nnls(A: number[][], b: number[], iters = 20000): number[] {
 }
 
 await initBackend(argv.backend);
-const saved = argv.backend === 'wasm' ? 'copies' : 'shares';
+const saved = savedTensorsOf(argv.backend);
 const rand = mulberry32(argv.seed);
 const rows: { x: number[]; act: number; peak: number; fixed: number; name: string }[] = [];
 for (let i = 0; i < argv.configs; i++) {

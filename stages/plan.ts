@@ -139,7 +139,7 @@ export const command: CommandModule<object, Args> = {
     .option('grad-accum', { type: 'number', describe: `micro-batches per optimizer step (default ${PLAN_DEFAULTS.grad_accum})` })
     .option('recompute', { choices: ['on', 'off'], describe: 'force layer recomputation on or off (default: the plan decides)' })
     .option('memory-budget', { type: 'string', describe: 'bytes the device holds, e.g. 24GiB or 80GB: choose the fastest settings that fit (default: wasm 4 GiB, else the leanest settings)' })
-    .option('backend', { choices: ['node-gpu', 'node', 'wasm', 'cpu'], describe: `backend to plan for; wasm copies saved tensors and holds 4 GiB (default ${PLAN_DEFAULTS.backend})` })
+    .option('backend', { choices: ['node-gpu', 'node', 'wasm', 'cpu'], describe: `backend to plan for; wasm holds 4 GiB (default ${PLAN_DEFAULTS.backend})` })
     .option('k', { type: 'number', describe: `teacher top-k per position (default ${PLAN_DEFAULTS.k}, kd precompute's)` })
     .option('topk-mode', { choices: ['tail', 'renormalize'], describe: `top-k handling of the loss (default ${PLAN_DEFAULTS.topk_mode})` })
     .option('alpha', { type: 'number', describe: `KD weight, 0 = CE only: no teacher tensors (default ${PLAN_DEFAULTS.alpha})` })

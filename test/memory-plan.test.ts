@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../lib/backend/select.js';
+import { savedTensorsOf } from '../lib/memory/budget.js';
 import { measurePeak } from '../lib/memory/measure.js';
 import { UNCHUNKED } from '../lib/memory/options.js';
 import { planMemory } from '../lib/memory/plan.js';
@@ -15,18 +16,18 @@ import { AdamW, clipByGlobalNorm } from '../lib/train/adamw.js';
 beforeAll(async () => { await initBackend('wasm'); });
 
 describe('measurePeak counts buffers, not handles', () => {
-  it('a reshape adds nothing, a new buffer adds its bytes, what was live before is included; wasm copies a clone', async () => {
+  it('a reshape adds nothing, a new buffer adds its bytes, what was live before is included; a clone shares (kd\'s wasm Identity kernel)', async () => {
     const w = tf.variable(tf.zeros([1000])); // 4000 bytes
     const m = await measurePeak(() => tf.tidy(() => {
       const a = tf.ones([250, 4]); // 4000
       const views = [tf.reshape(a, [1000]), tf.reshape(a, [4, 250])];
       const b = tf.add(views[0], 1); // 4000
-      const c = tf.clone(a); // wasm's Identity kernel copies: 4000 (the cpu backend shares the buffer)
+      const c = tf.clone(a); // shares a's buffer, as on the cpu backend (lib/backend/wasm-kernels.ts): 0
       return tf.sum(tf.add(b, tf.reshape(c, [1000]))).dataSync()[0];
     }), [w]);
     expect(m.result).toBe(3000);
     expect(m.startBytes).toBe(4000);
-    expect(m.peakBytes).toBe(4000 + 4000 + 4000 + 4000 + 4000 + 4); // w, a, b, c, b + c, then the sum
+    expect(m.peakBytes).toBe(4000 + 4000 + 4000 + 4000 + 4); // w, a (= c), b, b + c, then the sum
     expect(m.handlePeakBytes).toBeGreaterThan(m.peakBytes); // tf.profile counts the views again
     w.dispose();
   });
@@ -106,14 +107,14 @@ describe('the plan against the measured peak of a real step (within 15 %)', () =
     const model = resolveLlamaConfig({ max_position_embeddings: 128, ...over });
     const measured = await measureStepPeak(model, s);
     const plan = planMemory({
-      model, seqLen: s.seqLen, batchSize: s.batchSize, gradAccum: 1, memory: s.memory!, saved: 'copies',
+      model, seqLen: s.seqLen, batchSize: s.batchSize, gradAccum: 1, memory: s.memory!, saved: savedTensorsOf('wasm'),
       loss: { k: s.k ?? 8, mode: s.mode ?? 'tail', alpha: s.alpha ?? 0.8 }, dropout: false, gradClip: true,
     });
     expect(measured.startBytes).toBe(plan.weights_bytes + plan.optimizer_bytes); // weights and moments, exactly
     expect(Math.abs(plan.total_bytes / measured.peakBytes - 1)).toBeLessThan(0.15);
   });
 
-  it('on the cpu backend (tensors the tape saves share their buffer: less than wasm)', async () => {
+  it('on the cpu backend (saved tensors share their buffer, as on wasm with kd\'s kernels: less than with copies)', async () => {
     const [, over, s] = CASES[0];
     const model = resolveLlamaConfig({ max_position_embeddings: 128, ...over });
     await initBackend('cpu');

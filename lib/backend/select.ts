@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs'; // registers gradients and chained ops in tfjs-core's engine
+import { registerWasmKernels } from './wasm-kernels.js';
 
 /** TF.js backends kd can run on, fastest first. */
 export const BACKENDS = ['node-gpu', 'node', 'wasm', 'cpu'] as const;
@@ -52,7 +53,9 @@ export function placement(choice: BackendChoice, engineName: string, flags: Tens
 async function tryBackend(name: BackendName): Promise<boolean> {
   try {
     await import(PACKAGE[name]);
-    return await tf.setBackend(ENGINE_NAME[name]);
+    if (!(await tf.setBackend(ENGINE_NAME[name]))) return false;
+    if (name === 'wasm') registerWasmKernels();
+    return true;
   } catch {
     return false;
   }

@@ -8,7 +8,9 @@ import * as tf from '@tensorflow/tfjs-core';
 export function rowIdCoordinates(ids: tf.Tensor2D): tf.Tensor3D {
   return tf.tidy(() => {
     const [n, k] = ids.shape;
-    const rows = tf.broadcastTo(tf.range(0, n, 1, 'int32').reshape([n, 1]), [n, k]);
+    const rowOf = new Int32Array(n * k);
+    for (let r = 0, i = 0; r < n; r++) for (let j = 0; j < k; j++) rowOf[i++] = r;
+    const rows = tf.tensor2d(rowOf, [n, k], 'int32'); // made on the host: broadcasting (Tile) is slow on wasm
     return tf.stack([rows, ids], 2) as tf.Tensor3D; // [N, k, 2]
   });
 }

@@ -22,9 +22,21 @@ export type Buckets = {
 
 /** log(max(1 − Σ_b exp(logProbs_b), TAIL_FLOOR)) per row, stably: [N, k] → [N, 1]. */
 function tailLogMass(logProbs: tf.Tensor2D): tf.Tensor2D {
-  const inTopK = tf.logSumExp(logProbs, 1, true); // [N, 1], log Σ_topk ≤ 0 up to rounding
+  const inTopK = rowLogSumExp(logProbs); // [N, 1], log Σ_topk ≤ 0 up to rounding
   return tf.log(tf.maximum(tf.neg(tf.expm1(inTopK)), TAIL_FLOOR)) as tf.Tensor2D;
 }
+
+/**
+ * tf.logSumExp(x, 1, true), the same ops forward, with the gradient dy·exp(x − lse) = dy·softmax(x):
+ * autodiff would also backpropagate through the max shift (whose terms cancel), a broadcast
+ * comparison that the wasm backend runs element by element. x [N, k] → [N, 1].
+ */
+const rowLogSumExp = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+  const [x, save] = args as [tf.Tensor2D, tf.GradSaveFunc];
+  const lse = tf.logSumExp(x, 1, true);
+  save([x, lse]);
+  return { value: lse, gradFunc: (dy: tf.Tensor, [sx, slse]: tf.Tensor[]) => tf.mul(dy, tf.exp(tf.sub(sx, slse))) };
+}) as (x: tf.Tensor2D) => tf.Tensor2D;
 
 /**
  * Turns the teacher signal and the student's log-probs at the teacher ids into bucket

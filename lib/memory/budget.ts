@@ -3,13 +3,18 @@
  * tensors the tape saves.
  */
 import { WASM_HEAP_BYTES } from '../backend/capacity.js';
+import { wasmClonesShare } from '../backend/wasm-clones.js';
 import type { BackendName } from '../backend/select.js';
 import { parseByteSize } from '../model/sharded.js';
 import type { SavedTensors } from './plan.js';
 
-/** wasm copies saved tensors (its Identity kernel copies); cpu and TensorFlow share the buffer. */
+/**
+ * cpu and TensorFlow share the buffer of a saved tensor, and so does wasm with kd's Identity kernel
+ * (lib/backend/wasm-kernels.ts); the stock wasm kernel, left in place when kd's cannot be
+ * registered, copies it.
+ */
 export function savedTensorsOf(backend: BackendName): SavedTensors {
-  return backend === 'wasm' ? 'copies' : 'shares';
+  return backend === 'wasm' && !wasmClonesShare() ? 'copies' : 'shares';
 }
 
 /**

@@ -14,7 +14,10 @@ export const FEATURE_NAMES = [
 export type FeatureName = (typeof FEATURE_NAMES)[number];
 type Table = Record<FeatureName, number>;
 
-/** COEFFICIENTS[saved][recompute ? 'recompute' : 'plain'] (scripts/calibrate-memory.ts, 40 configurations each, seed 1). */
+/**
+ * COEFFICIENTS[saved][recompute ? 'recompute' : 'plain'] (scripts/calibrate-memory.ts, 40 configurations each, seed 1):
+ * 'copies' on the stock wasm kernels, 'shares' on cpu (wasm with kd's kernels measures the same peaks).
+ */
 export const COEFFICIENTS: Record<'copies' | 'shares', Record<'plain' | 'recompute', Table>> = {
   copies: {
     plain: { layer_d: 23.1, layer_f: 19.64, layer_qkv: 22.89, layer_scores: 5.93, layer_block_keys: 6.14, layer_weights: 2.22, layer_dropout: 55.29, layer_dropout_scores: 39.16, recompute_inputs: 0, head_logits: 2.68, head_chunks_weights: 0.69, head_d: 10.9, head_topk: 40.15, head_vd: 2.16, head_vd_tied: 3.61, tables: 1.48 },

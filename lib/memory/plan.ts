@@ -11,9 +11,9 @@
  *   one block's probabilities / one chunk's logits at a time.
  * - after it: the gradients (clipByGlobalNorm replaces them one at a time) and AdamW's three
  *   temporaries of one variable (adamw.ts updates one variable at a time).
- * The wasm backend copies every tensor the tape saves (its Identity kernel copies; the cpu and
- * TensorFlow backends share the buffer), so it needs more per activation, and a copy of each
- * weight a matMul saves.
+ * The stock wasm backend copies every tensor the tape saves (its Identity kernel copies; the cpu
+ * and TensorFlow backends, and wasm with kd's kernels (lib/backend/wasm-kernels.ts), share the
+ * buffer), so it needs more per activation, and a copy of each weight a matMul saves.
  * The activation terms are sums of features (counts of floats, below) times coefficients
  * (floats kept per feature unit) counted on real steps: scripts/calibrate-memory.ts measures
  * them, test/memory-plan.test.ts checks the totals against measured peaks.
@@ -22,7 +22,7 @@ import { countParameters, headDim, LlamaConfig, llamaTensorShapes } from '../mod
 import { MemoryOptions, UNCHUNKED } from './options.js';
 import { COEFFICIENTS, FEATURE_NAMES, FeatureName } from './coefficients.js';
 
-/** How the backend stores what the tape saves: 'copies' (wasm) or 'shares' (cpu, TensorFlow CPU/GPU). */
+/** How the backend stores what the tape saves: 'copies' (the stock wasm kernels) or 'shares' (cpu, TensorFlow CPU/GPU, wasm with kd's kernels). */
 export type SavedTensors = 'copies' | 'shares';
 
 /** Everything the plan depends on. */

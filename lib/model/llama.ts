@@ -7,7 +7,7 @@ import { dropout, DropoutOptions } from './dropout.js';
 import { initLlamaWeights } from './init.js';
 import { MemoryOptions, UNCHUNKED } from '../memory/options.js';
 import { blockedAttention } from './attention.js';
-import { affine, embeddingLookup, linear } from './ops.js';
+import { affine, embeddingLookup, linear, meanSquare } from './ops.js';
 import { recomputed } from './recompute.js';
 import { applyRope, ropeInvFreq, ropeTables } from './rope.js';
 import { NamedTensors } from './tensors.js';
@@ -135,7 +135,7 @@ export class LlamaModel {
 
   /** RMSNorm: x / √(mean(x²) + ε) · w (Zhang & Sennrich 2019, eq. 4). x [N, d] → [N, d]. */
   private rmsNorm(x: tf.Tensor2D, name: string): tf.Tensor2D {
-    const ms = tf.mean(tf.square(x), -1, true);
+    const ms = meanSquare(x); // mean(x², −1)
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, this.cfg.rms_norm_eps))), this.p(name));
   }
 
@@ -151,9 +151,9 @@ export class LlamaModel {
     const G = H / KV;
     const { cos, sin, cosQ, sinQ } = this.tables(L, G);
     const qkv = affine(x, this.w(`${layer}.wqkv`), this.b(`${layer}.bqkv`)); // [N, (H + 2·KV)·hd]
-    const [q, k, v] = tf.split(qkv, [H * hd, KV * hd, KV * hd], 1);
-    const group = (t: tf.Tensor, g: number) => // [N, KV·g·hd] → [B·KV, g·L, hd]
-      tf.reshape(tf.transpose(tf.reshape(t, [B, L, KV, g, hd]), [0, 2, 3, 1, 4]), [B * KV, g * L, hd]) as tf.Tensor3D;
+    const heads = tf.transpose(tf.reshape(qkv, [B, L, H + 2 * KV, hd]), [0, 2, 1, 3]); // [B, H + 2·KV, L, hd]
+    const [q, k, v] = tf.split(heads, [H, KV, KV], 1); // query head kv·G + g: kv-major
+    const group = (t: tf.Tensor, g: number) => tf.reshape(t, [B * KV, g * L, hd]) as tf.Tensor3D; // [B, KV·g, L, hd] → [B·KV, g·L, hd]
     const qh = applyRope(group(tf.mul(q, 1 / Math.sqrt(hd)), G), cosQ, sinQ); // scale folded into q
     const kh = applyRope(group(k, 1), cos, sin);
     const vh = group(v, 1), window = layerWindow(this.cfg, layer);
