@@ -48,8 +48,11 @@ export interface InspectSummary {
    * shards); null for exact layouts.
    */
   codec_error: { value_step: number; kl_mean: number; kl_max: number } | null;
-  /** Over the rows of the shards that passed the checks. */
-  teacher_stats: TeacherStatsResult;
+  /**
+   * Over the rows of the shards that passed the checks. For a sampled dataset `topk_mass` is the
+   * mass of the distinct drawn ids and `entropy_nats` is null: its bounds assume the k largest.
+   */
+  teacher_stats: Omit<TeacherStatsResult, 'entropy_nats'> & { entropy_nats: TeacherStatsResult['entropy_nats'] | null };
   shards: ShardCheck[];
   shards_ok: number;
 }
@@ -94,7 +97,7 @@ export async function run(dir: string, opts: { quiet?: boolean } = {}): Promise<
     hidden: m.hidden ?? null, hidden_bytes_per_position: okPositions > 0 ? hiddenBytes / okPositions : 0,
     sampling: m.sampling ? { ...m.sampling, mean_distinct_ids: distinctRows > 0 ? distinctSum / distinctRows : NaN } : null,
     codec_error: codecError(m),
-    teacher_stats: stats.result(), shards, shards_ok: shards.filter((s) => s.ok).length,
+    teacher_stats: sampled ? { ...stats.result(), entropy_nats: null } : stats.result(), shards, shards_ok: shards.filter((s) => s.ok).length,
   };
   return summary;
 }
@@ -124,8 +127,10 @@ export function formatSummary(s: InspectSummary): string {
     ...(s.codec_error ? [`  codec       compact, value step ${s.codec_error.value_step}: KL(exact ‖ stored) mean ${s.codec_error.kl_mean.toExponential(2)}, max ${s.codec_error.kl_max.toExponential(2)} nats per position`] : []),
     ...(s.sampling ? [`  sampled     ${s.sampling.samples} draws per position at τg = ${s.sampling.temperature} (seed ${s.sampling.seed}): ${s.sampling.mean_distinct_ids.toFixed(2)} distinct ids on average`] : []),
     ...(s.hidden ? [`  hidden      layers [${s.hidden.layers}] × ${s.hidden.width} fp16${s.hidden.projection ? ` (projected from ${s.hidden.projection.rows}, seed ${s.hidden.projection.seed})` : ''}: ${s.hidden_bytes_per_position.toFixed(1)} of the ${s.bytes_per_position.toFixed(1)} bytes/position`] : []),
-    `  top-k mass  at τ = ${t.temperature}: mean ${pct(t.topk_mass.mean)}, 5th percentile ${pct(t.topk_mass.p05)}, min ${pct(t.topk_mass.min)}; mean p(top-1) ${pct(t.top1_prob_mean)}`,
-    `  entropy     at τ = ${t.temperature}: ${t.entropy_nats.lower.toFixed(3)} ≤ H ≤ ${t.entropy_nats.upper.toFixed(3)} nats (mean per position; bounds from the top-k and the tail mass)`,
+    s.sampling
+      ? `  drawn mass  at τ = ${t.temperature}: the distinct drawn ids hold mean ${pct(t.topk_mass.mean)}, 5th percentile ${pct(t.topk_mass.p05)}, min ${pct(t.topk_mass.min)}`
+      : `  top-k mass  at τ = ${t.temperature}: mean ${pct(t.topk_mass.mean)}, 5th percentile ${pct(t.topk_mass.p05)}, min ${pct(t.topk_mass.min)}; mean p(top-1) ${pct(t.top1_prob_mean)}`,
+    ...(t.entropy_nats ? [`  entropy     at τ = ${t.temperature}: ${t.entropy_nats.lower.toFixed(3)} ≤ H ≤ ${t.entropy_nats.upper.toFixed(3)} nats (mean per position; bounds from the top-k and the tail mass)`] : []),
     `  shards      ${s.shards_ok} of ${s.shards.length} intact (size, sha256, shapes, rows, first sample id)`,
     ...s.shards.filter((x) => !x.ok).map((x) => `    ✗ ${x.problem}`),
   ];

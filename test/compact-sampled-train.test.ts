@@ -9,7 +9,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../lib/backend/select.js';
 import { meanUniqueIds } from '../lib/logits/sampling.js';
 import { layoutOf, readListedShard, readManifest, type LogitRow } from '../lib/shards/index.js';
-import { run as inspect } from '../stages/inspect.js';
+import { formatSummary, run as inspect } from '../stages/inspect.js';
 import { run as precompute } from '../stages/precompute.js';
 import { run as trainStage } from '../stages/train.js';
 import { makePrep, writeTeacher } from './precompute-fixture.js';
@@ -79,6 +79,16 @@ describe('compact layout end to end', () => {
     expect(distinct).toBeGreaterThan(1);
     expect(distinct).toBeLessThan(6);
     expect(s.codec_error!.value_step).toBe(1 / 8);
+    expect(s.teacher_stats.entropy_nats).toBeNull(); // the top-k entropy bounds do not hold for draws
+    expect(s.teacher_stats.topk_mass.mean).toBeGreaterThan(0);
+    expect(s.teacher_stats.topk_mass.mean).toBeLessThanOrEqual(1);
+    expect(formatSummary(s)).toMatch(/drawn mass {2}at τ = 1: the distinct drawn ids hold mean/);
+    expect(formatSummary(s)).not.toMatch(/entropy/);
+  });
+
+  it('refuses topk_mode renormalize on a sampled dataset (its estimator needs log_z)', async () => {
+    await expect(trainStage({ ...student(), data: data('sampled'), topk_mode: 'renormalize', out: data('s-renorm') }))
+      .rejects.toThrow("topk_mode 'renormalize' is for top-k datasets");
   });
 
   it('trains from compact and sampled datasets; compact\'s first KD loss is within 1% of the exact one', async () => {

@@ -61,7 +61,7 @@ describe('kd inspect', () => {
   });
 
   it('brackets the true mean entropy between its lower and upper bound', () => {
-    const { lower, upper } = summary.teacher_stats.entropy_nats, h = mean(ref.entropy);
+    const { lower, upper } = summary.teacher_stats.entropy_nats!, h = mean(ref.entropy);
     expect(lower).toBeLessThanOrEqual(h + 1e-3);
     expect(upper).toBeGreaterThanOrEqual(h - 1e-3);
     expect(upper - lower).toBeGreaterThan(0);

@@ -2,7 +2,7 @@
  * Shard layout `lists` (lib/shards/lists.ts): typed Parquet lists that DuckDB reads with plain
  * SQL, kd's readShard / readShardBlock read exactly, `kd convert` turns into packed and back.
  */
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
@@ -267,6 +267,11 @@ describe('kd convert', () => {
     const { ddir } = await packedDataset('bad-');
     const out = join(dir, 'bad-out');
     await expect(convertDataset(ddir, ddir, 'lists', { toolVersion: 'x' })).rejects.toThrow(`${ddir}: is the dataset being converted; write to another directory`);
+    const link = join(dir, 'bad-link');
+    await symlink(ddir, link); // --out a symlink to --in: would have deleted the source with --overwrite
+    await expect(convertDataset(ddir, link, 'lists', { toolVersion: 'x', overwrite: true })).rejects.toThrow(`${link}: is the dataset being converted; write to another directory`);
+    await expect(convertDataset(link, ddir, 'lists', { toolVersion: 'x', overwrite: true })).rejects.toThrow(`${ddir}: is the dataset being converted`);
+    expect((await readManifest(ddir)).shards).toHaveLength(3);
     await expect(convertDataset(join(dir, 'nothing'), out, 'lists', { toolVersion: 'x' })).rejects.toThrow(`${join(dir, 'nothing', 'manifest.json')}: not found (not a logit dataset directory?)`);
     await expect(convertDataset(ddir, out, 'packed-le-split', { toolVersion: 'x' })).rejects.toThrow(`${join(ddir, 'manifest.json')}: already in layout packed-le-split; nothing to convert`);
     await convertDataset(ddir, out, 'lists', { toolVersion: 'x' });

@@ -8,7 +8,7 @@
  * plan), lists the new shards and records `converted_from` (source directory, layout, sha256 of
  * its manifest.json); it is written last, so a stopped conversion never looks complete.
  */
-import { mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, realpathSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { copyFileDurable } from '../util/fs.js';
 import { acquireLock, commandLine } from '../util/lock.js';
@@ -82,6 +82,16 @@ function compactRow(r: LogitRow, meta: WriteShardMeta): LogitRow {
   return { ...r, topk_ids: Uint32Array.from(ids), topk_logits: decodeHalf(half) };
 }
 
+/** Whether two paths name one directory, through symlinks too (a missing `b` is another place). */
+function samePlace(a: string, b: string): boolean {
+  if (resolve(a) === resolve(b)) return true;
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Converts the logit dataset in `inDir` to `layout` into `out` (same shard file names, rows and
  * codec as the source). Writing is byte-deterministic, so converting back reproduces the
@@ -91,7 +101,7 @@ function compactRow(r: LogitRow, meta: WriteShardMeta): LogitRow {
  *   use, a source shard that does not match its manifest entry, or converted rows that differ.
  */
 export async function convertDataset(inDir: string, out: string, layout: LayoutName, opts: ConvertOptions): Promise<ConvertResult> {
-  if (resolve(inDir) === resolve(out)) throw new Error(`${out}: is the dataset being converted; write to another directory`);
+  if (samePlace(inDir, out)) throw new Error(`${out}: is the dataset being converted; write to another directory`);
   const source = await readManifest(inDir);
   const sourcePath = join(inDir, MANIFEST_FILE);
   if (source.encoding.layout === layout) throw new Error(`${sourcePath}: already in layout ${layout}; nothing to convert`);

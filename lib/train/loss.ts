@@ -63,6 +63,7 @@ function sampledSignal(t: TeacherBatch | undefined, N: number, tau: number, samp
 function checkSampledConfig(cfg: TrainConfig): void {
   if (cfg.loss !== 'forward_kl') throw new Error(`train config: loss '${cfg.loss}' needs the teacher's top-k; a sampled dataset's draws estimate forward_kl only (Anshumann et al. 2025)`);
   if (cfg.ensemble && cfg.ensemble.length > 0) throw new Error('train config: ensemble distillation needs top-k datasets; this one is sampled');
+  if (cfg.topk_mode === 'renormalize') throw new Error("train config: topk_mode 'renormalize' is for top-k datasets; a sampled dataset's estimator weights each draw by the stored log_z (use topk_mode 'tail')");
 }
 
 function teacherSignal(t: TeacherBatch | undefined, N: number, tau: number, needLogZ: boolean, realVocab: number) {
