@@ -101,7 +101,7 @@ type Args = Record<string, unknown> & { json?: boolean };
 
 export const command: CommandModule<object, Args> = {
   command: 'convert',
-  describe: 'Rewrite a logit dataset in another shard layout (lists: typed Parquet lists for DuckDB, pyarrow, HF datasets; packed: kd\'s byte blobs)',
+  describe: 'Rewrite a logit dataset in another shard layout (lists: typed Parquet lists for DuckDB, pyarrow, HF datasets; packed: kd\'s byte blobs; compact: lossy, about half the bytes)',
   builder: (y: Argv<object>) => y
     .option('in', { type: 'string', demandOption: true, describe: 'logit dataset directory to convert (read only)' })
     .option('out', { type: 'string', demandOption: true, describe: 'directory of the converted dataset' })

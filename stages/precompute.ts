@@ -327,7 +327,7 @@ function withHiddenStates(cfg: PrecomputeConfig, teacher: Uint8Array, topk: Uint
  * @throws Error (session released) when the teacher's logits are narrower than the tokenizer.
  */
 async function measureVocab(cfg: PrecomputeConfig, inp: PrecomputeInputs, graph: Uint8Array): Promise<OnnxSession> {
-  const session = await openDerivedSession(cfg.teacher, graph, { device: cfg.device });
+  const session = await openDerivedSession(cfg.teacher, graph, { device: cfg.device, quiet: cfg.quiet });
   try {
     const width = await measureLogitsWidth(session, inp.windows, 0, samplingOf(cfg));
     if (width < inp.tokenizer.vocabSize) {
@@ -352,7 +352,7 @@ async function teacherLoop(cfg: PrecomputeConfig, inp: PrecomputeInputs, graph: 
   todo: ShardSlice[], layout: WriteShardMeta, signal: AbortSignal, opened?: OnnxSession, spans?: SpanRows): Promise<LoopResult> {
   const sink = threadShardSink(); // starts loading while the session is created
   try {
-    const session = opened ?? await openDerivedSession(cfg.teacher, graph, { device: cfg.device }); // finds external weight files
+    const session = opened ?? await openDerivedSession(cfg.teacher, graph, { device: cfg.device, quiet: cfg.quiet }); // finds external weight files
     out.setTeacherRun(session.executionProvider, session.inputNames);
     const L = inp.windows.seqLen, timing = { forward: 0, write: 0 };
     const progress = createProgress('precompute', todo.reduce((s, x) => s + x.rows, 0) * L, 'tokens', cfg.quiet);

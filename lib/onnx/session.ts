@@ -36,6 +36,8 @@ export interface OpenSessionOptions {
   threads?: number;
   /** Name for error messages when opening from bytes. */
   source?: string;
+  /** No warning on stderr when 'auto' falls back to the CPU. */
+  quiet?: boolean;
 }
 
 const firstLine = (e: unknown): string => String((e as Error)?.message ?? e).split('\n')[0].trim();
@@ -85,7 +87,7 @@ function cudaProviderMissing(): string | undefined {
 }
 
 /** CUDA (with CPU for unsupported nodes) when asked or, for 'auto', when it loads; else undefined. */
-async function tryCuda(model: string | Uint8Array, device: Device, source: string, threads?: number) {
+async function tryCuda(model: string | Uint8Array, device: Device, source: string, threads?: number, quiet = false) {
   if (device === 'cpu' || (device === 'auto' && cudaFailure !== undefined)) return undefined;
   try {
     const missing = cudaProviderMissing();
@@ -96,7 +98,7 @@ async function tryCuda(model: string | Uint8Array, device: Device, source: strin
     if (!isProviderError(msg)) throw loadError(source, e);
     if (device === 'cuda') throw new Error(`${source}: CUDA execution provider is not available (${msg})`);
     cudaFailure = msg;
-    process.stderr.write(`kd: CUDA execution provider unavailable (${msg}); using CPU\n`);
+    if (!quiet) process.stderr.write(`kd: CUDA execution provider unavailable (${msg}); using CPU\n`);
     return undefined;
   }
 }
@@ -116,7 +118,7 @@ export async function openOnnxSession(pathOrBytes: string | Uint8Array, opts: Op
   if (opts.threads !== undefined && !(Number.isInteger(opts.threads) && opts.threads >= 1)) {
     throw new Error(`${source}: threads must be an integer ≥ 1, got ${opts.threads}`);
   }
-  let session = await tryCuda(pathOrBytes, opts.device ?? 'auto', source, opts.threads);
+  let session = await tryCuda(pathOrBytes, opts.device ?? 'auto', source, opts.threads, opts.quiet);
   const executionProvider: ExecutionProvider = session ? 'cuda' : 'cpu';
   if (!session) {
     try {
