@@ -2,7 +2,7 @@
  * Shard layout `lists` (lib/shards/lists.ts): typed Parquet lists that DuckDB reads with plain
  * SQL, kd's readShard / readShardBlock read exactly, `kd convert` turns into packed and back.
  */
-import { mkdtemp, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
@@ -272,6 +272,11 @@ describe('kd convert', () => {
     await expect(convertDataset(ddir, link, 'lists', { toolVersion: 'x', overwrite: true })).rejects.toThrow(`${link}: is the dataset being converted; write to another directory`);
     await expect(convertDataset(link, ddir, 'lists', { toolVersion: 'x', overwrite: true })).rejects.toThrow(`${ddir}: is the dataset being converted`);
     expect((await readManifest(ddir)).shards).toHaveLength(3);
+    const holed = await packedDataset('holed-'); // a directory where a listed shard belongs
+    await rm(join(holed.ddir, shardFileName(1)));
+    await mkdir(join(holed.ddir, shardFileName(1)));
+    await expect(convertDataset(holed.ddir, join(dir, 'holed-out'), 'lists', { toolVersion: 'x' }))
+      .rejects.toThrow(`${join(holed.ddir, shardFileName(1))}: is a directory, expected the shard file manifest.json lists`);
     await expect(convertDataset(join(dir, 'nothing'), out, 'lists', { toolVersion: 'x' })).rejects.toThrow(`${join(dir, 'nothing', 'manifest.json')}: not found (not a logit dataset directory?)`);
     await expect(convertDataset(ddir, out, 'packed-le-split', { toolVersion: 'x' })).rejects.toThrow(`${join(ddir, 'manifest.json')}: already in layout packed-le-split; nothing to convert`);
     await convertDataset(ddir, out, 'lists', { toolVersion: 'x' });

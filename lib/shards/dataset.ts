@@ -38,8 +38,11 @@ export interface OpenOptions {
 async function checkPresent(path: string, entry: ShardEntry): Promise<void> {
   let size: number;
   try {
-    size = (await stat(path)).size;
-  } catch {
+    const st = await stat(path);
+    if (st.isDirectory()) throw new Error(`${path}: is a directory, expected the shard file manifest.json lists`);
+    size = st.size;
+  } catch (e) {
+    if ((e as Error).message.startsWith(`${path}: is a directory`)) throw e;
     throw new Error(`${path}: shard listed in manifest.json is missing`);
   }
   if (size !== entry.bytes) {

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from './atomic.js';
 import { validateManifest } from './manifest-validate.js';
 import type { Augmentation } from '../data/windows.js';
+import { withPath } from '../util/errors.js';
 import type { IdDtype, LayoutName, ShardLayout, ValueDtype } from './schema.js';
 import type { ShardCodec } from './writer.js';
 
@@ -273,7 +274,11 @@ export async function readManifestFile(path: string): Promise<LogitManifest> {
 /** Lowercase hex sha256 of a file, streamed (constant memory). */
 export async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  try {
+    for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  } catch (e) {
+    throw withPath(e, path); // a stream's EISDIR/EACCES carries no path of its own
+  }
   return hash.digest('hex');
 }
 
