@@ -78,6 +78,12 @@ describe('kd precompute: mode and flag conflicts are checked before the inputs l
   it('without a conflict the inputs are read (the next error is the missing teacher)', async () => {
     expect(await kdError([...inputs, '--mode', 'sampled', '--samples', '4'])).toBe(`${missing('prep')}/windows.json: not found (not a prep output directory?)`);
   });
+
+  it('a file given as --prep is named as such, not as <file>/windows.json', async () => {
+    const file = join(dir, 'windows.json');
+    writeFileSync(file, '{}');
+    expect(await kdError(['precompute', '--prep', file, '--out', join(dir, 'out-file-prep')])).toBe(`${file}: is a file, expected a prep output directory (holding windows.json)`);
+  });
 });
 
 describe('kd train --ensemble: conflicts name the flag, before any dataset is opened', () => {

@@ -206,6 +206,7 @@ export function commitWindows(dir: string, spec: WindowsSpec, writers: Record<Sp
  */
 export function readWindowsMeta(dir: string): WindowsMeta {
   const path = join(dir, 'windows.json');
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new Error(`${dir}: is a file, expected a prep output directory (holding windows.json)`);
   if (!existsSync(path)) throw new Error(`${path}: not found (not a prep output directory?)`);
   let meta: WindowsMeta;
   try {
