@@ -27,9 +27,9 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { plainMatMulGflops } from '../lib/backend/matmul-rate.js';
 import { initBackend, type BackendChoice } from '../lib/backend/select.js';
 import { readWindows } from '../lib/data/windows.js';
@@ -133,7 +133,10 @@ show('stored, Parquet (byte-split, BROTLI-1)', `${bytesPerPosition.toFixed(1)} b
 if (!process.env.KD_BENCH_TEACHER && process.env.KD_BENCH_LARGE !== '0') {
   const large = 'runs/bench/teacher-42m.onnx';
   const cfg = resolveLlamaConfig({ vocab_size: w.meta.vocab_size, hidden_size: 768, intermediate_size: 2048, num_hidden_layers: 6, num_attention_heads: 12, num_key_value_heads: 6 });
-  if (!existsSync(large)) writeOnnx(large, exportLlamaOnnx(cfg, initLlamaWeights(cfg, 1)));
+  if (!existsSync(large)) {
+    mkdirSync(dirname(large), { recursive: true }); // a fresh clone has no runs/bench
+    writeOnnx(large, exportLlamaOnnx(cfg, initLlamaWeights(cfg, 1)));
+  }
   await measure(large, '42 M teacher: ', `random weights, 768 wide, 6 layers, ${(countParameters(cfg) / 1e6).toFixed(1)} M params`, env('KD_BENCH_LARGE_WINDOWS', 64), 5);
 }
 const table = () => console.log(['| measure | value | note |', '|---|---:|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n'));
