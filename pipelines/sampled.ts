@@ -7,6 +7,7 @@
  * documents. Writes runs/sampled/report.{md,json}. KD_SAMPLED_REUSE=1 keeps finished steps.
  */
 import { $, fs } from 'zx';
+import { pool, stepRunner, stdoutJson } from '../lib/cli/pipeline-steps.js';
 import { join } from 'node:path';
 import { gapClosed, techniquesMarkdown, type TechniqueEntry } from '../lib/metrics/techniques.js';
 
@@ -20,29 +21,9 @@ const STEPS = 128;
 if (!reuse) await fs.remove(root);
 await fs.mkdirp(root);
 
-/** Runs `cmd` once per `name` (cached in `.done.json` when reusing); returns its wall seconds and stdout. */
-async function step(name: string, cmd: () => Promise<{ stdout: string }>): Promise<{ seconds: number; stdout: string }> {
-  const done = join(root, 'steps', `${name}.done.json`);
-  if (reuse && (await fs.pathExists(done))) return fs.readJson(done);
-  const t0 = Date.now();
-  console.error(`sampled: ${name} …`);
-  const { stdout } = await cmd();
-  const result = { seconds: (Date.now() - t0) / 1000, stdout };
-  await fs.outputJson(done, result);
-  console.error(`sampled: ${name} done in ${result.seconds.toFixed(0)} s`);
-  return result;
-}
+const step = stepRunner(root, 'sampled', reuse);
 
-/** Runs the thunks two at a time, in order (a TF.js wasm process uses one core). */
-async function pool<T>(jobs: (() => Promise<T>)[], width = 2): Promise<T[]> {
-  const out: T[] = new Array(jobs.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < jobs.length) { const i = next++; out[i] = await jobs[i](); }
-  }));
-  return out;
-}
-const json = (s: string) => JSON.parse(s.slice(s.indexOf('{')));
+const json = stdoutJson;
 
 await step('prep', () => $`${kd} prep --out runs/sampled/prep --tokenizer data/teacher/tokenizer.json --overwrite --quiet`);
 await step('teacher-export', () => $`${kd} teacher export --checkpoint data/teacher --out runs/teacher/model.onnx --overwrite`);

@@ -11,6 +11,7 @@
  * KD_TECHNIQUES_REUSE=1 keeps the steps a previous run finished (their `.done.json`), for reruns.
  */
 import { $, fs } from 'zx';
+import { pool, stepRunner, stdoutJson } from '../lib/cli/pipeline-steps.js';
 import { join } from 'node:path';
 import { gapClosed, techniquesMarkdown, type TechniqueEntry } from '../lib/metrics/techniques.js';
 import type { CascadePoint } from '../lib/metrics/cascade.js';
@@ -29,30 +30,10 @@ const QAT_START = STEPS / 2;
 if (!reuse) await fs.remove(root);
 await fs.mkdirp(root);
 
-/** Runs `cmd` once per `name` (cached in `.done.json` when reusing); returns its wall seconds and stdout. */
-async function step(name: string, cmd: () => Promise<{ stdout: string }>): Promise<{ seconds: number; stdout: string }> {
-  const done = join(root, 'steps', `${name}.done.json`);
-  if (reuse && (await fs.pathExists(done))) return fs.readJson(done);
-  const t0 = Date.now();
-  console.error(`techniques: ${name} …`);
-  const { stdout } = await cmd();
-  const result = { seconds: (Date.now() - t0) / 1000, stdout };
-  await fs.outputJson(done, result);
-  console.error(`techniques: ${name} done in ${result.seconds.toFixed(0)} s`);
-  return result;
-}
+const step = stepRunner(root, 'techniques', reuse);
 
-/** Runs the thunks two at a time, in order. */
-async function pool<T>(jobs: (() => Promise<T>)[], width = 2): Promise<T[]> {
-  const out: T[] = new Array(jobs.length);
-  let next = 0;
-  await Promise.all(Array.from({ length: width }, async () => {
-    while (next < jobs.length) { const i = next++; out[i] = await jobs[i](); }
-  }));
-  return out;
-}
 
-const json = (s: string) => JSON.parse(s.slice(s.indexOf('{')));
+const json = stdoutJson;
 
 // Data: the clean prep, and one prep per augmentation (the teacher then sees what the student sees).
 const prep = {

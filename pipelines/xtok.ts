@@ -11,6 +11,7 @@
  * KD_XTOK_REUSE=1 keeps the steps a previous run finished (their `.done.json`), for reruns.
  */
 import { $, fs } from 'zx';
+import { stepRunner, stdoutJson } from '../lib/cli/pipeline-steps.js';
 import { join } from 'node:path';
 
 $.verbose = false;
@@ -23,19 +24,8 @@ const STEPS = 128;
 if (!reuse) await fs.remove(root);
 await fs.mkdirp(root);
 
-/** Runs `cmd` once per `name` (cached in `.done.json` when reusing); returns its wall seconds and stdout. */
-async function step(name: string, cmd: () => Promise<{ stdout: string }>): Promise<{ seconds: number; stdout: string }> {
-  const done = join(root, 'steps', `${name}.done.json`);
-  if (reuse && (await fs.pathExists(done))) return fs.readJson(done);
-  const t0 = Date.now();
-  console.error(`xtok: ${name} …`);
-  const { stdout } = await cmd();
-  const result = { seconds: (Date.now() - t0) / 1000, stdout };
-  await fs.outputJson(done, result);
-  console.error(`xtok: ${name} done in ${result.seconds.toFixed(0)} s`);
-  return result;
-}
-const json = (s: string) => JSON.parse(s.slice(s.indexOf('{')));
+const step = stepRunner(root, 'xtok', reuse);
+const json = stdoutJson;
 
 // Data: the teacher's windows (its tokenizer) and the student's (a BPE of 2048 trained on the same train split).
 await step('prep-teacher', () => $`${kd} prep --out runs/xtok/prep --tokenizer data/teacher/tokenizer.json --overwrite --quiet`);
